@@ -1,0 +1,41 @@
+"""Entry-point glue: show user errors as one line and a non-zero exit, not a traceback."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
+from gesture_rnn.errors import GestureRNNError
+
+T = TypeVar("T")
+USER_ERROR_EXIT_CODE = 2
+
+
+def _in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def exit_on_user_error(task: Callable[..., T]) -> Callable[..., T]:
+    """Turn a GestureRNNError into ``error: <message>`` and exit 2.
+
+    ``HYDRA_FULL_ERROR=1`` keeps the traceback; in a multirun the error propagates so the
+    launcher/sweeper can record the failed job.
+    """
+
+    @functools.wraps(task)
+    def wrapper(*args, **kwargs) -> T:
+        try:
+            return task(*args, **kwargs)
+        except GestureRNNError as err:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1" or _in_multirun():
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(USER_ERROR_EXIT_CODE)
+
+    return wrapper

@@ -1,0 +1,61 @@
+"""Validate the composed config before anything is loaded, trained or logged.
+
+Hydra already rejects unknown keys; these checks catch values that are well-formed but out of
+range, with the key and the allowed range in the message.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from omegaconf import DictConfig, OmegaConf
+
+from gesture_rnn.data.splits import SPLITS
+from gesture_rnn.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: str
+    allowed: str
+    check: Callable[[object], bool]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+RULES = (
+    Rule("model.hidden", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    Rule("model.layers", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    Rule("model.dropout", "a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
+    Rule("trainer.max_epochs", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    Rule("data.split", f"one of {list(SPLITS)}", lambda v: v in SPLITS),
+    Rule("data.test_fraction", "a number in (0, 1)", lambda v: _is_number(v) and 0 < v < 1),
+    Rule("data.val_fraction", "a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
+    Rule("data.batch_size", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    Rule(
+        "data.test_users",
+        "a non-empty list of user names such as [U08]",
+        lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(u, str) for u in v),
+    ),
+    Rule("seed", "an integer or null", lambda v: v is None or _is_int(v)),
+)
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first value outside its allowed range."""
+    for rule in RULES:
+        if OmegaConf.select(cfg, rule.key, default="<absent>") == "<absent>":
+            continue  # a config without this key (e.g. a custom model) is not ours to judge
+        value = OmegaConf.select(cfg, rule.key)
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+        if not rule.check(value):
+            raise ConfigError(f"{rule.key}={value!r} is invalid: it must be {rule.allowed}")

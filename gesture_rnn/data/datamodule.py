@@ -1,0 +1,142 @@
+"""The LightningDataModule: owns the dataset, its split and the normalisation statistics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import DataLoader, Dataset
+
+from gesture_rnn.data.parsing import GestureRecords, load_records
+from gesture_rnn.data.source import locate_dataset
+from gesture_rnn.data.splits import SplitIndices, split_indices
+
+log = logging.getLogger(__name__)
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # padded [B, T, 3], lengths [B], labels [B]
+
+
+class SequenceDataset(Dataset):
+    """Variable-length sequences held in memory as tensors (the whole dataset is ~1 MB)."""
+
+    def __init__(self, sequences: Sequence[np.ndarray], labels: np.ndarray) -> None:
+        self.sequences = [torch.from_numpy(np.ascontiguousarray(s)) for s in sequences]
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.sequences[index], self.labels[index]
+
+
+def pad_batch(items: list[tuple[torch.Tensor, torch.Tensor]]) -> Batch:
+    """Zero-pad to the longest sequence; ``lengths`` tells the model where each one ends."""
+    sequences, labels = zip(*items, strict=True)
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    return pad_sequence(list(sequences), batch_first=True), lengths, torch.stack(labels)
+
+
+class GestureDataModule(L.LightningDataModule):
+    """SmartWatch Gestures: locate/download, parse (cached), split, and serve padded batches."""
+
+    def __init__(
+        self,
+        path: str | None = None,
+        cache_dir: str = "~/.cache/gesture_rnn",
+        url: str = "https://github.com/raoulg/gestures/raw/main/gestures-dataset.zip",
+        md5: str = "7966323b95154f314e831c312e5cc33b",
+        download: bool = True,
+        split: str = "random",
+        test_fraction: float = 0.2,
+        val_fraction: float = 0.0,
+        stratify: bool = True,
+        test_users: Sequence[str] = ("U08",),
+        normalize: bool = True,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        # plain values only, so checkpoints load with torch.load(weights_only=True)
+        test_users = [str(user) for user in test_users]
+        self.save_hyperparameters(logger=False)
+        self.source: Path | None = None
+        self.records: GestureRecords | None = None
+        self.split: SplitIndices | None = None
+        self.mean = torch.zeros(3)
+        self.std = torch.ones(3)
+        self._datasets: dict[str, SequenceDataset] = {}
+
+    @property
+    def has_validation(self) -> bool:
+        return self.split is not None and len(self.split.val) > 0
+
+    @property
+    def checksum(self) -> str | None:
+        return self.records.checksum if self.records is not None else None
+
+    def prepare_data(self) -> None:
+        hp = self.hparams
+        self.source = locate_dataset(hp.path, hp.cache_dir, hp.url, hp.md5, hp.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.split is not None:  # already set up (train() does it before the Trainer)
+            return
+        hp = self.hparams
+        if self.source is None:
+            self.prepare_data()
+        records = load_records(self.source, hp.cache_dir)
+        split = split_indices(
+            records.labels,
+            records.users,
+            split=hp.split,
+            test_fraction=hp.test_fraction,
+            val_fraction=hp.val_fraction,
+            stratify=hp.stratify,
+            test_users=list(hp.test_users),
+            seed=hp.seed,
+        )
+        if hp.normalize:
+            train_values = np.concatenate([records.sequences[i] for i in split.train])
+            self.mean = torch.from_numpy(train_values.mean(axis=0))
+            self.std = torch.from_numpy(train_values.std(axis=0)).clamp_min(1e-6)
+        for name, indices in (("train", split.train), ("val", split.val), ("test", split.test)):
+            self._datasets[name] = SequenceDataset(
+                [records.sequences[i] for i in indices], records.labels[indices]
+            )
+        self.records, self.split = records, split
+        log.info(
+            "Data %s (md5 %s): %d train, %d val, %d test sequences (%s split)",
+            self.source,
+            records.checksum,
+            len(split.train),
+            len(split.val),
+            len(split.test),
+            hp.split,
+        )
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self._datasets[name],
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            collate_fn=pad_batch,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        # An empty list tells Lightning to skip the validation loop (data.val_fraction=0).
+        return self._loader("val", shuffle=False) if self.has_validation else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

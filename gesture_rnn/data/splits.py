@@ -1,0 +1,75 @@
+"""Deterministic train/validation/test index splits.
+
+The test part is always decided first and from the seed alone, so nothing that happens during
+training or model selection can change which sequences are held out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gesture_rnn.errors import ConfigError
+
+SPLITS = ("random", "users")
+
+
+@dataclass(frozen=True)
+class SplitIndices:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def hold_out(
+    indices: np.ndarray, labels: np.ndarray, fraction: float, stratify: bool, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``indices`` into (kept, held out) with ``fraction`` held out, per class if stratified."""
+    if fraction == 0 or len(indices) == 0:
+        return np.sort(indices), indices[:0]
+    groups = [indices[labels[indices] == c] for c in np.unique(labels[indices])] if stratify else [indices]
+    held = []
+    for group in groups:
+        shuffled = rng.permutation(group)
+        held.append(shuffled[: int(round(len(group) * fraction))])
+    held_out = np.sort(np.concatenate(held))
+    kept = np.setdiff1d(indices, held_out)
+    return kept, held_out
+
+
+def split_indices(
+    labels: np.ndarray,
+    users: np.ndarray,
+    split: str,
+    test_fraction: float,
+    val_fraction: float,
+    stratify: bool,
+    test_users: Sequence[str],
+    seed: int,
+) -> SplitIndices:
+    rng = np.random.default_rng(seed)
+    everything = np.arange(len(labels))
+    if split == "random":
+        train_val, test = hold_out(everything, labels, test_fraction, stratify, rng)
+    elif split == "users":
+        known = sorted(set(users.tolist()))
+        unknown = sorted(set(test_users) - set(known))
+        if not test_users:
+            raise ConfigError("data.test_users is empty; name at least one user to hold out, e.g. [U08]")
+        if unknown:
+            raise ConfigError(f"data.test_users: unknown user(s) {unknown}; the data has users {known}")
+        if set(test_users) == set(known):
+            raise ConfigError("data.test_users holds out every user; leave at least one for training")
+        is_test = np.isin(users, list(test_users))
+        train_val, test = everything[~is_test], everything[is_test]
+    else:
+        raise ConfigError(f"data.split={split!r} is unknown; choose one of {list(SPLITS)}")
+    train, val = hold_out(train_val, labels, val_fraction, stratify, rng)
+    if len(train) == 0 or len(test) == 0:
+        raise ConfigError(
+            f"data split leaves {len(train)} training and {len(test)} test sequences; "
+            "adjust data.test_fraction / data.val_fraction"
+        )
+    return SplitIndices(train=train, val=val, test=test)

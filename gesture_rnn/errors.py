@@ -1,0 +1,13 @@
+"""Errors a user can fix; entry points show them as one line instead of a traceback."""
+
+
+class GestureRNNError(Exception):
+    """Base class for problems with the user's input, config or environment."""
+
+
+class ConfigError(GestureRNNError, ValueError):
+    """A config value is missing, of the wrong type or out of its allowed range."""
+
+
+class DataError(GestureRNNError):
+    """The dataset cannot be found, fetched, verified or parsed."""

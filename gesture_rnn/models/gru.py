@@ -1,0 +1,145 @@
+"""GRU gesture classifier: standardise, run a GRU over the real steps, classify the last one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from gesture_rnn.data.parsing import NUM_CLASSES
+
+# Optimizer and scheduler arrive as plain {_target_: ..., _partial_: true, ...} dicts and are
+# instantiated in configure_optimizers: a checkpoint then holds only plain values and loads
+# with torch.load(weights_only=True).
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
+
+
+def _plain(node: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if node is None:
+        return None
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+
+
+def _factory(node: Mapping[str, Any]) -> Any:
+    """A ``functools.partial`` for a {_target_: ...} dict, whether or not it says _partial_."""
+    return instantiate({**node, "_partial_": True})
+
+
+def _metrics(num_classes: int, prefix: str) -> MetricCollection:
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes=num_classes, average="micro"),
+            "f1": MulticlassF1Score(num_classes=num_classes, average="macro"),
+        },
+        prefix=prefix,
+    )
+
+
+class GRUClassifier(L.LightningModule):
+    """The study's model: GRU over 3-axis acceleration, linear head on the last real step.
+
+    Normalisation statistics are buffers, so a checkpoint carries them and classifies raw
+    recordings without the datamodule. ``final_train_loss`` is a buffer for the same reason:
+    the overfit ratio of a tested checkpoint uses that checkpoint's own training loss.
+    """
+
+    def __init__(
+        self,
+        hidden: int = 64,
+        layers: int = 1,
+        dropout: float = 0.1,
+        bidirectional: bool = False,
+        input_size: int = 3,
+        num_classes: int = NUM_CLASSES,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        optimizer = _plain(optimizer) or dict(DEFAULT_OPTIMIZER)
+        scheduler = _plain(scheduler)
+        self.save_hyperparameters(logger=False)
+        # torch applies GRU dropout between layers only; with one layer it would just warn.
+        self.gru = nn.GRU(
+            input_size,
+            hidden,
+            num_layers=layers,
+            dropout=dropout if layers > 1 else 0.0,
+            bidirectional=bidirectional,
+            batch_first=True,
+        )
+        self.head = nn.Linear(hidden * (2 if bidirectional else 1), num_classes)
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.register_buffer("mean", torch.zeros(input_size))
+        self.register_buffer("std", torch.ones(input_size))
+        self.register_buffer("final_train_loss", torch.tensor(float("nan")))
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.train_metrics = _metrics(num_classes, "train/")
+        self.val_metrics = _metrics(num_classes, "val/")
+        self.test_metrics = _metrics(num_classes, "test/")
+
+    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean.copy_(mean)
+        self.std.copy_(std)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits [B, classes] for padded raw input x [B, T, 3] with true ``lengths`` [B]."""
+        x = (x - self.mean) / self.std
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, h_n = self.gru(packed)  # h_n: [layers * directions, B, hidden], at each real last step
+        last = torch.cat((h_n[-2], h_n[-1]), dim=1) if self.hparams.bidirectional else h_n[-1]
+        return self.head(last)
+
+    def _step(self, batch, loss_metric: MeanMetric, metrics: MetricCollection) -> torch.Tensor:
+        x, lengths, y = batch
+        logits = self(x, lengths)
+        loss = self.loss_fn(logits, y)
+        loss_metric.update(loss.detach(), weight=len(y))
+        metrics.update(logits.detach(), y)
+        return loss
+
+    def _log_epoch(self, stage: str, loss_metric: MeanMetric, metrics: MetricCollection) -> torch.Tensor:
+        loss = loss_metric.compute()
+        values = {f"{stage}/loss": loss, **metrics.compute()}
+        loss_metric.reset()
+        metrics.reset()
+        self.log_dict(values)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, self.train_loss, self.train_metrics)
+
+    def on_train_epoch_end(self) -> None:
+        self.final_train_loss.copy_(self._log_epoch("train", self.train_loss, self.train_metrics))
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, self.val_loss, self.val_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val", self.val_loss, self.val_metrics)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, self.test_loss, self.test_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        test_loss = self._log_epoch("test", self.test_loss, self.test_metrics)
+        # The study's overfitting measure: test loss relative to the last epoch's training loss.
+        self.log("test/overfit_ratio", test_loss / self.final_train_loss)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = _factory(self.hparams.optimizer)(self.parameters())
+        if self.hparams.scheduler is None:
+            return optimizer
+        scheduler = _factory(self.hparams.scheduler)(optimizer)
+        # "monitor" only matters for ReduceLROnPlateau; train/loss exists with or without validation.
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": "train/loss"},
+        }

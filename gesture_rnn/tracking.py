@@ -1,0 +1,94 @@
+"""MLflow helpers around Lightning's MLFlowLogger: tags, params, artifacts, run status."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import Logger, MLFlowLogger
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def git_commit(cwd: Path = PROJECT_ROOT) -> str:
+    """The checked-out commit (with a ``-dirty`` suffix for uncommitted changes), or ``unknown``."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"hidden": 64}}`` -> ``{"model.hidden": 64}``; lists stay whole values."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def mlflow_loggers(loggers: Iterable[Logger]) -> list[MLFlowLogger]:
+    return [logger for logger in loggers if isinstance(logger, MLFlowLogger)]
+
+
+def add_tags(loggers: Iterable[Logger], tags: Mapping[str, str]) -> None:
+    """Tags must be set before the run is created, which MLFlowLogger does lazily."""
+    for logger in mlflow_loggers(loggers):
+        logger.tags = {**(logger.tags or {}), **tags}
+
+
+def log_run_config(loggers: Iterable[Logger], cfg: DictConfig, config_file: Path) -> None:
+    """Log every resolved hyperparameter (flattened) and the resolved config as an artifact."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(OmegaConf.to_yaml(resolved))
+    for logger in loggers:
+        logger.log_hyperparams(flatten(resolved))
+    for logger in mlflow_loggers(loggers):
+        logger.experiment.log_artifact(logger.run_id, str(config_file))
+
+
+def log_artifact(loggers: Iterable[Logger], path: Path, artifact_dir: str) -> None:
+    for logger in mlflow_loggers(loggers):
+        logger.experiment.log_artifact(logger.run_id, str(path), artifact_dir)
+
+
+def terminate_runs(loggers: Iterable[Logger], status: str) -> None:
+    """Mark each started MLflow run that is still RUNNING as ``status`` (FAILED, KILLED)."""
+    for logger in mlflow_loggers(loggers):
+        if logger._run_id is None:  # the run was never created: nothing to mark
+            continue
+        try:
+            run = logger.experiment.get_run(logger.run_id)
+            if run.info.status == "RUNNING":
+                logger.experiment.set_terminated(logger.run_id, status)
+        except Exception as err:  # never hide the original error behind a tracking error
+            log.warning("Could not mark MLflow run %s as %s: %s", logger._run_id, status, err)
+
+
+def run_location(logger: MLFlowLogger) -> str:
+    """Where to look at a run: the UI address for a local store, else the server's."""
+    uri = logger._tracking_uri
+    path = f"#/experiments/{logger.experiment_id}/runs/{logger.run_id}"
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/{path}"
+    return f"`make ui`, then http://127.0.0.1:5000/{path} (store {uri})"

@@ -1,0 +1,146 @@
+"""``train(cfg)``: the whole run — data, model, fit, test, MLflow — from one composed config."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from gesture_rnn import tracking
+from gesture_rnn.config_checks import validate_config
+from gesture_rnn.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _instantiate_all(group: DictConfig | None) -> list[Any]:
+    """Build every entry of a name -> {_target_: ...} group; entries set to null are skipped."""
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if node is not None and "_target_" in node]
+
+
+def _build_callbacks(cfg: DictConfig, has_validation: bool) -> list[Callback]:
+    callbacks_cfg = cfg.get("callbacks")
+    if not has_validation and callbacks_cfg:
+        with open_dict(callbacks_cfg):
+            for name, node in callbacks_cfg.items():
+                monitor = node.get("monitor") if node is not None else None
+                if not (isinstance(monitor, str) and monitor.startswith("val/")):
+                    continue
+                if node._target_.endswith("ModelCheckpoint"):
+                    node.monitor = None  # no validation: keep the latest (= last) epoch
+                else:
+                    raise ConfigError(
+                        f"callbacks.{name} monitors {monitor}, which needs validation data; "
+                        "set data.val_fraction > 0 (allowed range [0, 1)) or remove the callback"
+                    )
+    return _instantiate_all(callbacks_cfg)
+
+
+def _checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
+    return trainer.checkpoint_callback if isinstance(trainer.checkpoint_callback, ModelCheckpoint) else None
+
+
+def _metrics_of(trainer: L.Trainer) -> dict[str, float]:
+    return {name: float(value) for name, value in trainer.callback_metrics.items()}
+
+
+def _collect_metrics(trainer: L.Trainer, fit_metrics: dict[str, float], elapsed_s: float) -> dict[str, float]:
+    """Last-epoch fit metrics (train/*, val/*), then the test metrics of the tested model."""
+    metrics = {**fit_metrics, **_metrics_of(trainer)}
+    checkpoint = _checkpoint_callback(trainer)
+    if checkpoint is not None and checkpoint.monitor and checkpoint.best_model_score is not None:
+        metrics[f"{checkpoint.monitor}_best"] = float(checkpoint.best_model_score)
+    metrics["time/wall_s"] = elapsed_s
+    return metrics
+
+
+def _summary(metrics: dict[str, float], loggers: list[Logger]) -> str:
+    def fmt(name: str, digits: int = 4) -> str:
+        value = metrics.get(name, math.nan)
+        return f"{value:.{digits}f}"
+
+    lines = [
+        "",
+        f"  test accuracy  {fmt('test/acc')}    macro-F1 {fmt('test/f1')}",
+        f"  loss           train {fmt('train/loss')}  test {fmt('test/loss')}  "
+        f"overfit ratio {fmt('test/overfit_ratio', 2)}x",
+        f"  wall time      {metrics['time/wall_s']:.1f} s",
+    ]
+    if "val/acc_best" in metrics:
+        lines.insert(2, f"  best val acc   {fmt('val/acc_best')} (model selection; test data unused)")
+    for logger in tracking.mlflow_loggers(loggers):
+        lines.append(f"  MLflow run     {logger.run_id}: {tracking.run_location(logger)}")
+    return "\n".join(lines)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit and test one model as configured; return its metrics (test/acc, val/acc_best, ...)."""
+    started = time.perf_counter()
+    validate_config(cfg)
+    if cfg.get("seed") is not None:  # seed=0 is a seed like any other
+        L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+
+    model = instantiate(cfg.model)
+    model.set_normalization(datamodule.mean, datamodule.std)
+
+    callbacks = _build_callbacks(cfg, datamodule.has_validation)
+    loggers: list[Logger] = _instantiate_all(cfg.get("logger"))
+    tracking.add_tags(
+        loggers,
+        {
+            "mlflow.source.git.commit": tracking.git_commit(),
+            "data_md5": datamodule.checksum,
+            "data_split": cfg.data.split,
+        },
+    )
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    output_dir = Path(cfg.paths.output_dir)
+    try:
+        tracking.log_run_config(loggers, cfg, output_dir / "config_resolved.yaml")
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        fit_metrics = _metrics_of(trainer)  # trainer.test() resets callback_metrics
+        checkpoint = _checkpoint_callback(trainer)
+        use_best = datamodule.has_validation and checkpoint is not None and checkpoint.best_model_path
+        # Without validation the study's protocol applies: test the last epoch's weights.
+        trainer.test(model, datamodule=datamodule, ckpt_path="best" if use_best else None, verbose=False)
+        metrics = _collect_metrics(trainer, fit_metrics, time.perf_counter() - started)
+        summary_only = {k: v for k, v in metrics.items() if k == "time/wall_s" or k.endswith("_best")}
+        for logger in loggers:
+            logger.log_metrics(summary_only)
+        if checkpoint is not None and checkpoint.best_model_path:
+            tracking.log_artifact(loggers, Path(checkpoint.best_model_path), "checkpoints")
+    except KeyboardInterrupt:
+        tracking.terminate_runs(loggers, "KILLED")
+        raise
+    except BaseException:
+        tracking.terminate_runs(loggers, "FAILED")
+        raise
+    print(_summary(metrics, loggers))
+    return metrics
+
+
+def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
+    """The value a sweep optimises; a clear error if the run did not produce it."""
+    if not name:
+        return None
+    if name not in metrics:
+        raise ConfigError(
+            f"optimized_metric={name!r} was not produced by this run; available: {sorted(metrics)}"
+        )
+    return metrics[name]
+
