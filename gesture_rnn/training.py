@@ -88,7 +88,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     started = time.perf_counter()
     validate_config(cfg)
     if cfg.get("seed") is not None:  # seed=0 is a seed like any other
-        L.seed_everything(cfg.seed, workers=True)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()

@@ -1,0 +1,54 @@
+# gesture_rnn — every target sets itself up: `make train` and `make test` work on a fresh clone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU wheel; override for another build, e.g. make install TORCH="torch==2.13.0 --index-url ..."
+TORCH ?= torch==2.13.0
+# Re-install when pyproject.toml or the torch requirement changes.
+STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH)' | md5sum | cut -c1-8)
+ARGS ?=
+PYTEST_ARGS ?=
+UI_PORT ?= 5000
+
+.PHONY: help install train test test-slow lint format ui clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv with torch and the package (editable, with dev tools)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+train: install ## Train and test the default GRU (extra overrides: ARGS="model.hidden=256 model.layers=2")
+	$(BIN)/python train.py $(ARGS)
+
+test: install ## Run the test suite (real-data tests need GESTURES_DATA=/path/to/gestures-dataset.zip)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-slow: install ## Also run the slow tests (full-length trainings on the real data)
+	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+
+lint: install ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## Format and auto-fix with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+ui: install ## MLflow UI for the local store on http://127.0.0.1:$(UI_PORT)
+	@mkdir -p outputs
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
+
+clean: ## Remove everything runs generate (outputs/: runs, checkpoints, MLflow store) and caches
+	rm -rf outputs .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

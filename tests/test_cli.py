@@ -1,0 +1,60 @@
+"""``python train.py`` as a user runs it: a summary on success, one clear line on bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import PROJECT_ROOT
+from mlflow import MlflowClient
+
+
+def run_train(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None):
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "train.py"),
+        f"paths.root_dir={tmp_path}",
+        f"data.cache_dir={tmp_path}/cache",
+        "trainer.enable_progress_bar=false",
+        "++callbacks.progress_bar=null",
+        *overrides,
+    ]
+    return subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300
+    )
+
+
+def test_train_py_trains_prints_a_summary_and_records_the_run(synthetic_zip, tmp_path):
+    result = run_train(tmp_path, "model.hidden=16", "trainer.max_epochs=2", env={"GESTURES_DATA": str(synthetic_zip)})
+    assert result.returncode == 0, result.stderr
+    assert "test accuracy" in result.stdout and "MLflow run" in result.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    experiment = client.get_experiment_by_name("gestures")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_id in result.stdout
+    assert run.data.params["data.path"] == "None", "found through $GESTURES_DATA"
+    run_dirs = list((tmp_path / "outputs" / "train" / "runs").iterdir())
+    assert len(run_dirs) == 1
+    assert (run_dirs[0] / "config_resolved.yaml").is_file()
+    assert list((run_dirs[0] / "checkpoints").glob("*.ckpt"))
+
+
+def test_an_invalid_value_exits_non_zero_with_one_line(synthetic_zip, tmp_path):
+    result = run_train(tmp_path, f"data.path={synthetic_zip}", "model.dropout=1.0")
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == ["error: model.dropout=1.0 is invalid: it must be a number in [0, 1)"]
+
+
+def test_a_missing_data_path_exits_non_zero_naming_it(tmp_path):
+    result = run_train(tmp_path, f"data.path={tmp_path}/nope.zip")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: dataset not found: {tmp_path}/nope.zip (from data.path) does not exist"
+
+
+def test_an_unknown_key_is_rejected_by_hydra(tmp_path):
+    result = run_train(tmp_path, "model.hiden=3")
+    assert result.returncode != 0
+    assert "model.hiden" in result.stderr

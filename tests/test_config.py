@@ -1,0 +1,55 @@
+"""Every shipped config composes, and out-of-range values fail before training, naming key and range."""
+
+from __future__ import annotations
+
+import pytest
+
+from gesture_rnn.config_checks import validate_config
+from gesture_rnn.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.hidden=0", r"model.hidden=0 is invalid: it must be an integer >= 1"),
+        ("model.layers=0", r"model.layers=0 is invalid: it must be an integer >= 1"),
+        ("model.dropout=1.0", r"model.dropout=1.0 is invalid: it must be a number in \[0, 1\)"),
+        ("model.dropout=-0.1", r"model.dropout=-0.1 is invalid"),
+        ("trainer.max_epochs=0", r"trainer.max_epochs=0 is invalid: it must be an integer >= 1"),
+        ("trainer.max_epochs=-1", r"trainer.max_epochs=-1 is invalid"),
+        ("data.split=people", r"data.split='people' is invalid: it must be one of \['random', 'users'\]"),
+        ("data.test_fraction=0", r"data.test_fraction=0 is invalid: it must be a number in \(0, 1\)"),
+        ("data.test_fraction=1.0", r"data.test_fraction=1.0 is invalid"),
+        ("data.val_fraction=1", r"data.val_fraction=1 is invalid: it must be a number in \[0, 1\)"),
+        ("data.test_users=[]", r"data.test_users=\[\] is invalid: it must be a non-empty list"),
+        ("model.hidden=abc", r"model.hidden='abc' is invalid"),
+    ],
+)
+def test_out_of_range_values_name_the_key_and_the_allowed_range(train_config, override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(train_config(override))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["experiment=study_default"],
+        ["experiment=study_tuned"],
+        ["debug=fast"],
+        ["trainer=cpu", "logger=csv", "callbacks=early_stopping"],
+        ["logger=none", "callbacks=none"],
+        ["data.split=users", "data.test_users=[U01,U02]"],
+    ],
+)
+def test_shipped_configs_compose_and_validate(train_config, overrides):
+    validate_config(train_config(*overrides))
+
+
+def test_experiment_overlays_set_the_study_configurations(train_config):
+    tuned = train_config("experiment=study_tuned")
+    assert (tuned.model.hidden, tuned.model.layers, tuned.model.dropout) == (256, 2, 0.06)
+    assert tuned.data.val_fraction == 0.0 and tuned.trainer.max_epochs == 20
+    default = train_config("experiment=study_default", "trainer.max_epochs=3")
+    assert (default.model.hidden, default.model.layers, default.model.dropout) == (64, 1, 0.1)
+    assert default.trainer.max_epochs == 3

@@ -1,0 +1,62 @@
+"""Finding the data: explicit path, then $GESTURES_DATA, then the cache, then a verified download."""
+
+from __future__ import annotations
+
+import pytest
+
+from gesture_rnn.data.source import DATASET_DIRNAME, locate_dataset, md5_of_file
+from gesture_rnn.errors import DataError
+
+
+def test_explicit_path_wins_over_environment_and_cache(synthetic_zip, synthetic_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("GESTURES_DATA", str(synthetic_folder))
+    assert locate_dataset(synthetic_zip, tmp_path, "file:///nowhere", "0" * 32) == synthetic_zip
+
+
+def test_environment_variable_wins_over_cache(synthetic_folder, tmp_path, monkeypatch):
+    (tmp_path / DATASET_DIRNAME).mkdir()
+    monkeypatch.setenv("GESTURES_DATA", str(synthetic_folder))
+    assert locate_dataset(None, tmp_path, "file:///nowhere", "0" * 32) == synthetic_folder
+
+
+def test_cache_is_used_before_downloading(tmp_path):
+    (tmp_path / DATASET_DIRNAME).mkdir()
+    assert locate_dataset(None, tmp_path, "file:///nowhere", "0" * 32) == tmp_path / DATASET_DIRNAME
+
+
+@pytest.mark.parametrize("make_path", [lambda p: p / "missing.zip", lambda p: p / "notes.txt"])
+def test_a_path_that_is_neither_zip_nor_folder_is_rejected(tmp_path, make_path):
+    (tmp_path / "notes.txt").write_text("not a zip")
+    with pytest.raises(DataError, match="data.path"):
+        locate_dataset(make_path(tmp_path), tmp_path / "cache", "file:///nowhere", "0" * 32)
+
+
+def test_download_verifies_and_extracts_into_the_cache(synthetic_zip, tmp_path):
+    cache = tmp_path / "cache"
+    found = locate_dataset(None, cache, synthetic_zip.as_uri(), md5_of_file(synthetic_zip))
+    assert found == cache / DATASET_DIRNAME
+    assert (found / "U01" / "01" / "01.txt").is_file()
+    assert sorted(p.name for p in cache.iterdir()) == [DATASET_DIRNAME], "no temporary files remain"
+
+
+def test_wrong_checksum_leaves_nothing_in_the_cache(synthetic_zip, tmp_path):
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match=r"expected 0{32} \(data.md5\).*data.path="):
+        locate_dataset(None, cache, synthetic_zip.as_uri(), "0" * 32)
+    assert list(cache.iterdir()) == []
+
+
+def test_offline_download_says_what_to_do(tmp_path):
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match=r"could not download the dataset.*offline\?.*data.path="):
+        locate_dataset(None, cache, "http://127.0.0.1:9/gestures-dataset.zip", "0" * 32)
+    assert list(cache.iterdir()) == []
+
+
+def test_corrupt_download_leaves_nothing_in_the_cache(tmp_path):
+    corrupt = tmp_path / "corrupt.zip"
+    corrupt.write_bytes(b"PK\x03\x04 definitely not a complete archive")
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match="not a valid zip"):
+        locate_dataset(None, cache, corrupt.as_uri(), md5_of_file(corrupt))
+    assert list(cache.iterdir()) == []

@@ -1,0 +1,97 @@
+"""``gesture_rnn.train(cfg)`` end to end on synthetic data, and what it leaves in MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow import MlflowClient
+
+import gesture_rnn
+from gesture_rnn.models import GRUClassifier
+
+FAST = ["model.hidden=16", "trainer.max_epochs=5", "data.batch_size=16", "model.optimizer.lr=0.01"]
+
+
+def mlflow_runs(root: Path):
+    client = MlflowClient(f"sqlite:///{root}/outputs/mlflow.db")
+    experiment = client.get_experiment_by_name("gestures")
+    return client, client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def test_train_returns_metrics_and_records_the_run_in_mlflow(train_config, tmp_path):
+    cfg = train_config(*FAST, "data.val_fraction=0.2")
+    metrics = gesture_rnn.train(cfg)
+
+    assert metrics["test/acc"] > 0.5, "the synthetic gestures are easy to tell apart"
+    for name in ("train/loss", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/f1"):
+        assert name in metrics
+    assert metrics["test/overfit_ratio"] > 0
+
+    client, runs = mlflow_runs(tmp_path)
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.hidden"] == "16"
+    assert run.data.params["data.val_fraction"] == "0.2"
+    assert run.data.params["model.optimizer._target_"] == "torch.optim.Adam"
+    assert run.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 5, "one value per epoch"
+    assert len(run.data.tags["data_md5"]) == 32
+    assert run.data.tags["mlflow.source.git.commit"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "config_resolved.yaml" in artifacts
+    checkpoints = [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")]
+    assert len(checkpoints) == 1 and checkpoints[0].endswith(".ckpt")
+    assert (tmp_path / "outputs" / "mlartifacts").is_dir(), "artifacts live beside the store"
+
+
+def test_without_validation_the_last_epoch_is_tested(train_config, tmp_path):
+    metrics = gesture_rnn.train(train_config(*FAST, "data.val_fraction=0"))
+    assert "val/acc" not in metrics and "val/acc_best" not in metrics
+    last = torch.load(tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 4  # epochs 0..4
+    ratio = metrics["test/loss"] / metrics["train/loss"]
+    assert metrics["test/overfit_ratio"] == pytest.approx(ratio, rel=1e-4)
+
+
+def test_the_checkpoint_loads_back_with_its_normalisation(train_config, tmp_path):
+    gesture_rnn.train(train_config(*FAST, "data.val_fraction=0"))
+    path = tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt"
+    model = GRUClassifier.load_from_checkpoint(path, weights_only=True)
+    assert model.hparams.hidden == 16
+    assert not torch.equal(model.std, torch.ones(3)), "trained statistics, not the defaults"
+
+
+def test_seed_zero_gives_identical_metrics_and_another_seed_different_ones(train_config, tmp_path):
+    first = gesture_rnn.train(train_config(*FAST, "seed=0", "logger=none"))
+    second = gesture_rnn.train(train_config(*FAST, "seed=0", "logger=none"))
+    other = gesture_rnn.train(train_config(*FAST, "seed=1", "logger=none"))
+    for name in ("test/acc", "test/loss", "train/loss"):
+        assert first[name] == second[name]
+    assert first["test/loss"] != other["test/loss"]
+
+
+def test_a_run_that_crashes_is_marked_failed(train_config, tmp_path, monkeypatch):
+    def explode(self, batch, batch_idx):
+        raise RuntimeError("boom in test_step")
+
+    monkeypatch.setattr(GRUClassifier, "test_step", explode)
+    with pytest.raises(RuntimeError, match="boom"):
+        gesture_rnn.train(train_config(*FAST, "trainer.max_epochs=1"))
+    _, runs = mlflow_runs(tmp_path)
+    assert [run.info.status for run in runs] == ["FAILED"]
+
+
+def test_an_invalid_config_fails_before_any_run_is_created(train_config, tmp_path):
+    with pytest.raises(gesture_rnn.ConfigError, match="model.layers"):
+        gesture_rnn.train(train_config("model.layers=0"))
+    _, runs = mlflow_runs(tmp_path)
+    assert runs == []
+
+
+def test_early_stopping_without_validation_is_refused_with_the_fix(train_config):
+    cfg = train_config(*FAST, "callbacks=early_stopping", "data.val_fraction=0")
+    with pytest.raises(gesture_rnn.ConfigError, match=r"callbacks.early_stopping .*data.val_fraction > 0"):
+        gesture_rnn.train(cfg)
