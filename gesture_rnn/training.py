@@ -12,7 +12,7 @@ import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from gesture_rnn import tracking
 from gesture_rnn.config_checks import validate_config
@@ -143,4 +143,3 @@ def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
             f"optimized_metric={name!r} was not produced by this run; available: {sorted(metrics)}"
         )
     return metrics[name]
-

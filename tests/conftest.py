@@ -83,6 +83,7 @@ def _isolate_environment(monkeypatch, tmp_path) -> None:
     """No test reads the user's data, cache or tracking server unless it asks to."""
     monkeypatch.delenv("GESTURES_DATA", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("GESTURE_RNN_CACHE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 

@@ -27,7 +27,9 @@ def run_train(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None
 
 
 def test_train_py_trains_prints_a_summary_and_records_the_run(synthetic_zip, tmp_path):
-    result = run_train(tmp_path, "model.hidden=16", "trainer.max_epochs=2", env={"GESTURES_DATA": str(synthetic_zip)})
+    result = run_train(
+        tmp_path, "model.hidden=16", "trainer.max_epochs=2", env={"GESTURES_DATA": str(synthetic_zip)}
+    )
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout and "MLflow run" in result.stdout
     client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
@@ -51,7 +53,10 @@ def test_an_invalid_value_exits_non_zero_with_one_line(synthetic_zip, tmp_path):
 def test_a_missing_data_path_exits_non_zero_naming_it(tmp_path):
     result = run_train(tmp_path, f"data.path={tmp_path}/nope.zip")
     assert result.returncode == 2
-    assert result.stderr.strip() == f"error: dataset not found: {tmp_path}/nope.zip (from data.path) does not exist"
+    assert (
+        result.stderr.strip()
+        == f"error: dataset not found: {tmp_path}/nope.zip (from data.path) does not exist"
+    )
 
 
 def test_an_unknown_key_is_rejected_by_hydra(tmp_path):

@@ -58,7 +58,10 @@ def test_user_split_holds_out_every_sequence_of_the_test_users(synthetic_zip, tm
 @pytest.mark.parametrize(
     ("test_users", "message"),
     [
-        (["U42"], r"data.test_users: unknown user\(s\) \['U42'\]; the data has users \['U01', 'U02', 'U03'\]"),
+        (
+            ["U42"],
+            r"data.test_users: unknown user\(s\) \['U42'\]; the data has users \['U01', 'U02', 'U03'\]",
+        ),
         ([], "data.test_users is empty"),
         (["U01", "U02", "U03"], "holds out every user"),
     ],

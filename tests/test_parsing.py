@@ -29,7 +29,10 @@ def test_parse_sequence_keeps_the_three_acceleration_columns_as_float32():
         ("1 2 3 1.5 -0.9 10.1\n4 5 6 0.9 abc 9.9\n", r"U01/01/01\.txt, line 2: non-numeric"),
         ("1 2 3 1.5 -0.9 10.1\n", r"U01/01/01\.txt: a sequence needs at least 2 rows, found 1"),
         ("1 2 3 1.5 -0.9 10.1\n4 5 6 nan 0.1 9.9\n", r"U01/01/01\.txt, line 2: acceleration is NaN"),
-        ("1 2 3 1.5 -0.9 10.1\n4 5 6 0.1 inf 9.9\n", r"U01/01/01\.txt, line 2: acceleration is NaN or infinite"),
+        (
+            "1 2 3 1.5 -0.9 10.1\n4 5 6 0.1 inf 9.9\n",
+            r"U01/01/01\.txt, line 2: acceleration is NaN or infinite",
+        ),
         ("x 2 3 1.5 -0.9 10.1\n4 5 6 0.9 -0.9 9.9\n", r"U01/01/01\.txt, line 1: non-numeric"),
     ],
 )
@@ -67,9 +70,9 @@ def test_a_source_without_the_dataset_layout_is_rejected(tmp_path):
     folder = tmp_path / "not-gestures"
     (folder / "misc").mkdir(parents=True)
     (folder / "misc" / "notes.txt").write_text("hello")
-    with pytest.raises(DataError, match="no Uxx/yy/zz.txt sequence files"):
+    with pytest.raises(DataError, match=r"no Uxx/yy/zz\.txt sequence files"):
         load_records(folder, cache_dir=None)
-    with pytest.raises(DataError, match="no Uxx/yy/zz.txt sequence files"):
+    with pytest.raises(DataError, match=r"no Uxx/yy/zz\.txt sequence files"):
         load_records(zip_folder(folder, tmp_path / "wrong.zip"), cache_dir=None)
 
 

@@ -8,7 +8,9 @@ from gesture_rnn.data.source import DATASET_DIRNAME, locate_dataset, md5_of_file
 from gesture_rnn.errors import DataError
 
 
-def test_explicit_path_wins_over_environment_and_cache(synthetic_zip, synthetic_folder, tmp_path, monkeypatch):
+def test_explicit_path_wins_over_environment_and_cache(
+    synthetic_zip, synthetic_folder, tmp_path, monkeypatch
+):
     monkeypatch.setenv("GESTURES_DATA", str(synthetic_folder))
     assert locate_dataset(synthetic_zip, tmp_path, "file:///nowhere", "0" * 32) == synthetic_zip
 
@@ -27,7 +29,7 @@ def test_cache_is_used_before_downloading(tmp_path):
 @pytest.mark.parametrize("make_path", [lambda p: p / "missing.zip", lambda p: p / "notes.txt"])
 def test_a_path_that_is_neither_zip_nor_folder_is_rejected(tmp_path, make_path):
     (tmp_path / "notes.txt").write_text("not a zip")
-    with pytest.raises(DataError, match="data.path"):
+    with pytest.raises(DataError, match=r"data\.path"):
         locate_dataset(make_path(tmp_path), tmp_path / "cache", "file:///nowhere", "0" * 32)
 
 

@@ -85,7 +85,7 @@ def test_a_run_that_crashes_is_marked_failed(train_config, tmp_path, monkeypatch
 
 
 def test_an_invalid_config_fails_before_any_run_is_created(train_config, tmp_path):
-    with pytest.raises(gesture_rnn.ConfigError, match="model.layers"):
+    with pytest.raises(gesture_rnn.ConfigError, match=r"model\.layers=0"):
         gesture_rnn.train(train_config("model.layers=0"))
     _, runs = mlflow_runs(tmp_path)
     assert runs == []

@@ -83,9 +83,11 @@ def download_and_extract(url: str, md5: str, cache_dir: Path) -> Path:
         archive = Path(scratch) / "gestures-dataset.zip"
         log.info("Downloading the SmartWatch Gestures Dataset from %s", url)
         try:
-            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-                with archive.open("wb") as out:
-                    shutil.copyfileobj(response, out)
+            with (
+                urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response,
+                archive.open("wb") as out,
+            ):
+                shutil.copyfileobj(response, out)
         except (urllib.error.URLError, OSError) as err:
             raise DataError(f"could not download the dataset ({err}); offline? {manual}") from err
         actual = md5_of_file(archive)

@@ -33,7 +33,7 @@ def hold_out(
     held = []
     for group in groups:
         shuffled = rng.permutation(group)
-        held.append(shuffled[: int(round(len(group) * fraction))])
+        held.append(shuffled[: round(len(group) * fraction)])
     held_out = np.sort(np.concatenate(held))
     kept = np.setdiff1d(indices, held_out)
     return kept, held_out
