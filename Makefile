@@ -45,7 +45,7 @@ format: install ## Format and auto-fix with ruff
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-ui: install ## MLflow UI for the local store on http://127.0.0.1:$(UI_PORT)
+ui: install ## MLflow UI for the local store on http://127.0.0.1:5000 (UI_PORT=... to change)
 	@mkdir -p outputs
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
 
