@@ -1,0 +1,62 @@
+"""Hydra sweep overrides -> hyperopt search-space expressions, and suggested values back.
+
+Same grammar as the Optuna sweeper: ``choice(a,b)`` is categorical, ``range(start,stop,step)`` is
+ordered integers, ``interval(lo,hi)`` is uniform and ``tag(log, interval(lo,hi))`` log-uniform.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
+from hyperopt import hp
+
+
+@dataclass(frozen=True)
+class Dimension:
+    expression: Any  # a hyperopt pyll expression
+    decode: Callable[[float], Any]  # hyperopt's raw value -> the value put in the override
+
+
+def _index_dimension(key: str, values: list[Any]) -> Dimension:
+    """Ordered values as a quantised index, so TPE sees that 128 lies between 64 and 256."""
+    top = len(values) - 1
+    expression = hp.quniform(key, -0.499, top + 0.499, 1)
+    return Dimension(expression, lambda raw: values[min(max(round(raw), 0), top)])
+
+
+def dimension(override: Override) -> Dimension:
+    key = override.get_key_element()
+    value = override.value()
+    if override.is_choice_sweep():
+        assert isinstance(value, ChoiceSweep)
+        choices = list(override.sweep_iterator(transformer=Transformer.encode))
+        return Dimension(hp.choice(key, list(range(len(choices)))), lambda raw: choices[int(raw)])
+    if override.is_range_sweep():
+        assert isinstance(value, RangeSweep)
+        values = list(override.sweep_iterator(transformer=Transformer.encode))
+        return _index_dimension(key, values)
+    if override.is_interval_sweep():
+        assert isinstance(value, IntervalSweep)
+        # Hydra's grammar makes interval bounds floats; integer ranges are written range(...).
+        low, high = float(value.start), float(value.end)
+        if "log" in value.tags:
+            if low <= 0:
+                raise ValueError(f"{key}: a log interval needs a positive lower bound, got {low}")
+            return Dimension(hp.loguniform(key, math.log(low), math.log(high)), float)
+        return Dimension(hp.uniform(key, low, high), float)
+    raise ValueError(f"{override.input_line}: unsupported sweep for the hyperopt sweeper")
+
+
+def parse_search_space(arguments: list[str]) -> tuple[dict[str, Dimension], list[str]]:
+    """Split overrides into the search space and the fixed overrides every trial gets."""
+    space: dict[str, Dimension] = {}
+    fixed: list[str] = []
+    for override in OverridesParser.create().parse_overrides(arguments):
+        if override.is_sweep_override():
+            space[override.get_key_element()] = dimension(override)
+        else:
+            fixed.append(override.input_line)
+    return space, fixed

@@ -1,0 +1,235 @@
+"""A Hydra Sweeper driven by hyperopt's own suggest functions (ask/tell over ``hyperopt.Trials``).
+
+Unlike ``hyperopt.fmin``, the sweeper asks for a batch of trials, hands them to Hydra's launcher
+(so a parallel launcher runs them at once), and tells hyperopt the results. A trial that raises
+or returns NaN is recorded as failed and the sweep goes on; the state is saved to the sweep
+directory after every batch, so ``hydra.sweeper.resume=true`` continues where it stopped.
+"""
+
+import logging
+import math
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Trials, rand, tpe
+from hyperopt.base import Domain
+from omegaconf import DictConfig, OmegaConf
+
+from hydra_plugins.hyperopt_sweeper.space import Dimension, parse_search_space
+
+log = logging.getLogger(__name__)
+
+ALGORITHMS = {"tpe": tpe.suggest, "random": rand.suggest}
+DIRECTIONS = ("maximize", "minimize")
+STATE_FILE = "hyperopt_trials.pkl"
+RESULTS_FILE = "optimization_results.yaml"
+
+
+@dataclass
+class TrialRecord:
+    number: int
+    params: dict[str, Any]
+    value: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class SweepState:
+    """Everything needed to resume: hyperopt's trials, the RNG and the readable records."""
+
+    trials: Trials
+    rng: np.random.Generator
+    records: list[TrialRecord] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[TrialRecord]:
+        return [r for r in self.records if r.error is not None]
+
+
+class HyperoptSweeper(Sweeper):
+    def __init__(
+        self,
+        algo: str = "tpe",
+        seed: int | None = None,
+        n_trials: int = 20,
+        n_jobs: int = 1,
+        direction: str = "maximize",
+        max_failure_rate: float = 0.5,
+        resume: bool = False,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        if algo not in ALGORITHMS:
+            raise ValueError(f"hydra.sweeper.algo={algo!r}: choose one of {sorted(ALGORITHMS)}")
+        if direction not in DIRECTIONS:
+            raise ValueError(f"hydra.sweeper.direction={direction!r}: choose one of {list(DIRECTIONS)}")
+        if n_trials < 1 or n_jobs < 1:
+            raise ValueError("hydra.sweeper.n_trials and hydra.sweeper.n_jobs must be >= 1")
+        if not 0 <= max_failure_rate <= 1:
+            raise ValueError(f"hydra.sweeper.max_failure_rate={max_failure_rate} must be in [0, 1]")
+        self.algo, self.seed, self.n_trials, self.n_jobs = algo, seed, n_trials, n_jobs
+        self.direction, self.max_failure_rate, self.resume = direction, max_failure_rate, resume
+        self.params = dict(params or {})
+        self.launcher = None
+        self.config: DictConfig | None = None
+        self.job_idx = 0
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+
+    # --- state -------------------------------------------------------------------------------
+    def _load_or_create_state(self) -> SweepState:
+        path = self.sweep_dir / STATE_FILE
+        if path.exists() and not self.resume:
+            raise RuntimeError(
+                f"{path} holds trials of an earlier sweep; pass hydra.sweeper.resume=true to continue it "
+                "or choose another hydra.sweep.dir"
+            )
+        if path.exists():
+            state = self._load_state_file(path)
+            log.info("Resuming the sweep in %s: %d trials done", self.sweep_dir, len(state.records))
+            return state
+        if self.resume:
+            log.warning("hydra.sweeper.resume=true but %s does not exist: starting a new sweep", path)
+        return SweepState(trials=Trials(), rng=np.random.default_rng(self.seed))
+
+    @staticmethod
+    def _load_state_file(path: Path) -> SweepState:
+        with path.open("rb") as handle:
+            return pickle.load(handle)
+
+    def _save_state(self, state: SweepState) -> None:
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.sweep_dir, prefix=".tmp-", suffix=".pkl")
+        with os.fdopen(fd, "wb") as handle:
+            pickle.dump(state, handle)
+        os.replace(tmp, self.sweep_dir / STATE_FILE)
+
+    # --- ask / tell --------------------------------------------------------------------------
+    def _ask(self, state: SweepState, domain: Domain, count: int) -> list[dict[str, Any]]:
+        ids = state.trials.new_trial_ids(count)
+        state.trials.refresh()
+        docs = ALGORITHMS[self.algo](ids, domain, state.trials, int(state.rng.integers(2**31 - 1)))
+        state.trials.insert_trial_docs(docs)
+        state.trials.refresh()
+        return docs
+
+    @staticmethod
+    def _decode(doc: dict[str, Any], space: dict[str, Dimension]) -> dict[str, Any]:
+        vals = doc["misc"]["vals"]
+        return {key: dim.decode(vals[key][0]) for key, dim in space.items()}
+
+    def _tell(self, state: SweepState, doc: dict[str, Any], record: TrialRecord) -> None:
+        if record.error is None:
+            loss = -record.value if self.direction == "maximize" else record.value
+            doc["result"] = {"status": STATUS_OK, "loss": loss}
+        else:
+            doc["result"] = {"status": STATUS_FAIL, "error": record.error}
+        doc["state"] = JOB_STATE_DONE
+        state.records.append(record)
+
+    @staticmethod
+    def _outcome(job_return: Any) -> tuple[float | None, str | None]:
+        try:
+            value = job_return.return_value
+        except Exception as err:  # the trial raised: record it, keep sweeping
+            return None, f"{type(err).__name__}: {err}"
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return None, f"the task returned {value!r}, not a number (is optimized_metric set?)"
+        if math.isnan(value):
+            return None, "the task returned NaN"
+        return value, None
+
+    def sweep(self, arguments: list[str]) -> None:
+        assert self.launcher is not None and self.config is not None
+        configured = [f"{key}={value}" for key, value in self.params.items()]
+        space, fixed = parse_search_space(configured + list(arguments))
+        if not space:
+            raise ValueError("the hyperopt sweeper needs a search space (hydra.sweeper.params or overrides)")
+        domain = Domain(lambda _: 0.0, {key: dim.expression for key, dim in space.items()})
+        state = self._load_or_create_state()
+        self.job_idx = len(state.records)
+        log.info(
+            "Hyperopt sweeper (%s, seed %s): %d trials, %d at a time",
+            self.algo,
+            self.seed,
+            self.n_trials,
+            self.n_jobs,
+        )
+        while len(state.records) < self.n_trials:
+            count = min(self.n_jobs, self.n_trials - len(state.records))
+            docs = self._ask(state, domain, count)
+            params = [self._decode(doc, space) for doc in docs]
+            overrides = [tuple(fixed + [f"{k}={v}" for k, v in p.items()]) for p in params]
+            returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            self.job_idx += count
+            for doc, trial_params, job_return in zip(docs, params, returns, strict=True):
+                value, error = self._outcome(job_return)
+                record = TrialRecord(len(state.records), trial_params, value, error)
+                if error:
+                    log.warning("Trial %d failed: %s", record.number, error)
+                self._tell(state, doc, record)
+            state.trials.refresh()
+            self._save_state(state)
+            # the rate is over the whole budget, so one early failure does not end the sweep
+            if len(state.failures) > self.max_failure_rate * self.n_trials:
+                self._write_results(state)
+                raise RuntimeError(
+                    f"{len(state.failures)} of {len(state.records)} trials failed (budget "
+                    f"{self.n_trials}), more than "
+                    f"hydra.sweeper.max_failure_rate={self.max_failure_rate}; last error: "
+                    f"{state.failures[-1].error}"
+                )
+        self._write_results(state)
+
+    # --- report ------------------------------------------------------------------------------
+    def _ranked(self, state: SweepState) -> list[TrialRecord]:
+        done = [r for r in state.records if r.error is None]
+        return sorted(done, key=lambda r: r.value, reverse=self.direction == "maximize")
+
+    def _write_results(self, state: SweepState) -> None:
+        ranked = self._ranked(state)
+        best = ranked[0] if ranked else None
+        results = {
+            "name": "hyperopt",
+            "algo": self.algo,
+            "direction": self.direction,
+            "best_params": best.params if best else None,
+            "best_value": best.value if best else None,
+            "best_trial": best.number if best else None,
+            "n_trials": len(state.records),
+            "n_failures": len(state.failures),
+            "failures": [{"trial": r.number, "params": r.params, "error": r.error} for r in state.failures],
+        }
+        OmegaConf.save(OmegaConf.create(results), self.sweep_dir / RESULTS_FILE)
+        print(format_ranking(ranked, state.failures))
+        if best is not None:
+            log.info("Best trial %d: value %.6g, params %s", best.number, best.value, best.params)
+
+
+def format_ranking(ranked: list[TrialRecord], failures: list[TrialRecord]) -> str:
+    """A table of trials, best first, then the failed ones with their errors."""
+    keys = list(ranked[0].params) if ranked else (list(failures[0].params) if failures else [])
+    header = ["rank", "trial", "value", *keys]
+    rows = [
+        [str(i + 1), str(r.number), f"{r.value:.6g}", *(str(r.params[k]) for k in keys)]
+        for i, r in enumerate(ranked)
+    ]
+    rows += [["-", str(r.number), "FAILED", *(str(r.params[k]) for k in keys)] for r in failures]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines)
