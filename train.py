@@ -3,15 +3,12 @@
 import hydra
 from omegaconf import DictConfig
 
-import gesture_rnn
-from gesture_rnn.cli import exit_on_user_error
+from gesture_rnn.cli import run_task
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-@exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
-    metrics = gesture_rnn.train(cfg)
-    return gesture_rnn.metric_value(metrics, cfg.get("optimized_metric"))
+    return run_task(cfg)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ from typing import TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from omegaconf import DictConfig
 
 from gesture_rnn.errors import GestureRNNError
+from gesture_rnn.training import metric_value, train
 
 T = TypeVar("T")
 USER_ERROR_EXIT_CODE = 2
@@ -39,3 +41,9 @@ def exit_on_user_error(task: Callable[..., T]) -> Callable[..., T]:
             sys.exit(USER_ERROR_EXIT_CODE)
 
     return wrapper
+
+
+@exit_on_user_error
+def run_task(cfg: DictConfig) -> float | None:
+    """What train.py and tune.py run: one training; returns ``optimized_metric`` for sweepers."""
+    return metric_value(train(cfg), cfg.get("optimized_metric"))

@@ -14,6 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Set by the sweep callback: every trial's run becomes a child (mlflow.parentRunId) of this run.
+PARENT_RUN_ENV = "GESTURE_RNN_PARENT_RUN_ID"
 
 
 def git_commit(cwd: Path = PROJECT_ROOT) -> str:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
@@ -17,6 +20,7 @@ from omegaconf import DictConfig, open_dict
 from gesture_rnn import tracking
 from gesture_rnn.config_checks import validate_config
 from gesture_rnn.errors import ConfigError
+from gesture_rnn.parallel import fair_thread_share
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +68,21 @@ def _collect_metrics(trainer: L.Trainer, fit_metrics: dict[str, float], elapsed_
     return metrics
 
 
-def _summary(metrics: dict[str, float], loggers: list[Logger]) -> str:
+def _summary(metrics: dict[str, float], loggers: list[Logger], show_test: bool) -> str:
     def fmt(name: str, digits: int = 4) -> str:
         value = metrics.get(name, math.nan)
         return f"{value:.{digits}f}"
 
-    lines = [
-        "",
-        f"  test accuracy  {fmt('test/acc')}    macro-F1 {fmt('test/f1')}",
-        f"  loss           train {fmt('train/loss')}  test {fmt('test/loss')}  "
-        f"overfit ratio {fmt('test/overfit_ratio', 2)}x",
-        f"  wall time      {metrics['time/wall_s']:.1f} s",
-    ]
+    if show_test:
+        lines = [
+            "",
+            f"  test accuracy  {fmt('test/acc')}    macro-F1 {fmt('test/f1')}",
+            f"  loss           train {fmt('train/loss')}  test {fmt('test/loss')}  "
+            f"overfit ratio {fmt('test/overfit_ratio', 2)}x",
+        ]
+    else:  # a sweep trial: the test set is reported once, for the best trial, at the end
+        lines = ["", f"  loss           train {fmt('train/loss')}"]
+    lines.append(f"  wall time      {metrics['time/wall_s']:.1f} s")
     if "val/acc_best" in metrics:
         lines.insert(2, f"  best val acc   {fmt('val/acc_best')} (model selection; test data unused)")
     for logger in tracking.mlflow_loggers(loggers):
@@ -89,6 +96,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     validate_config(cfg)
     if cfg.get("seed") is not None:  # seed=0 is a seed like any other
         L.seed_everything(cfg.seed, workers=True, verbose=False)
+    threads = cfg.get("num_threads") or fair_thread_share()
+    if threads:
+        torch.set_num_threads(threads)
 
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
@@ -99,17 +109,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     callbacks = _build_callbacks(cfg, datamodule.has_validation)
     loggers: list[Logger] = _instantiate_all(cfg.get("logger"))
-    tracking.add_tags(
-        loggers,
-        {
-            "mlflow.source.git.commit": tracking.git_commit(),
-            "data_md5": datamodule.checksum,
-            "data_split": cfg.data.split,
-        },
-    )
+    tags = {
+        "mlflow.source.git.commit": tracking.git_commit(),
+        "data_md5": datamodule.checksum,
+        "data_split": cfg.data.split,
+    }
+    output_dir = Path(cfg.paths.output_dir)
+    # MLflow's random run names repeat under a fixed seed; name runs after their folder instead
+    tags["mlflow.runName"] = output_dir.name
+    if parent_run_id := os.environ.get(tracking.PARENT_RUN_ENV):
+        tags["mlflow.parentRunId"] = parent_run_id  # a trial of a sweep: nest under its parent run
+        tags["mlflow.runName"] = f"trial {output_dir.name}"
+    tracking.add_tags(loggers, tags)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
-    output_dir = Path(cfg.paths.output_dir)
     try:
         tracking.log_run_config(loggers, cfg, output_dir / "config_resolved.yaml")
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -124,13 +137,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
             logger.log_metrics(summary_only)
         if checkpoint is not None and checkpoint.best_model_path:
             tracking.log_artifact(loggers, Path(checkpoint.best_model_path), "checkpoints")
+        run_ids = [logger.run_id for logger in tracking.mlflow_loggers(loggers)]
+        # read by the sweep callback to report the best trial's test accuracy once, at the end
+        (output_dir / "metrics.json").write_text(json.dumps({"metrics": metrics, "mlflow_run_ids": run_ids}))
     except KeyboardInterrupt:
         tracking.terminate_runs(loggers, "KILLED")
         raise
     except BaseException:
         tracking.terminate_runs(loggers, "FAILED")
         raise
-    print(_summary(metrics, loggers))
+    print(_summary(metrics, loggers, show_test=not cfg.get("optimized_metric")))
     return metrics
 
 

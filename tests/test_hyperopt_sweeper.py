@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import PROJECT_ROOT
-from hyperopt import Trials
 from omegaconf import OmegaConf
 
 from hydra_plugins.hyperopt_sweeper.space import parse_search_space
@@ -147,7 +146,7 @@ def _minimise(algo: str, seed: int, n_trials: int = 30) -> float:
     from hydra_plugins.hyperopt_sweeper.sweeper import SweepState, TrialRecord
 
     domain = Domain(lambda _: 0.0, {k: d.expression for k, d in space.items()})
-    state = SweepState(trials=Trials(), rng=np.random.default_rng(seed))
+    state = SweepState()
     for number in range(n_trials):
         (doc,) = sweeper._ask(state, domain, 1)
         p = sweeper._decode(doc, space)
@@ -160,3 +159,10 @@ def test_tpe_beats_random_search_at_equal_trials():
     tpe = np.mean([_minimise("tpe", seed) for seed in range(8)])
     rand = np.mean([_minimise("random", seed) for seed in range(8)])
     assert tpe < rand and math.isfinite(tpe)
+
+
+def test_a_later_override_replaces_an_earlier_one():
+    space, fixed = parse_search_space(
+        ["epochs=range(5,31,5)", "hidden=choice(1,2)", "epochs=3", "lr=1", "lr=interval(0.1,1.0)"]
+    )
+    assert sorted(space) == ["hidden", "lr"] and fixed == ["epochs=3"]

@@ -51,12 +51,19 @@ def dimension(override: Override) -> Dimension:
 
 
 def parse_search_space(arguments: list[str]) -> tuple[dict[str, Dimension], list[str]]:
-    """Split overrides into the search space and the fixed overrides every trial gets."""
+    """Split overrides into the search space and the fixed overrides every trial gets.
+
+    A later override of a key replaces an earlier one, so a command-line ``trainer.max_epochs=5``
+    fixes a key that ``hydra.sweeper.params`` sweeps.
+    """
     space: dict[str, Dimension] = {}
-    fixed: list[str] = []
+    fixed: dict[str, str] = {}
     for override in OverridesParser.create().parse_overrides(arguments):
+        key = override.get_key_element()
+        space.pop(key, None)
+        fixed.pop(key, None)
         if override.is_sweep_override():
-            space[override.get_key_element()] = dimension(override)
+            space[key] = dimension(override)
         else:
-            fixed.append(override.input_line)
-    return space, fixed
+            fixed[key] = override.input_line
+    return space, list(fixed.values())

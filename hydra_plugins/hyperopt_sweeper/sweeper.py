@@ -43,10 +43,9 @@ class TrialRecord:
 
 @dataclass
 class SweepState:
-    """Everything needed to resume: hyperopt's trials, the RNG and the readable records."""
+    """Everything needed to resume: hyperopt's trials and the readable records."""
 
-    trials: Trials
-    rng: np.random.Generator
+    trials: Trials = field(default_factory=Trials)
     records: list[TrialRecord] = field(default_factory=list)
 
     @property
@@ -77,6 +76,7 @@ class HyperoptSweeper(Sweeper):
         self.algo, self.seed, self.n_trials, self.n_jobs = algo, seed, n_trials, n_jobs
         self.direction, self.max_failure_rate, self.resume = direction, max_failure_rate, resume
         self.params = dict(params or {})
+        self._unseeded = int(np.random.SeedSequence().entropy % 2**63)  # seed=None: differ per sweep
         self.launcher = None
         self.config: DictConfig | None = None
         self.job_idx = 0
@@ -102,7 +102,7 @@ class HyperoptSweeper(Sweeper):
             return state
         if self.resume:
             log.warning("hydra.sweeper.resume=true but %s does not exist: starting a new sweep", path)
-        return SweepState(trials=Trials(), rng=np.random.default_rng(self.seed))
+        return SweepState()
 
     @staticmethod
     def _load_state_file(path: Path) -> SweepState:
@@ -117,12 +117,24 @@ class HyperoptSweeper(Sweeper):
         os.replace(tmp, self.sweep_dir / STATE_FILE)
 
     # --- ask / tell --------------------------------------------------------------------------
+    def _trial_seed(self, number: int) -> int:
+        """Each trial's suggestion is seeded by (sweep seed, trial number), not by call order, so
+        serial, batched (parallel) and resumed sweeps ask for the same trials."""
+        entropy = [number] if self.seed is None else [self.seed, number]
+        if self.seed is None:
+            entropy.append(self._unseeded)
+        return int(np.random.default_rng(entropy).integers(2**31 - 1))
+
     def _ask(self, state: SweepState, domain: Domain, count: int) -> list[dict[str, Any]]:
-        ids = state.trials.new_trial_ids(count)
-        state.trials.refresh()
-        docs = ALGORITHMS[self.algo](ids, domain, state.trials, int(state.rng.integers(2**31 - 1)))
-        state.trials.insert_trial_docs(docs)
-        state.trials.refresh()
+        docs = []
+        for _ in range(count):
+            (trial_id,) = state.trials.new_trial_ids(1)
+            number = len(state.records) + len(docs)
+            state.trials.refresh()
+            new_docs = ALGORITHMS[self.algo]([trial_id], domain, state.trials, self._trial_seed(number))
+            state.trials.insert_trial_docs(new_docs)
+            state.trials.refresh()
+            docs.extend(new_docs)
         return docs
 
     @staticmethod

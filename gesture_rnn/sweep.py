@@ -1,0 +1,150 @@
+"""A Hydra callback that gives every sweep one MLflow parent run and reports the best trial.
+
+It works with any sweeper and launcher: the parent run id travels to the trials in an
+environment variable (inherited by joblib's worker processes), and the best trial is found from
+the ``metrics.json`` each trial writes into its own job directory.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from omegaconf import DictConfig, OmegaConf
+
+from gesture_rnn.tracking import PARENT_RUN_ENV, flatten
+
+log = logging.getLogger(__name__)
+
+PARENT_RUN_FILE = "mlflow_parent_run_id"
+SWEEPER_KEYS = ("_target_", "algo", "seed", "n_trials", "n_jobs", "direction", "max_failure_rate")
+
+
+def _select(config: DictConfig, key: str, default: Any = None) -> Any:
+    return OmegaConf.select(config, key, default=default)
+
+
+def find_trials(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Every finished trial of a sweep: its job number, overrides and metrics."""
+    trials = []
+    for metrics_file in sorted(sweep_dir.glob("*/metrics.json")):
+        job_dir = metrics_file.parent
+        overrides_file = job_dir / ".hydra" / "overrides.yaml"
+        overrides = OmegaConf.to_container(OmegaConf.load(overrides_file)) if overrides_file.exists() else []
+        trials.append({"job": job_dir.name, "overrides": overrides, **json.loads(metrics_file.read_text())})
+    return trials
+
+
+def best_trial(trials: list[dict[str, Any]], metric: str, direction: str) -> dict[str, Any] | None:
+    scored = [t for t in trials if isinstance(t["metrics"].get(metric), float | int)]
+    scored = [t for t in scored if not math.isnan(t["metrics"][metric])]
+    if not scored:
+        return None
+    pick = max if direction == "maximize" else min
+    return pick(scored, key=lambda t: t["metrics"][metric])
+
+
+class MLflowSweepCallback(Callback):
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.client: MlflowClient | None = None
+        self.parent_run_id: str | None = None
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _open_parent_run(self, config: DictConfig, sweep_dir: Path) -> None:
+        mlflow_cfg = _select(config, "logger.mlflow")
+        if not self.enabled or mlflow_cfg is None:
+            return
+        self.client = MlflowClient(mlflow_cfg.tracking_uri)
+        experiment = self.client.get_experiment_by_name(mlflow_cfg.experiment_name)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment
+            else self.client.create_experiment(
+                mlflow_cfg.experiment_name, artifact_location=mlflow_cfg.get("artifact_location")
+            )
+        )
+        id_file = sweep_dir / PARENT_RUN_FILE
+        if id_file.exists():  # a resumed sweep continues its parent run
+            self.parent_run_id = id_file.read_text().strip()
+            self.client.update_run(self.parent_run_id, status="RUNNING")
+        else:
+            run = self.client.create_run(
+                experiment_id, run_name=f"sweep {sweep_dir.name}", tags={"sweep_dir": str(sweep_dir)}
+            )
+            self.parent_run_id = run.info.run_id
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            id_file.write_text(self.parent_run_id)
+            sweeper = {f"sweeper.{k}": _select(config, f"hydra.sweeper.{k}") for k in SWEEPER_KEYS}
+            space = flatten(OmegaConf.to_container(_select(config, "hydra.sweeper.params") or {}), "space.")
+            for override in config.hydra.overrides.task:
+                key, _, value = override.partition("=")
+                space.pop(f"space.{key}", None)
+                space[f"{'space' if '(' in value else 'fixed'}.{key}"] = value
+            params = {**sweeper, **space, "optimized_metric": _select(config, "optimized_metric")}
+            for key, value in params.items():
+                self.client.log_param(self.parent_run_id, key, str(value)[:6000])
+        os.environ[PARENT_RUN_ENV] = self.parent_run_id
+        atexit.register(self._fail_if_still_running)
+
+    def _fail_if_still_running(self) -> None:
+        """A sweep that crashed never reaches on_multirun_end: do not leave its parent RUNNING."""
+        if self.client is None or self.parent_run_id is None:
+            return
+        try:
+            if self.client.get_run(self.parent_run_id).info.status == "RUNNING":
+                self.client.set_terminated(self.parent_run_id, "FAILED")
+        except Exception as err:
+            log.warning("Could not mark the sweep's MLflow run %s FAILED: %s", self.parent_run_id, err)
+
+    # --- Hydra callback hooks -------------------------------------------------------------------
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._open_parent_run(config, Path(config.hydra.sweep.dir))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        metric = _select(config, "optimized_metric")
+        direction = str(_select(config, "hydra.sweeper.direction", "maximize"))
+        if isinstance(direction, str) and direction.startswith("Direction."):
+            direction = direction.split(".", 1)[1]
+        trials = find_trials(sweep_dir)
+        best = best_trial(trials, metric, direction) if metric else None
+        if best is None:
+            print(f"No trial produced {metric}; nothing to report.")
+        else:
+            test_acc = best["metrics"].get("test/acc", math.nan)
+            print(
+                f"\nBest of {len(trials)} trials (selected on {metric}, {direction}): job {best['job']} "
+                f"{' '.join(best['overrides'])}\n"
+                f"  {metric} = {best['metrics'][metric]:.4f}\n"
+                f"  TEST accuracy of that trial = {test_acc:.4f}  (reported once; the test set "
+                f"played no part in the search)"
+            )
+        if self.client is None or self.parent_run_id is None:
+            return
+        if best is not None:
+            self.client.log_metric(self.parent_run_id, f"best/{metric}", best["metrics"][metric])
+            self.client.log_metric(
+                self.parent_run_id, "best/test_acc", best["metrics"].get("test/acc", math.nan)
+            )
+            for override in best["overrides"]:
+                key, _, value = override.partition("=")
+                try:
+                    self.client.log_param(self.parent_run_id, f"best.{key}", value)
+                except MlflowException:  # params are immutable: a resumed sweep found a new best
+                    self.client.set_tag(self.parent_run_id, f"best.{key}", value)
+            self.client.set_tag(self.parent_run_id, "best_trial_run_id", ",".join(best["mlflow_run_ids"]))
+        self.client.log_metric(self.parent_run_id, "trials_finished", len(trials))
+        results = sweep_dir / "optimization_results.yaml"
+        if results.exists():
+            self.client.log_artifact(self.parent_run_id, str(results))
+        self.client.set_terminated(self.parent_run_id, "FINISHED")
+        os.environ.pop(PARENT_RUN_ENV, None)

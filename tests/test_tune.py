@@ -1,0 +1,157 @@
+"""``python tune.py -m`` end to end: both sweepers, parent/child MLflow runs, a real MLflow server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT_ROOT
+from mlflow import MlflowClient
+from omegaconf import OmegaConf
+
+TINY = ["trainer.max_epochs=2", "model.layers=1", "model.hidden=choice(8,16)", "model.optimizer.lr=0.01"]
+
+
+def run_tune(tmp_path: Path, data: Path, *overrides: str, env: dict[str, str] | None = None):
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "tune.py"),
+        "-m",
+        f"paths.root_dir={tmp_path}",
+        f"data.path={data}",
+        f"data.cache_dir={tmp_path}/cache",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+        *overrides,
+    ]
+    result = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})}
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def sweep_runs(client: MlflowClient):
+    experiment = client.get_experiment_by_name("gestures")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return parents, children
+
+
+def check_parent_and_children(client: MlflowClient, n_trials: int) -> None:
+    parents, children = sweep_runs(client)
+    assert len(parents) == 1 and len(children) == n_trials
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert parent.data.params["optimized_metric"] == "val/acc_best"
+    assert parent.data.params["space.model.hidden"] == "choice(8,16)"
+    assert parent.data.params["best.model.hidden"] in {"8", "16"}
+    best = max(c.data.metrics["val/acc_best"] for c in children)
+    assert parent.data.metrics["best/val/acc_best"] == pytest.approx(best)
+    assert "best/test_acc" in parent.data.metrics
+
+
+def test_tune_with_hyperopt_nests_trials_under_one_parent_run(synthetic_zip, tmp_path):
+    result = run_tune(tmp_path, synthetic_zip, "hydra.sweeper.n_trials=3", *TINY)
+    assert result.stdout.count("TEST accuracy") == 1, "the test accuracy is reported once, for the best trial"
+    assert "test accuracy" not in result.stdout, "per-trial summaries hide the test set during the search"
+    check_parent_and_children(MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db"), n_trials=3)
+    results = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
+    assert results.n_trials == 3 and results.n_failures == 0
+    client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    (parent,), _ = sweep_runs(client)
+    assert "optimization_results.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+
+def test_tune_with_optuna(synthetic_zip, tmp_path):
+    run_tune(tmp_path, synthetic_zip, "hparams_search=optuna", "hydra.sweeper.n_trials=2", *TINY)
+    check_parent_and_children(MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db"), n_trials=2)
+
+
+def test_a_failing_trial_is_marked_failed_and_the_sweep_goes_on(synthetic_zip, tmp_path):
+    # layers=0 is rejected by the config checks: that trial fails, the other ones run
+    run_tune(
+        tmp_path,
+        synthetic_zip,
+        "hydra.sweeper.n_trials=4",
+        "trainer.max_epochs=1",
+        "model.hidden=8",
+        "model.layers=range(0,2)",
+    )
+    results = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
+    assert results.n_trials == 4 and 0 < results.n_failures < 4
+    assert "model.layers=0 is invalid" in results.failures[0].error
+
+
+def test_parallel_trials_with_the_joblib_launcher(synthetic_zip, tmp_path):
+    run_tune(
+        tmp_path,
+        synthetic_zip,
+        "hydra/launcher=joblib",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
+        *TINY,
+    )
+    check_parent_and_children(MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db"), n_trials=2)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real ``mlflow server`` (sqlite backend, local artifact root) on 127.0.0.1; always stopped."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+            "--artifacts-destination", str(tmp_path / "server-artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        ],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("mlflow server did not start:\n" + (tmp_path / "server.log").read_text())
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def test_train_and_tune_against_a_real_tracking_server(synthetic_zip, tmp_path, mlflow_server):
+    env = {"MLFLOW_TRACKING_URI": mlflow_server}
+    run_tune(tmp_path, synthetic_zip, "hydra.sweeper.n_trials=2", *TINY, env=env)
+    client = MlflowClient(mlflow_server)
+    check_parent_and_children(client, n_trials=2)
+    _, children = sweep_runs(client)
+    artifacts = {a.path for a in client.list_artifacts(children[0].info.run_id)}
+    assert {"config_resolved.yaml", "checkpoints"} <= artifacts, "artifacts are uploaded to the server"
+    assert not (tmp_path / "outputs" / "mlflow.db").exists(), "nothing went to the local store"
