@@ -13,7 +13,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 UI_PORT ?= 5000
 
-.PHONY: help install train test test-slow lint format ui clean
+.PHONY: help install train tune test test-slow lint format ui clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ $(STAMP): pyproject.toml
 
 train: install ## Train and test the default GRU (extra overrides: ARGS="model.hidden=256 model.layers=2")
 	$(BIN)/python train.py $(ARGS)
+
+tune: install ## Hyperparameter sweep: hyperopt TPE, 20 trials, objective val/acc_best (ARGS="hparams_search=optuna")
+	$(BIN)/python tune.py -m $(ARGS)
 
 test: install ## Run the test suite (real-data tests need GESTURES_DATA=/path/to/gestures-dataset.zip)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -46,6 +46,7 @@ RULES = (
         lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(u, str) for u in v),
     ),
     Rule("seed", "an integer or null", lambda v: v is None or _is_int(v)),
+    Rule("num_threads", "an integer >= 1 or null", lambda v: v is None or (_is_int(v) and v >= 1)),
 )
 
 

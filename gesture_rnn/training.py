@@ -90,6 +90,20 @@ def _summary(metrics: dict[str, float], loggers: list[Logger], show_test: bool) 
     return "\n".join(lines)
 
 
+def _run_tags(cfg: DictConfig, data_md5: str, output_dir: Path) -> dict[str, str]:
+    tags = {
+        "mlflow.source.git.commit": tracking.git_commit(),
+        "data_md5": data_md5,
+        "data_split": str(cfg.data.split),
+        # MLflow's random run names repeat under a fixed seed; name runs after their folder instead
+        "mlflow.runName": output_dir.name,
+    }
+    if parent_run_id := os.environ.get(tracking.PARENT_RUN_ENV):
+        tags["mlflow.parentRunId"] = parent_run_id  # a trial of a sweep: nest under its parent run
+        tags["mlflow.runName"] = f"trial {output_dir.name}"
+    return tags
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test one model as configured; return its metrics (test/acc, val/acc_best, ...)."""
     started = time.perf_counter()
@@ -109,18 +123,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     callbacks = _build_callbacks(cfg, datamodule.has_validation)
     loggers: list[Logger] = _instantiate_all(cfg.get("logger"))
-    tags = {
-        "mlflow.source.git.commit": tracking.git_commit(),
-        "data_md5": datamodule.checksum,
-        "data_split": cfg.data.split,
-    }
     output_dir = Path(cfg.paths.output_dir)
-    # MLflow's random run names repeat under a fixed seed; name runs after their folder instead
-    tags["mlflow.runName"] = output_dir.name
-    if parent_run_id := os.environ.get(tracking.PARENT_RUN_ENV):
-        tags["mlflow.parentRunId"] = parent_run_id  # a trial of a sweep: nest under its parent run
-        tags["mlflow.runName"] = f"trial {output_dir.name}"
-    tracking.add_tags(loggers, tags)
+    tracking.add_tags(loggers, _run_tags(cfg, datamodule.checksum, output_dir))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     try:

@@ -166,3 +166,36 @@ def test_a_later_override_replaces_an_earlier_one():
         ["epochs=range(5,31,5)", "hidden=choice(1,2)", "epochs=3", "lr=1", "lr=interval(0.1,1.0)"]
     )
     assert sorted(space) == ["hidden", "lr"] and fixed == ["epochs=3"]
+
+
+def job_overrides(sweep_dir: Path) -> list[list[str]]:
+    jobs = sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    return [OmegaConf.to_container(OmegaConf.load(job / ".hydra" / "overrides.yaml")) for job in jobs]
+
+
+def test_the_optuna_sweeper_is_seedable_too(tmp_path):
+    def optuna(sweep_dir: Path, seed: int) -> None:
+        command = [
+            sys.executable,
+            str(APP),
+            "-m",
+            "hydra/sweeper=optuna",
+            f"hydra.sweep.dir={sweep_dir}",
+            f"hydra.sweeper.sampler.seed={seed}",
+            "hydra.sweeper.n_trials=4",
+            "x=interval(0.0,5.0)",
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    optuna(tmp_path / "a", 0)
+    optuna(tmp_path / "b", 0)
+    optuna(tmp_path / "c", 1)
+    assert job_overrides(tmp_path / "a") == job_overrides(tmp_path / "b") != job_overrides(tmp_path / "c")
+
+
+def test_parallel_batches_ask_for_the_same_trials_as_a_serial_sweep(tmp_path):
+    args = ("hydra.sweeper.n_trials=6", "x=interval(0.0,5.0)", "n=range(1,5)")
+    sweep(tmp_path / "serial", *args)
+    sweep(tmp_path / "batched", *args, "hydra.sweeper.n_jobs=3")
+    assert trial_params(tmp_path / "serial") == trial_params(tmp_path / "batched")

@@ -155,3 +155,11 @@ def test_train_and_tune_against_a_real_tracking_server(synthetic_zip, tmp_path, 
     artifacts = {a.path for a in client.list_artifacts(children[0].info.run_id)}
     assert {"config_resolved.yaml", "checkpoints"} <= artifacts, "artifacts are uploaded to the server"
     assert not (tmp_path / "outputs" / "mlflow.db").exists(), "nothing went to the local store"
+
+
+def test_a_resumed_sweep_continues_its_trials_and_its_parent_run(synthetic_zip, tmp_path):
+    run_tune(tmp_path, synthetic_zip, "hydra.sweeper.n_trials=1", *TINY)  # as if stopped after one trial
+    run_tune(tmp_path, synthetic_zip, "hydra.sweeper.n_trials=2", "hydra.sweeper.resume=true", *TINY)
+    check_parent_and_children(MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db"), n_trials=2)
+    assert OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml").n_trials == 2
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.name.isdigit()) == ["0", "1"]

@@ -11,6 +11,8 @@ class HyperoptSweeperConf:
     _target_: str = "hydra_plugins.hyperopt_sweeper.sweeper.HyperoptSweeper"
     # "tpe" (hyperopt.tpe.suggest, the study's method) or "random" (hyperopt.rand.suggest)
     algo: str = "tpe"
+    # random trials before TPE models the results (hyperopt's own default, 20, is a whole sweep)
+    n_startup_trials: int = 10
     seed: Optional[int] = None  # noqa: UP045
     # every trial of the sweep, those before a resume included
     n_trials: int = 20

@@ -6,6 +6,7 @@ or returns NaN is recorded as failed and the sweep goes on; the state is saved t
 directory after every batch, so ``hydra.sweeper.resume=true`` continues where it stopped.
 """
 
+import functools
 import logging
 import math
 import os
@@ -27,7 +28,7 @@ from hydra_plugins.hyperopt_sweeper.space import Dimension, parse_search_space
 
 log = logging.getLogger(__name__)
 
-ALGORITHMS = {"tpe": tpe.suggest, "random": rand.suggest}
+ALGORITHMS = ("tpe", "random")
 DIRECTIONS = ("maximize", "minimize")
 STATE_FILE = "hyperopt_trials.pkl"
 RESULTS_FILE = "optimization_results.yaml"
@@ -64,9 +65,10 @@ class HyperoptSweeper(Sweeper):
         max_failure_rate: float = 0.5,
         resume: bool = False,
         params: dict[str, Any] | None = None,
+        n_startup_trials: int = 10,
     ) -> None:
         if algo not in ALGORITHMS:
-            raise ValueError(f"hydra.sweeper.algo={algo!r}: choose one of {sorted(ALGORITHMS)}")
+            raise ValueError(f"hydra.sweeper.algo={algo!r}: choose one of {list(ALGORITHMS)}")
         if direction not in DIRECTIONS:
             raise ValueError(f"hydra.sweeper.direction={direction!r}: choose one of {list(DIRECTIONS)}")
         if n_trials < 1 or n_jobs < 1:
@@ -76,6 +78,11 @@ class HyperoptSweeper(Sweeper):
         self.algo, self.seed, self.n_trials, self.n_jobs = algo, seed, n_trials, n_jobs
         self.direction, self.max_failure_rate, self.resume = direction, max_failure_rate, resume
         self.params = dict(params or {})
+        # hyperopt's own default is 20 random trials before TPE starts: a 20-trial sweep would be
+        # pure random search
+        self.suggest = (
+            functools.partial(tpe.suggest, n_startup_jobs=n_startup_trials) if algo == "tpe" else rand.suggest
+        )
         self._unseeded = int(np.random.SeedSequence().entropy % 2**63)  # seed=None: differ per sweep
         self.launcher = None
         self.config: DictConfig | None = None
@@ -131,7 +138,7 @@ class HyperoptSweeper(Sweeper):
             (trial_id,) = state.trials.new_trial_ids(1)
             number = len(state.records) + len(docs)
             state.trials.refresh()
-            new_docs = ALGORITHMS[self.algo]([trial_id], domain, state.trials, self._trial_seed(number))
+            new_docs = self.suggest([trial_id], domain, state.trials, self._trial_seed(number))
             state.trials.insert_trial_docs(new_docs)
             state.trials.refresh()
             docs.extend(new_docs)
