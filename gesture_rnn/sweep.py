@@ -35,7 +35,9 @@ def _select(config: DictConfig, key: str, default: Any = None) -> Any:
 def find_trials(sweep_dir: Path) -> list[dict[str, Any]]:
     """Every finished trial of a sweep: its job number, overrides and metrics."""
     trials = []
-    for metrics_file in sorted(sweep_dir.glob("*/metrics.json")):
+    # numeric job order (2 before 10), so ties resolve to the earliest trial, as the sweepers do
+    files = sorted(sweep_dir.glob("*/metrics.json"), key=lambda f: (len(f.parent.name), f.parent.name))
+    for metrics_file in files:
         job_dir = metrics_file.parent
         overrides_file = job_dir / ".hydra" / "overrides.yaml"
         overrides = OmegaConf.to_container(OmegaConf.load(overrides_file)) if overrides_file.exists() else []
