@@ -113,6 +113,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     threads = cfg.get("num_threads") or fair_thread_share()
     if threads:
         torch.set_num_threads(threads)
+        log.info("Using %d CPU thread(s)", threads)
 
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
