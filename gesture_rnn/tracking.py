@@ -70,8 +70,12 @@ def log_run_config(loggers: Iterable[Logger], cfg: DictConfig, config_file: Path
 
 
 def log_artifact(loggers: Iterable[Logger], path: Path, artifact_dir: str) -> None:
+    """Log a file, or every file of a folder, under ``artifact_dir`` of each MLflow run."""
     for logger in mlflow_loggers(loggers):
-        logger.experiment.log_artifact(logger.run_id, str(path), artifact_dir)
+        if path.is_dir():
+            logger.experiment.log_artifacts(logger.run_id, str(path), artifact_dir)
+        else:
+            logger.experiment.log_artifact(logger.run_id, str(path), artifact_dir)
 
 
 def terminate_runs(loggers: Iterable[Logger], status: str) -> None:

@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, open_dict
 
-from gesture_rnn import tracking
+from gesture_rnn import evaluation, tracking
 from gesture_rnn.config_checks import validate_config
 from gesture_rnn.errors import ConfigError
 from gesture_rnn.parallel import fair_thread_share
@@ -136,15 +136,30 @@ def train(cfg: DictConfig) -> dict[str, float]:
         use_best = datamodule.has_validation and checkpoint is not None and checkpoint.best_model_path
         # Without validation the study's protocol applies: test the last epoch's weights.
         trainer.test(model, datamodule=datamodule, ckpt_path="best" if use_best else None, verbose=False)
+        per_user = evaluation.write_artifacts(
+            model,
+            datamodule.test_dataloader(),
+            datamodule.records.users[datamodule.split.test],
+            model.history,
+            output_dir / "evaluation",
+        )
+        tracking.log_artifact(loggers, output_dir / "evaluation", "evaluation")
         metrics = _collect_metrics(trainer, fit_metrics, time.perf_counter() - started)
-        summary_only = {k: v for k, v in metrics.items() if k == "time/wall_s" or k.endswith("_best")}
+        metrics.update({f"test_user/{user}": accuracy for user, accuracy in per_user.items()})
+        summary_only = {
+            k: v
+            for k, v in metrics.items()
+            if k == "time/wall_s" or k.endswith("_best") or k.startswith("test_user/")
+        }
         for logger in loggers:
             logger.log_metrics(summary_only)
         if checkpoint is not None and checkpoint.best_model_path:
             tracking.log_artifact(loggers, Path(checkpoint.best_model_path), "checkpoints")
         run_ids = [logger.run_id for logger in tracking.mlflow_loggers(loggers)]
         # read by the sweep callback to report the best trial's test accuracy once, at the end
-        (output_dir / "metrics.json").write_text(json.dumps({"metrics": metrics, "mlflow_run_ids": run_ids}))
+        resolved = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
+        record = {"metrics": metrics, "mlflow_run_ids": run_ids, "config": resolved}
+        (output_dir / "metrics.json").write_text(json.dumps(record, default=str))
     except KeyboardInterrupt:
         tracking.terminate_runs(loggers, "KILLED")
         raise

@@ -12,9 +12,10 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
+from gesture_rnn.data.duplicates import drop_conflicting_duplicates, duplicate_groups
 from gesture_rnn.data.parsing import GestureRecords, load_records
 from gesture_rnn.data.source import locate_dataset
-from gesture_rnn.data.splits import SplitIndices, split_indices
+from gesture_rnn.data.splits import SplitIndices, keep_groups_together, split_indices
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class GestureDataModule(L.LightningDataModule):
         val_fraction: float = 0.0,
         stratify: bool = True,
         test_users: Sequence[str] = ("U08",),
+        drop_conflicting_duplicates: bool = True,
         normalize: bool = True,
         batch_size: int = 32,
         num_workers: int = 0,
@@ -69,6 +71,7 @@ class GestureDataModule(L.LightningDataModule):
         self.source: Path | None = None
         self.records: GestureRecords | None = None
         self.split: SplitIndices | None = None
+        self.dropped_duplicates: list[str] = []
         self.mean = torch.zeros(3)
         self.std = torch.ones(3)
         self._datasets: dict[str, SequenceDataset] = {}
@@ -92,6 +95,9 @@ class GestureDataModule(L.LightningDataModule):
         if self.source is None:
             self.prepare_data()
         records = load_records(self.source, hp.cache_dir)
+        if hp.drop_conflicting_duplicates:
+            keep, self.dropped_duplicates = drop_conflicting_duplicates(records)
+            records = records.select(keep)
         split = split_indices(
             records.labels,
             records.users,
@@ -102,6 +108,7 @@ class GestureDataModule(L.LightningDataModule):
             test_users=list(hp.test_users),
             seed=hp.seed,
         )
+        split = keep_groups_together(split, duplicate_groups(records))
         if hp.normalize:
             train_values = np.concatenate([records.sequences[i] for i in split.train])
             self.mean = torch.from_numpy(train_values.mean(axis=0))

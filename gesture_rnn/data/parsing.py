@@ -46,6 +46,16 @@ class GestureRecords:
     def __len__(self) -> int:
         return len(self.sequences)
 
+    def select(self, indices: np.ndarray) -> GestureRecords:
+        return GestureRecords(
+            sequences=[self.sequences[i] for i in indices],
+            labels=self.labels[indices],
+            users=self.users[indices],
+            repetitions=self.repetitions[indices],
+            files=[self.files[i] for i in indices],
+            checksum=self.checksum,
+        )
+
 
 def parse_sequence(text: str, name: str) -> np.ndarray:
     """Return the three acceleration columns of one recording as float32 [time, 3]."""

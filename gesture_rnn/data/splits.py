@@ -73,3 +73,17 @@ def split_indices(
             "adjust data.test_fraction / data.val_fraction"
         )
     return SplitIndices(train=train, val=val, test=test)
+
+
+def keep_groups_together(split: SplitIndices, groups: list[list[int]]) -> SplitIndices:
+    """Move every member of a group into the same part (test first, then validation), so an
+    exact duplicate never sits on both sides of the split."""
+    parts = {"train": set(split.train), "val": set(split.val), "test": set(split.test)}
+    for group in groups:
+        target = next((name for name in ("test", "val") if parts[name] & set(group)), "train")
+        for name in parts:
+            parts[name] -= set(group)
+        parts[target] |= set(group)
+    return SplitIndices(
+        **{name: np.array(sorted(members), dtype=np.int64) for name, members in parts.items()}
+    )

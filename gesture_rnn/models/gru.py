@@ -28,6 +28,10 @@ def _plain(node: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
 
 
+def _floats(values: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {name: float(value) for name, value in values.items()}
+
+
 def _factory(node: Mapping[str, Any]) -> Any:
     """A ``functools.partial`` for a {_target_: ...} dict, whether or not it says _partial_."""
     return instantiate({**node, "_partial_": True})
@@ -84,6 +88,9 @@ class GRUClassifier(L.LightningModule):
         self.train_metrics = _metrics(num_classes, "train/")
         self.val_metrics = _metrics(num_classes, "val/")
         self.test_metrics = _metrics(num_classes, "test/")
+        # per-epoch values for the learning curves (kept on the module, so any logger works)
+        self.history: list[dict[str, float]] = []
+        self._pending_val: dict[str, float] = {}
 
     def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.mean.copy_(mean)
@@ -105,31 +112,37 @@ class GRUClassifier(L.LightningModule):
         metrics.update(logits.detach(), y)
         return loss
 
-    def _log_epoch(self, stage: str, loss_metric: MeanMetric, metrics: MetricCollection) -> torch.Tensor:
-        loss = loss_metric.compute()
-        values = {f"{stage}/loss": loss, **metrics.compute()}
+    def _log_epoch(
+        self, stage: str, loss_metric: MeanMetric, metrics: MetricCollection
+    ) -> dict[str, torch.Tensor]:
+        values = {f"{stage}/loss": loss_metric.compute(), **metrics.compute()}
         loss_metric.reset()
         metrics.reset()
         self.log_dict(values)
-        return loss
+        return values
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, self.train_loss, self.train_metrics)
 
     def on_train_epoch_end(self) -> None:
-        self.final_train_loss.copy_(self._log_epoch("train", self.train_loss, self.train_metrics))
+        values = self._log_epoch("train", self.train_loss, self.train_metrics)
+        self.final_train_loss.copy_(values["train/loss"])
+        self.history.append({"epoch": self.current_epoch, **_floats(values), **self._pending_val})
+        self._pending_val = {}
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, self.val_loss, self.val_metrics)
 
     def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val", self.val_loss, self.val_metrics)
+        values = self._log_epoch("val", self.val_loss, self.val_metrics)
+        if not self.trainer.sanity_checking:
+            self._pending_val = _floats(values)
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._step(batch, self.test_loss, self.test_metrics)
 
     def on_test_epoch_end(self) -> None:
-        test_loss = self._log_epoch("test", self.test_loss, self.test_metrics)
+        test_loss = self._log_epoch("test", self.test_loss, self.test_metrics)["test/loss"]
         # The study's overfitting measure: test loss relative to the last epoch's training loss.
         self.log("test/overfit_ratio", test_loss / self.final_train_loss)
 
