@@ -12,8 +12,12 @@ STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH)' | md5sum | cut -c1-8)
 ARGS ?=
 PYTEST_ARGS ?=
 UI_PORT ?= 5000
+SEEDS ?= 0,1,2
+LOSO_FOLDS := [U01],[U02],[U03],[U04],[U05],[U06],[U07],[U08]
+# quiet multiruns: one line per job instead of a progress bar per epoch
+QUIET := trainer.enable_progress_bar=false callbacks.progress_bar=null trainer.enable_model_summary=false
 
-.PHONY: help install train tune test test-slow lint format ui clean
+.PHONY: help install train tune reproduce loso test test-slow lint format ui clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,6 +37,22 @@ train: install ## Train and test the default GRU (extra overrides: ARGS="model.h
 
 tune: install ## Hyperparameter sweep: hyperopt TPE, 20 trials, objective val/acc_best (ARGS="hparams_search=optuna")
 	$(BIN)/python tune.py -m $(ARGS)
+
+reproduce: install ## The study's four rows over SEEDS (default 0,1,2) -> reports/study.md
+	rm -rf outputs/reproduce
+	$(BIN)/python train.py -m experiment=study_default trainer.max_epochs=3,10,20 seed=$(SEEDS) \
+	  hydra.sweep.dir=outputs/reproduce/default $(QUIET) $(ARGS)
+	$(BIN)/python train.py -m experiment=study_tuned seed=$(SEEDS) hydra.sweep.dir=outputs/reproduce/tuned $(QUIET) $(ARGS)
+	$(BIN)/python -m gesture_rnn.reports study outputs/reproduce/default outputs/reproduce/tuned \
+	  --out reports/study.md --command "make reproduce SEEDS=$(SEEDS)"
+
+loso: install ## Leave-one-user-out (8 folds) vs the random split (SEEDS) -> reports/loso.md
+	rm -rf outputs/loso
+	$(BIN)/python train.py -m data.split=users 'data.test_users=$(LOSO_FOLDS)' \
+	  hydra.sweep.dir=outputs/loso/users $(QUIET) $(ARGS)
+	$(BIN)/python train.py -m seed=$(SEEDS) hydra.sweep.dir=outputs/loso/random $(QUIET) $(ARGS)
+	$(BIN)/python -m gesture_rnn.reports loso outputs/loso/users outputs/loso/random \
+	  --out reports/loso.md --command "make loso SEEDS=$(SEEDS)"
 
 test: install ## Run the test suite (real-data tests need GESTURES_DATA=/path/to/gestures-dataset.zip)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

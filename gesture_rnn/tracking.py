@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,19 @@ def terminate_runs(loggers: Iterable[Logger], status: str) -> None:
                 logger.experiment.set_terminated(logger.run_id, status)
         except Exception as err:  # never hide the original error behind a tracking error
             log.warning("Could not mark MLflow run %s as %s: %s", logger._run_id, status, err)
+
+
+@contextmanager
+def marks_failures(loggers: Iterable[Logger]) -> Iterator[None]:
+    """Leave no run RUNNING: an interrupt marks it KILLED, any other error FAILED."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        terminate_runs(loggers, "KILLED")
+        raise
+    except BaseException:
+        terminate_runs(loggers, "FAILED")
+        raise
 
 
 def run_location(logger: MLFlowLogger) -> str:

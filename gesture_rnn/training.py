@@ -15,7 +15,7 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gesture_rnn import evaluation, tracking
 from gesture_rnn.config_checks import validate_config
@@ -25,7 +25,7 @@ from gesture_rnn.parallel import fair_thread_share
 log = logging.getLogger(__name__)
 
 
-def _instantiate_all(group: DictConfig | None) -> list[Any]:
+def instantiate_all(group: DictConfig | None) -> list[Any]:
     """Build every entry of a name -> {_target_: ...} group; entries set to null are skipped."""
     if not group:
         return []
@@ -47,7 +47,7 @@ def _build_callbacks(cfg: DictConfig, has_validation: bool) -> list[Callback]:
                         f"callbacks.{name} monitors {monitor}, which needs validation data; "
                         "set data.val_fraction > 0 (allowed range [0, 1)) or remove the callback"
                     )
-    return _instantiate_all(callbacks_cfg)
+    return instantiate_all(callbacks_cfg)
 
 
 def _checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
@@ -90,7 +90,7 @@ def _summary(metrics: dict[str, float], loggers: list[Logger], show_test: bool) 
     return "\n".join(lines)
 
 
-def _run_tags(cfg: DictConfig, data_md5: str, output_dir: Path) -> dict[str, str]:
+def run_tags(cfg: DictConfig, data_md5: str, output_dir: Path) -> dict[str, str]:
     tags = {
         "mlflow.source.git.commit": tracking.git_commit(),
         "data_md5": data_md5,
@@ -102,6 +102,19 @@ def _run_tags(cfg: DictConfig, data_md5: str, output_dir: Path) -> dict[str, str
         tags["mlflow.parentRunId"] = parent_run_id  # a trial of a sweep: nest under its parent run
         tags["mlflow.runName"] = f"trial {output_dir.name}"
     return tags
+
+
+def test_artifacts(model, datamodule, loggers: list[Logger], output_dir: Path) -> dict[str, float]:
+    """Write and log the test-set plots and tables; return per-user accuracies as metrics."""
+    per_user = evaluation.write_artifacts(
+        model,
+        datamodule.test_dataloader(),
+        datamodule.records.users[datamodule.split.test],
+        model.history,
+        output_dir / "evaluation",
+    )
+    tracking.log_artifact(loggers, output_dir / "evaluation", "evaluation")
+    return {f"test_user/{user}": accuracy for user, accuracy in per_user.items()}
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -123,12 +136,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model.set_normalization(datamodule.mean, datamodule.std)
 
     callbacks = _build_callbacks(cfg, datamodule.has_validation)
-    loggers: list[Logger] = _instantiate_all(cfg.get("logger"))
+    loggers: list[Logger] = instantiate_all(cfg.get("logger"))
     output_dir = Path(cfg.paths.output_dir)
-    tracking.add_tags(loggers, _run_tags(cfg, datamodule.checksum, output_dir))
+    tracking.add_tags(loggers, run_tags(cfg, datamodule.checksum, output_dir))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
-    try:
+    with tracking.marks_failures(loggers):
         tracking.log_run_config(loggers, cfg, output_dir / "config_resolved.yaml")
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         fit_metrics = _metrics_of(trainer)  # trainer.test() resets callback_metrics
@@ -136,16 +149,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         use_best = datamodule.has_validation and checkpoint is not None and checkpoint.best_model_path
         # Without validation the study's protocol applies: test the last epoch's weights.
         trainer.test(model, datamodule=datamodule, ckpt_path="best" if use_best else None, verbose=False)
-        per_user = evaluation.write_artifacts(
-            model,
-            datamodule.test_dataloader(),
-            datamodule.records.users[datamodule.split.test],
-            model.history,
-            output_dir / "evaluation",
-        )
-        tracking.log_artifact(loggers, output_dir / "evaluation", "evaluation")
         metrics = _collect_metrics(trainer, fit_metrics, time.perf_counter() - started)
-        metrics.update({f"test_user/{user}": accuracy for user, accuracy in per_user.items()})
+        metrics.update(test_artifacts(model, datamodule, loggers, output_dir))
         summary_only = {
             k: v
             for k, v in metrics.items()
@@ -160,12 +165,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
         resolved = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
         record = {"metrics": metrics, "mlflow_run_ids": run_ids, "config": resolved}
         (output_dir / "metrics.json").write_text(json.dumps(record, default=str))
-    except KeyboardInterrupt:
-        tracking.terminate_runs(loggers, "KILLED")
-        raise
-    except BaseException:
-        tracking.terminate_runs(loggers, "FAILED")
-        raise
     print(_summary(metrics, loggers, show_test=not cfg.get("optimized_metric")))
     return metrics
 

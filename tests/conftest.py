@@ -87,7 +87,7 @@ def _isolate_environment(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
-def compose_train_config(root: Path, overrides: list[str]) -> DictConfig:
+def compose_train_config(root: Path, overrides: list[str], run_dir: str = "outputs/run") -> DictConfig:
     """The config ``python train.py <overrides>`` would run, with outputs under ``root``."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -105,7 +105,7 @@ def compose_train_config(root: Path, overrides: list[str]) -> DictConfig:
         )
     # Hydra sets the run dir only for a real run; do what it would do.
     HydraConfig.instance().set_config(cfg)
-    output_dir = root / "outputs" / "run"
+    output_dir = root / run_dir
     output_dir.mkdir(parents=True, exist_ok=True)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)

@@ -45,6 +45,16 @@ def test_train_returns_metrics_and_records_the_run_in_mlflow(train_config, tmp_p
     checkpoints = [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")]
     assert len(checkpoints) == 1 and checkpoints[0].endswith(".ckpt")
     assert (tmp_path / "outputs" / "mlartifacts").is_dir(), "artifacts live beside the store"
+    evaluation = {a.path.split("/")[-1] for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    expected = {
+        "confusion_matrix.png",
+        "confusion_matrix.csv",
+        "learning_curves.png",
+        "per_class.csv",
+        "per_user.csv",
+    }
+    assert expected <= evaluation
+    assert {f"test_user/{u}" for u in ("U01", "U02", "U03")} <= set(run.data.metrics)
 
 
 def test_without_validation_the_last_epoch_is_tested(train_config, tmp_path):

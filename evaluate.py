@@ -1,0 +1,17 @@
+"""Evaluate a saved checkpoint without training: ``python evaluate.py ckpt_path=...``."""
+
+import hydra
+from omegaconf import DictConfig
+
+from gesture_rnn.checkpoint_eval import evaluate
+from gesture_rnn.cli import exit_on_user_error
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()
