@@ -17,7 +17,7 @@ LOSO_FOLDS := [U01],[U02],[U03],[U04],[U05],[U06],[U07],[U08]
 # quiet multiruns: one line per job instead of a progress bar per epoch
 QUIET := trainer.enable_progress_bar=false callbacks.progress_bar=null trainer.enable_model_summary=false
 
-.PHONY: help install train tune reproduce loso test test-slow lint format ui clean
+.PHONY: help install train tune reproduce loso bench test test-slow lint format ui clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ loso: install ## Leave-one-user-out (8 folds) vs the random split (SEEDS) -> rep
 	$(BIN)/python train.py -m seed=$(SEEDS) hydra.sweep.dir=outputs/loso/random $(QUIET) $(ARGS)
 	$(BIN)/python -m gesture_rnn.reports loso outputs/loso/users outputs/loso/random \
 	  --out reports/loso.md --command "make loso SEEDS=$(SEEDS)"
+
+bench: install ## Pipeline vs plain PyTorch loop, start-up, inference -> reports/bench.md (needs GESTURES_DATA)
+	$(BIN)/python -m bench.benchmark $(ARGS)
 
 test: install ## Run the test suite (real-data tests need GESTURES_DATA=/path/to/gestures-dataset.zip)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

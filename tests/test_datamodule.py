@@ -98,3 +98,18 @@ def test_batches_are_padded_with_the_true_lengths(synthetic_zip, tmp_path):
 def test_no_validation_loop_when_val_fraction_is_zero(synthetic_zip, tmp_path):
     dm = make_datamodule(synthetic_zip, tmp_path, val_fraction=0.0)
     assert not dm.has_validation and dm.val_dataloader() == []
+
+
+def test_bucketed_batches_cover_every_sequence_once_and_group_similar_lengths(synthetic_zip, tmp_path):
+    dm = make_datamodule(synthetic_zip, tmp_path, batch_size=8, bucket_batches=True)
+    torch.manual_seed(0)
+    batches = list(dm.train_dataloader())
+    seen = torch.cat([y for _, _, y in batches])
+    assert len(seen) == len(dm.split.train)
+    spread = np.mean([float(lengths.max() - lengths.min()) for _, lengths, _ in batches])
+    plain = np.mean(
+        [float(lengths.max() - lengths.min()) for _, lengths, _ in dm._loader("train", shuffle=True)]
+    )
+    assert spread < plain / 2, "bucketing groups sequences of similar length"
+    torch.manual_seed(1)
+    assert [b[1].tolist() for b in dm.train_dataloader()] != [b[1].tolist() for b in batches], "reshuffled"

@@ -12,6 +12,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
+from gesture_rnn.data.bucketing import BucketBatchSampler
 from gesture_rnn.data.duplicates import drop_conflicting_duplicates, duplicate_groups
 from gesture_rnn.data.parsing import GestureRecords, load_records
 from gesture_rnn.data.source import locate_dataset
@@ -61,6 +62,7 @@ class GestureDataModule(L.LightningDataModule):
         drop_conflicting_duplicates: bool = True,
         normalize: bool = True,
         batch_size: int = 32,
+        bucket_batches: bool = False,
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
@@ -139,7 +141,17 @@ class GestureDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        if not self.hparams.bucket_batches:
+            return self._loader("train", shuffle=True)
+        dataset = self._datasets["train"]
+        sampler = BucketBatchSampler([len(s) for s in dataset.sequences], self.hparams.batch_size)
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=pad_batch,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
 
     def val_dataloader(self) -> DataLoader | list:
         # An empty list tells Lightning to skip the validation loop (data.val_fraction=0).
