@@ -15,12 +15,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
+from gesture_rnn.evaluation import save_figure  # also selects the Agg backend
 from gesture_rnn.sweep import find_trials
 
 # The study's single-run test accuracies: (hidden, layers, dropout, epochs) -> accuracy
@@ -124,9 +122,7 @@ def _plot_accuracy_vs_epochs(groups: dict[tuple, list[dict[str, Any]]], path: Pa
     ax.set(xlabel="epochs", ylabel="test accuracy", title="Test accuracy against epochs")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def loso_report(
