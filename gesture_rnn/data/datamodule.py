@@ -131,27 +131,21 @@ class GestureDataModule(L.LightningDataModule):
         )
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        dataset = self._datasets[name]
+        batching: dict = {"batch_size": self.hparams.batch_size, "shuffle": shuffle}
+        if name == "train" and self.hparams.bucket_batches:
+            lengths = [len(s) for s in dataset.sequences]
+            batching = {"batch_sampler": BucketBatchSampler(lengths, self.hparams.batch_size)}
         return DataLoader(
-            self._datasets[name],
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
+            dataset,
+            **batching,
             collate_fn=pad_batch,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        if not self.hparams.bucket_batches:
-            return self._loader("train", shuffle=True)
-        dataset = self._datasets["train"]
-        sampler = BucketBatchSampler([len(s) for s in dataset.sequences], self.hparams.batch_size)
-        return DataLoader(
-            dataset,
-            batch_sampler=sampler,
-            collate_fn=pad_batch,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
+        return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:
         # An empty list tells Lightning to skip the validation loop (data.val_fraction=0).

@@ -127,9 +127,7 @@ class HyperoptSweeper(Sweeper):
     def _trial_seed(self, number: int) -> int:
         """Each trial's suggestion is seeded by (sweep seed, trial number), not by call order, so
         serial, batched (parallel) and resumed sweeps ask for the same trials."""
-        entropy = [number] if self.seed is None else [self.seed, number]
-        if self.seed is None:
-            entropy.append(self._unseeded)
+        entropy = [self._unseeded if self.seed is None else self.seed, number]
         return int(np.random.default_rng(entropy).integers(2**31 - 1))
 
     def _ask(self, state: SweepState, domain: Domain, count: int) -> list[dict[str, Any]]:
