@@ -40,6 +40,7 @@ RULES = (
     Rule("data.test_fraction", "a number in (0, 1)", lambda v: _is_number(v) and 0 < v < 1),
     Rule("data.val_fraction", "a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
     Rule("data.batch_size", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    Rule("data.bucket_pool_batches", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
     Rule(
         "data.test_users",
         "a non-empty list of user names such as [U08]",

@@ -23,6 +23,7 @@ from gesture_rnn.errors import ConfigError
         ("data.val_fraction=1", r"data.val_fraction=1 is invalid: it must be a number in \[0, 1\)"),
         ("data.test_users=[]", r"data.test_users=\[\] is invalid: it must be a non-empty list"),
         ("model.hidden=abc", r"model.hidden='abc' is invalid"),
+        ("data.bucket_pool_batches=0", r"data.bucket_pool_batches=0 is invalid: it must be an integer >= 1"),
         ("num_threads=0", r"num_threads=0 is invalid: it must be an integer >= 1 or null"),
     ],
 )

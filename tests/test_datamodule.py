@@ -101,7 +101,7 @@ def test_no_validation_loop_when_val_fraction_is_zero(synthetic_zip, tmp_path):
 
 
 def test_bucketed_batches_cover_every_sequence_once_and_group_similar_lengths(synthetic_zip, tmp_path):
-    dm = make_datamodule(synthetic_zip, tmp_path, batch_size=8, bucket_batches=True)
+    dm = make_datamodule(synthetic_zip, tmp_path, batch_size=8, bucket_batches=True, bucket_pool_batches=20)
     torch.manual_seed(0)
     batches = list(dm.train_dataloader())
     seen = torch.cat([y for _, _, y in batches])
@@ -112,3 +112,14 @@ def test_bucketed_batches_cover_every_sequence_once_and_group_similar_lengths(sy
     assert spread < plain / 2, "bucketing groups sequences of similar length"
     torch.manual_seed(1)
     assert [b[1].tolist() for b in dm.train_dataloader()] != [b[1].tolist() for b in batches], "reshuffled"
+
+
+def test_smaller_bucket_pools_trade_padding_for_more_varied_batches(synthetic_zip, tmp_path):
+    def mean_spread(pool: int) -> float:
+        dm = make_datamodule(
+            synthetic_zip, tmp_path, batch_size=8, bucket_batches=True, bucket_pool_batches=pool
+        )
+        torch.manual_seed(0)
+        return np.mean([float(lengths.max() - lengths.min()) for _, lengths, _ in dm.train_dataloader()])
+
+    assert mean_spread(1) > mean_spread(2) > mean_spread(20)

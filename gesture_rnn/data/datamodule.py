@@ -63,6 +63,7 @@ class GestureDataModule(L.LightningDataModule):
         normalize: bool = True,
         batch_size: int = 32,
         bucket_batches: bool = False,
+        bucket_pool_batches: int = 20,
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
@@ -135,7 +136,8 @@ class GestureDataModule(L.LightningDataModule):
         batching: dict = {"batch_size": self.hparams.batch_size, "shuffle": shuffle}
         if name == "train" and self.hparams.bucket_batches:
             lengths = [len(s) for s in dataset.sequences]
-            batching = {"batch_sampler": BucketBatchSampler(lengths, self.hparams.batch_size)}
+            sampler = BucketBatchSampler(lengths, self.hparams.batch_size, self.hparams.bucket_pool_batches)
+            batching = {"batch_sampler": sampler}
         return DataLoader(
             dataset,
             **batching,

@@ -61,6 +61,7 @@ class GRUClassifier(L.LightningModule):
         layers: int = 1,
         dropout: float = 0.1,
         bidirectional: bool = False,
+        packed: bool = True,
         input_size: int = 3,
         num_classes: int = NUM_CLASSES,
         optimizer: Mapping[str, Any] | None = None,
@@ -100,10 +101,24 @@ class GRUClassifier(L.LightningModule):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Logits [B, classes] for padded raw input x [B, T, 3] with true ``lengths`` [B]."""
         x = (x - self.mean) / self.std
+        if self.hparams.packed or self.hparams.bidirectional:
+            return self.head(self._last_step_packed(x, lengths))
+        return self.head(self.last_step_padded(x, lengths))
+
+    def _last_step_packed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, h_n = self.gru(packed)  # h_n: [layers * directions, B, hidden], at each real last step
-        last = torch.cat((h_n[-2], h_n[-1]), dim=1) if self.hparams.bidirectional else h_n[-1]
-        return self.head(last)
+        return torch.cat((h_n[-2], h_n[-1]), dim=1) if self.hparams.bidirectional else h_n[-1]
+
+    def last_step_padded(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The GRU run over the padding, read at each sequence's real last step.
+
+        Equal to the packed path for a one-directional GRU (a step never sees later ones), with
+        no packing: the form ONNX exports, and faster for small models on CPU.
+        """
+        outputs, _ = self.gru(x)  # [B, T, hidden]
+        index = (lengths.to(outputs.device) - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[-1])
+        return outputs.gather(1, index).squeeze(1)
 
     def _step(self, batch, loss_metric: MeanMetric, metrics: MetricCollection) -> torch.Tensor:
         x, lengths, y = batch
