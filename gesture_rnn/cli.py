@@ -12,11 +12,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from gesture_rnn.errors import GestureRNNError
+from gesture_rnn.errors import GestureRNNError, Interrupted
 from gesture_rnn.training import metric_value, train
 
 T = TypeVar("T")
 USER_ERROR_EXIT_CODE = 2
+INTERRUPTED_EXIT_CODE = 130  # the shell's code for a Ctrl-C'd command
 
 
 def _in_multirun() -> bool:
@@ -24,10 +25,11 @@ def _in_multirun() -> bool:
 
 
 def exit_on_user_error(task: Callable[..., T]) -> Callable[..., T]:
-    """Turn a GestureRNNError into ``error: <message>`` and exit 2.
+    """Turn a GestureRNNError into ``error: <message>`` and exit 2, an interrupt into
+    ``interrupted: <how to resume>`` and exit 130.
 
     ``HYDRA_FULL_ERROR=1`` keeps the traceback; in a multirun the error propagates so the
-    launcher/sweeper can record the failed job.
+    launcher/sweeper can record the failed job (an interrupt stops the sweep).
     """
 
     @functools.wraps(task)
@@ -39,6 +41,11 @@ def exit_on_user_error(task: Callable[..., T]) -> Callable[..., T]:
                 raise
             print(f"error: {err}", file=sys.stderr)
             sys.exit(USER_ERROR_EXIT_CODE)
+        except Interrupted as err:
+            if _in_multirun():
+                raise
+            print(f"interrupted: {err}", file=sys.stderr)
+            sys.exit(INTERRUPTED_EXIT_CODE)
 
     return wrapper
 

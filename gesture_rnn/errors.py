@@ -11,3 +11,14 @@ class ConfigError(GestureRNNError, ValueError):
 
 class DataError(GestureRNNError):
     """The dataset cannot be found, fetched, verified or parsed."""
+
+
+class TrackingError(GestureRNNError):
+    """The MLflow tracking store or server cannot be reached."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped training; the message says how to resume.
+
+    A KeyboardInterrupt, so a sweep stops too instead of counting it as one failed trial.
+    """

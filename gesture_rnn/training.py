@@ -15,12 +15,13 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from gesture_rnn import evaluation, tracking
+from gesture_rnn import evaluation, resume, tracking
 from gesture_rnn.config_checks import validate_config
-from gesture_rnn.errors import ConfigError
-from gesture_rnn.parallel import fair_thread_share
+from gesture_rnn.errors import ConfigError, Interrupted
+from gesture_rnn.parallel import fair_thread_share, processes_per_run
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +118,39 @@ def test_artifacts(model, datamodule, loggers: list[Logger], output_dir: Path) -
     return {f"test_user/{user}": accuracy for user, accuracy in per_user.items()}
 
 
+def _continue_in(cfg: DictConfig, plan: resume.ResumePlan) -> None:
+    """A resumed run writes into the checkpoint's run folder and its MLflow run."""
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(plan.run_dir)
+        mlflow_cfg = (cfg.get("logger") or {}).get("mlflow")
+        if plan.mlflow_run_id and mlflow_cfg is not None:
+            mlflow_cfg.run_id = plan.mlflow_run_id
+    log.info("Resuming %s in %s", plan.checkpoint, plan.run_dir)
+
+
+def _interrupted(err: BaseException, output_dir: Path, loggers: list[Logger]) -> Interrupted:
+    what = "SIGTERM" if isinstance(err, SIGTERMException) else "Ctrl-C"
+    last = output_dir / "checkpoints" / "last.ckpt"
+    runs = ", ".join(logger.run_id for logger in tracking.mlflow_loggers(loggers) if logger._run_id)
+    marked = f"MLflow run {runs} marked KILLED; " if runs else ""
+    if last.is_file():
+        hint = f"resume with the same overrides plus ckpt_path={last} (or ckpt_path=last)"
+    else:
+        hint = f"no epoch was completed; {last.parent / resume.INTERRUPTED_CHECKPOINT} holds the partial one"
+    return Interrupted(f"training stopped by {what}; {marked}{hint}")
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test one model as configured; return its metrics (test/acc, val/acc_best, ...)."""
     started = time.perf_counter()
     validate_config(cfg)
+    tracking.check_tracking_servers(cfg)
+    plan = resume.plan_resume(cfg)
+    if plan is not None:
+        _continue_in(cfg, plan)
     if cfg.get("seed") is not None:  # seed=0 is a seed like any other
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-    threads = cfg.get("num_threads") or fair_thread_share()
+    threads = cfg.get("num_threads") or fair_thread_share(processes_per_run(cfg))
     if threads:
         torch.set_num_threads(threads)
         log.info("Using %d CPU thread(s)", threads)
@@ -136,20 +163,29 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model.set_normalization(datamodule.mean, datamodule.std)
 
     callbacks = _build_callbacks(cfg, datamodule.has_validation)
+    callbacks += [resume.SeedEachEpoch(datamodule.sampling_seed), resume.CheckpointOnInterrupt()]
     loggers: list[Logger] = instantiate_all(cfg.get("logger"))
     output_dir = Path(cfg.paths.output_dir)
     tracking.add_tags(loggers, run_tags(cfg, datamodule.checksum, output_dir))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    main_process = trainer.is_global_zero  # under DDP, only rank 0 writes files and reports
 
     with tracking.marks_failures(loggers):
-        tracking.log_run_config(loggers, cfg, output_dir / "config_resolved.yaml")
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        if main_process:
+            tracking.log_run_config(loggers, cfg, output_dir / "config_resolved.yaml")
+            tracking.remember_run_ids(loggers, output_dir / resume.MLFLOW_RUN_FILE)
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=str(plan.checkpoint) if plan else None)
+        except (KeyboardInterrupt, SIGTERMException, SystemExit) as err:
+            raise _interrupted(err, output_dir, loggers) from None
         fit_metrics = _metrics_of(trainer)  # trainer.test() resets callback_metrics
         checkpoint = _checkpoint_callback(trainer)
         use_best = datamodule.has_validation and checkpoint is not None and checkpoint.best_model_path
         # Without validation the study's protocol applies: test the last epoch's weights.
         trainer.test(model, datamodule=datamodule, ckpt_path="best" if use_best else None, verbose=False)
         metrics = _collect_metrics(trainer, fit_metrics, time.perf_counter() - started)
+        if not main_process:
+            return metrics
         metrics.update(test_artifacts(model, datamodule, loggers, output_dir))
         summary_only = {
             k: v

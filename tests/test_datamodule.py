@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from gesture_rnn.data import GestureDataModule, split_indices
+from gesture_rnn.data.sampling import EpochBatchSampler
 from gesture_rnn.errors import ConfigError
 
 
@@ -110,8 +111,34 @@ def test_bucketed_batches_cover_every_sequence_once_and_group_similar_lengths(sy
     unbucketed = make_datamodule(synthetic_zip, tmp_path, batch_size=8).train_dataloader()
     plain = np.mean([float(lengths.max() - lengths.min()) for _, lengths, _ in unbucketed])
     assert spread < plain / 2, "bucketing groups sequences of similar length"
-    torch.manual_seed(1)
+    dm.set_epoch(1)
     assert [b[1].tolist() for b in dm.train_dataloader()] != [b[1].tolist() for b in batches], "reshuffled"
+
+
+@pytest.mark.parametrize("bucket", [False, True])
+def test_an_epochs_batches_depend_on_seed_and_epoch_only(synthetic_zip, tmp_path, bucket):
+    def epoch_batches(seed: int, epoch: int) -> list[list[int]]:
+        dm = make_datamodule(synthetic_zip, tmp_path, batch_size=8, bucket_batches=bucket, seed=seed)
+        loader = dm.train_dataloader()
+        dm.set_epoch(epoch)
+        torch.manual_seed(seed + epoch + 1234)  # the global RNG must not matter
+        batches = [y.tolist() for _, _, y in loader]
+        torch.rand(100)
+        assert [y.tolist() for _, _, y in loader] == batches, "iterating twice gives the same epoch"
+        return batches
+
+    assert epoch_batches(0, 3) == epoch_batches(0, 3)
+    assert epoch_batches(0, 3) != epoch_batches(0, 4)
+    assert epoch_batches(0, 3) != epoch_batches(1, 3)
+
+
+def test_ranks_share_out_an_epochs_batches_without_overlap():
+    lengths = list(range(10, 47))  # 37 sequences: 10 batches of 4, the last one short
+    ranks = [EpochBatchSampler(lengths, 4, seed=0, rank=r, world_size=2) for r in range(2)]
+    single = list(EpochBatchSampler(lengths, 4, seed=0))
+    shares = [list(sampler) for sampler in ranks]
+    assert len(shares[0]) == len(shares[1]) == len(ranks[0]) == 5
+    assert shares[0] == single[0::2] and shares[1] == single[1::2]
 
 
 def test_smaller_bucket_pools_trade_padding_for_more_varied_batches(synthetic_zip, tmp_path):

@@ -12,9 +12,9 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
-from gesture_rnn.data.bucketing import BucketBatchSampler
 from gesture_rnn.data.duplicates import drop_conflicting_duplicates, duplicate_groups
 from gesture_rnn.data.parsing import GestureRecords, load_records
+from gesture_rnn.data.sampling import EpochBatchSampler, derived_seed
 from gesture_rnn.data.source import locate_dataset
 from gesture_rnn.data.splits import SplitIndices, keep_groups_together, split_indices
 
@@ -78,6 +78,8 @@ class GestureDataModule(L.LightningDataModule):
         self.mean = torch.zeros(3)
         self.std = torch.ones(3)
         self._datasets: dict[str, SequenceDataset] = {}
+        self._train_sampler: EpochBatchSampler | None = None
+        self._epoch = 0
 
     @property
     def has_validation(self) -> bool:
@@ -131,27 +133,52 @@ class GestureDataModule(L.LightningDataModule):
             hp.split,
         )
 
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+    @property
+    def sampling_seed(self) -> int:
+        """``seed``, or one drawn from torch once (seed=null) and then kept for this run."""
+        if self.hparams.seed is None:
+            self.hparams.seed = int(torch.randint(0, 2**31 - 1, ()).item())
+        return int(self.hparams.seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called at every epoch start (see ``gesture_rnn.resume.SeedEachEpoch``)."""
+        self._epoch = epoch
+        if self._train_sampler is not None:
+            self._train_sampler.set_epoch(epoch)
+
+    def _loader(self, name: str) -> DataLoader:
+        hp = self.hparams
         dataset = self._datasets[name]
-        batching: dict = {"batch_size": self.hparams.batch_size, "shuffle": shuffle}
-        if name == "train" and self.hparams.bucket_batches:
-            lengths = [len(s) for s in dataset.sequences]
-            sampler = BucketBatchSampler(lengths, self.hparams.batch_size, self.hparams.bucket_pool_batches)
-            batching = {"batch_sampler": sampler}
+        # a private generator: building an iterator never consumes torch's global RNG
+        generator = torch.Generator().manual_seed(derived_seed(self.sampling_seed, 1))
+        batching: dict = {"batch_size": hp.batch_size, "shuffle": False}
+        if name == "train":
+            trainer = self.trainer
+            self._train_sampler = EpochBatchSampler(
+                [len(s) for s in dataset.sequences],
+                hp.batch_size,
+                seed=self.sampling_seed,
+                pool_batches=hp.bucket_pool_batches if hp.bucket_batches else None,
+                rank=trainer.global_rank if trainer is not None else 0,
+                world_size=trainer.world_size if trainer is not None else 1,
+            )
+            self._train_sampler.set_epoch(self._epoch)
+            batching = {"batch_sampler": self._train_sampler}
         return DataLoader(
             dataset,
             **batching,
             collate_fn=pad_batch,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
+            generator=generator,
+            num_workers=hp.num_workers,
+            persistent_workers=hp.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train")
 
     def val_dataloader(self) -> DataLoader | list:
         # An empty list tells Lightning to skip the validation loop (data.val_fraction=0).
-        return self._loader("val", shuffle=False) if self.has_validation else []
+        return self._loader("val") if self.has_validation else []
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")

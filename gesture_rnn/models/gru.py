@@ -8,6 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import OmegaConf
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -171,6 +172,14 @@ class GRUClassifier(L.LightningModule):
         test_loss = self._log_epoch("test", self.test_loss, self.test_metrics)["test/loss"]
         # The study's overfitting measure: test loss relative to the last epoch's training loss.
         self.log("test/overfit_ratio", test_loss / self.final_train_loss)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["learning_curves"] = list(self.history)  # a resumed run keeps its earlier epochs
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # resuming a fit continues the curves; testing the best checkpoint must not cut them short
+        if self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING:
+            self.history = list(checkpoint.get("learning_curves", []))
 
     def configure_optimizers(self) -> Any:
         optimizer = _factory(self.hparams.optimizer)(self.parameters())

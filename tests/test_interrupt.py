@@ -1,0 +1,77 @@
+"""Interrupted runs: a checkpoint and a KILLED run; ``ckpt_path=last`` finishes them exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT_ROOT
+from mlflow import MlflowClient
+
+TRAIN = [
+    "model.hidden=16",
+    "trainer.max_epochs=4",
+    "trainer.enable_progress_bar=false",
+    "++callbacks.progress_bar=null",
+    "trainer.enable_model_summary=false",
+]
+
+
+def train_py(root: Path, data: Path, *overrides: str) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable, str(PROJECT_ROOT / "train.py"), f"paths.root_dir={root}", f"data.path={data}",
+        f"data.cache_dir={root}/cache", *TRAIN, *overrides,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "tests")}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def run_record(root: Path) -> dict:
+    (metrics_file,) = (root / "outputs" / "train" / "runs").glob("*/metrics.json")
+    return json.loads(metrics_file.read_text())
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(synthetic_zip, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("whole")
+    whole = train_py(root, synthetic_zip)
+    assert whole.returncode == 0, whole.stderr
+    return run_record(root)["metrics"]
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_killed_run_resumes_in_its_mlflow_run_and_ends_as_if_never_stopped(
+    synthetic_zip, tmp_path, signal_name, uninterrupted
+):
+    root = tmp_path / "stopped"
+    killer = [
+        "+callbacks.kill._target_=interrupt_helpers.SignalAtEpoch",
+        "+callbacks.kill.epoch=2",
+        f"+callbacks.kill.signal_name={signal_name}",
+    ]
+    stopped = train_py(root, synthetic_zip, *killer)
+    assert stopped.returncode == 130, stopped.stderr
+    message = [line for line in stopped.stderr.splitlines() if line.startswith("interrupted:")]
+    assert len(message) == 1 and "marked KILLED" in message[0] and "ckpt_path=" in message[0]
+    (run_dir,) = (root / "outputs" / "train" / "runs").iterdir()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / "checkpoints" / "interrupted.ckpt").is_file()
+    client = MlflowClient(f"sqlite:///{root}/outputs/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("gestures").experiment_id])
+    assert run.info.status == "KILLED"
+
+    resumed = train_py(root, synthetic_zip, "ckpt_path=last")
+    assert resumed.returncode == 0, resumed.stderr
+    (run_again,) = client.search_runs([run.info.experiment_id])
+    assert run_again.info.run_id == run.info.run_id and run_again.info.status == "FINISHED"
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 4, "epochs 1-2, then 3-4"
+
+    expected, got = uninterrupted, run_record(root)["metrics"]
+    for name in ("train/loss", "val/acc_best", "test/acc", "test/loss", "test/f1"):
+        assert got[name] == expected[name], name  # bit-identical, not approximately equal
+    curves = (run_dir / "evaluation" / "learning_curves.csv").read_text().splitlines()
+    assert len(curves) == 1 + 4, "the learning curves keep the epochs before the interruption"
