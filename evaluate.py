@@ -5,6 +5,7 @@ from omegaconf import DictConfig
 
 from gesture_rnn.checkpoint_eval import evaluate
 from gesture_rnn.cli import exit_on_user_error
+from gesture_rnn.console import short_hydra_errors
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
@@ -14,4 +15,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with short_hydra_errors():
+        main()

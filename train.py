@@ -4,6 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 from gesture_rnn.cli import run_task
+from gesture_rnn.console import short_hydra_errors
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -12,4 +13,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    with short_hydra_errors():
+        main()

@@ -12,11 +12,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from gesture_rnn.console import USER_ERROR_EXIT_CODE, release_stderr
 from gesture_rnn.errors import GestureRNNError, Interrupted
 from gesture_rnn.training import metric_value, train
 
 T = TypeVar("T")
-USER_ERROR_EXIT_CODE = 2
 INTERRUPTED_EXIT_CODE = 130  # the shell's code for a Ctrl-C'd command
 
 
@@ -34,6 +34,7 @@ def exit_on_user_error(task: Callable[..., T]) -> Callable[..., T]:
 
     @functools.wraps(task)
     def wrapper(*args, **kwargs) -> T:
+        release_stderr()
         try:
             return task(*args, **kwargs)
         except GestureRNNError as err:

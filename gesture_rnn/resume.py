@@ -85,7 +85,8 @@ def _read_checkpoint(path: Path, name: str) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ConfigError(f"ckpt_path={name} is not a checkpoint written by train.py ({err})") from None
+        reason = str(err).strip().splitlines()[0][:120]
+        raise ConfigError(f"ckpt_path={name} is not a checkpoint written by train.py ({reason})") from None
 
 
 def check_architecture(checkpoint: dict[str, Any], model_cfg: DictConfig, name: str) -> None:

@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
+from gesture_rnn.console import release_stderr
 from gesture_rnn.tracking import PARENT_RUN_ENV, flatten
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ class MLflowSweepCallback(Callback):
 
     # --- Hydra callback hooks -------------------------------------------------------------------
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        release_stderr()  # composed; trials may run in other processes and never release it
         self._open_parent_run(config, Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import PROJECT_ROOT, compose_train_config
 from mlflow import MlflowClient
 
 import gesture_rnn
@@ -74,13 +78,31 @@ def test_the_checkpoint_loads_back_with_its_normalisation(train_config, tmp_path
     assert not torch.equal(model.std, torch.ones(3)), "trained statistics, not the defaults"
 
 
-def test_seed_zero_gives_identical_metrics_and_another_seed_different_ones(train_config, tmp_path):
-    first = gesture_rnn.train(train_config(*FAST, "seed=0", "logger=none"))
-    second = gesture_rnn.train(train_config(*FAST, "seed=0", "logger=none"))
-    other = gesture_rnn.train(train_config(*FAST, "seed=1", "logger=none"))
-    for name in ("test/acc", "test/loss", "train/loss"):
-        assert first[name] == second[name]
+def test_seed_zero_gives_identical_metrics_and_another_seed_different_ones(synthetic_zip, tmp_path):
+    def run(seed: int, name: str) -> dict[str, float]:
+        overrides = [f"data.path={synthetic_zip}", *FAST, f"seed={seed}", "logger=none"]
+        return gesture_rnn.train(compose_train_config(tmp_path, overrides, f"outputs/{name}"))
+
+    def weights(name: str) -> dict[str, torch.Tensor]:
+        return torch.load(tmp_path / "outputs" / name / "checkpoints" / "last.ckpt", weights_only=True)[
+            "state_dict"
+        ]
+
+    first, second, other = run(0, "first"), run(0, "second"), run(1, "other")
+    command = [
+        sys.executable, str(PROJECT_ROOT / "train.py"), f"paths.root_dir={tmp_path / 'new'}",
+        f"data.path={synthetic_zip}", f"data.cache_dir={tmp_path}/cache", *FAST, "seed=0", "logger=none",
+        "trainer.enable_progress_bar=false", "++callbacks.progress_bar=null",
+    ]  # fmt: skip
+    assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
+    (record,) = (tmp_path / "new" / "outputs" / "train" / "runs").glob("*/metrics.json")
+    new_process = json.loads(record.read_text())["metrics"]
+    for name in ("test/acc", "test/loss", "test/f1", "train/loss"):
+        assert first[name] == second[name] == new_process[name], name  # bit-identical
     assert first["test/loss"] != other["test/loss"]
+    first_weights, second_weights = weights("first"), weights("second")
+    assert all(torch.equal(first_weights[key], second_weights[key]) for key in first_weights)
+    assert not torch.equal(weights("first")["gru.weight_hh_l0"], weights("other")["gru.weight_hh_l0"])
 
 
 def test_a_run_that_crashes_is_marked_failed(train_config, tmp_path, monkeypatch):

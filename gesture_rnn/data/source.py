@@ -41,6 +41,11 @@ def check_source(path: Path, origin: str) -> Path:
     if path.is_dir():
         return path
     if not zipfile.is_zipfile(path):
+        if path.suffix.lower() == ".zip":
+            raise DataError(
+                f"dataset {path} (from {origin}) is a damaged zip archive (truncated download?); "
+                "download it again"
+            )
         raise DataError(
             f"dataset {path} (from {origin}) is neither a folder nor a zip archive; "
             f"point it at gestures-dataset.zip or the folder extracted from it"

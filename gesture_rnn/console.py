@@ -1,0 +1,68 @@
+"""The console side of the entry points: short messages instead of multi-line reports."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+from collections.abc import Iterator
+
+USER_ERROR_EXIT_CODE = 2
+
+
+class _HeldStderr(io.StringIO):
+    """Stands in for stderr while Hydra composes the config (see ``short_hydra_errors``)."""
+
+    def __init__(self, real: io.TextIOBase) -> None:
+        super().__init__()
+        self.real = real
+
+
+def release_stderr() -> None:
+    """The config composed: from here on stderr is the real one (progress bars, warnings)."""
+    held = sys.stderr
+    if isinstance(held, _HeldStderr):
+        sys.stderr = held.real
+        sys.stderr.write(held.getvalue())
+
+
+def _condensed(hydra_message: str) -> str:
+    """Hydra's composition error in one or two lines: the problem, then the fix or the options."""
+    lines = [line.strip() for line in hydra_message.splitlines() if line.strip()]
+    lines = [line for line in lines if "HYDRA_FULL_ERROR" not in line]
+    if not lines:
+        return "error: the command line could not be composed into a config"
+    head, rest = lines[0], lines[1:]
+    if rest and rest[0].startswith("Available options"):
+        options = []
+        for line in rest[1:]:
+            if line.startswith("Config search path"):
+                break
+            options.append(line)
+        return f"error: {head}; {rest[0].rstrip(':')}: {', '.join(options)}"
+    hint = next((line for line in rest if re.match(r"(To append|Did you mean)", line)), None)
+    return f"error: {head}" + (f"\n  {hint}" if hint else "")
+
+
+@contextlib.contextmanager
+def short_hydra_errors() -> Iterator[None]:
+    """Hold stderr while Hydra composes the config; if composition fails (unknown key or group
+    option, bad override syntax), print a condensed one- or two-line error and exit 2 instead
+    of Hydra's multi-line report. ``HYDRA_FULL_ERROR=1`` shows Hydra's own output."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        yield
+        return
+    held = _HeldStderr(sys.stderr)
+    sys.stderr = held
+    try:
+        yield
+    except SystemExit as exit_:
+        if sys.stderr is held and exit_.code not in (0, None):  # failed before any task ran
+            sys.stderr = held.real
+            print(_condensed(held.getvalue()), file=sys.stderr)
+            raise SystemExit(USER_ERROR_EXIT_CODE) from None
+        raise
+    finally:
+        release_stderr()

@@ -1,0 +1,167 @@
+"""Bad input through ``train.py``: one clear message, a non-zero exit, nothing half-written.
+
+Each case runs the real entry point (``train.py``'s Hydra main) in this process — the same code
+path as the command line without paying the import time per case; test_cli.py covers the
+subprocess itself.
+"""
+
+from __future__ import annotations
+
+import runpy
+import socket
+import sqlite3
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import PROJECT_ROOT, recording_text, write_dataset, zip_folder
+from hydra.core.global_hydra import GlobalHydra
+
+import gesture_rnn
+
+GOOD_ROWS = recording_text(np.ones((5, 3)))
+SHORT_ROW = GOOD_ROWS + "1 2 3\n"  # line 6 has 3 columns instead of 6
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def dataset_with(tmp_path: Path, bad_text: str) -> Path:
+    """The synthetic layout (one user) with U01/01/01.txt replaced by ``bad_text``."""
+    folder = write_dataset(tmp_path / "bad", users=("U01",), repetitions=2)
+    (folder / "U01" / "01" / "01.txt").write_text(bad_text)
+    return zip_folder(folder, tmp_path / "bad.zip")
+
+
+def run_train_py(tmp_path: Path, overrides: list[str], capfd) -> tuple[int, list[str]]:
+    argv = [
+        "train.py", f"paths.root_dir={tmp_path}", f"data.cache_dir={tmp_path}/cache", "model.hidden=8",
+        "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "++callbacks.progress_bar=null",
+        "hydra.job_logging.root.level=ERROR", *overrides,
+    ]  # fmt: skip
+    saved_argv = sys.argv
+    sys.argv = argv
+    GlobalHydra.instance().clear()
+    try:
+        runpy.run_path(str(PROJECT_ROOT / "train.py"), run_name="__main__")
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        sys.argv = saved_argv
+        GlobalHydra.instance().clear()
+    err = capfd.readouterr().err
+    return code, [line for line in err.splitlines() if line.strip() and not line.startswith("[")]
+
+
+def truncated_zip(source: Path, target: Path) -> Path:
+    data = source.read_bytes()
+    target.write_bytes(data[: len(data) // 2])
+    return target
+
+
+def not_a_dataset_zip(target: Path) -> Path:
+    with zipfile.ZipFile(target, "w") as bundle:
+        bundle.writestr("holiday/photo.txt", "1 2 3\n")
+    return target
+
+
+# (id, overrides given tmp_path and the synthetic zip, expected text in the message)
+CASES = [
+    ("missing data path", lambda t, z: [f"data.path={t}/nope.zip"], "dataset not found"),
+    ("not zip or folder", lambda t, z: [f"data.path={PROJECT_ROOT / 'README.md'}"], "nor a zip"),
+    ("wrong layout", lambda t, z: [f"data.path={not_a_dataset_zip(t / 'x.zip')}"], "gestures-dataset"),
+    (
+        "wrong checksum",
+        lambda t, z: ["data.path=null", f"data.url=file://{z}", "data.md5=0123456789abcdef0123456789abcdef"],
+        "md5",
+    ),
+    ("truncated zip", lambda t, z: [f"data.path={truncated_zip(z, t / 'cut.zip')}"], "damaged zip"),
+    (
+        "non-numeric value",
+        lambda t, z: [f"data.path={dataset_with(t, GOOD_ROWS.replace('1.000000', 'abc', 1))}"],
+        "01.txt, line 1: non-numeric",
+    ),
+    (
+        "wrong column count",
+        lambda t, z: [f"data.path={dataset_with(t, SHORT_ROW)}"],
+        "01.txt, line 6",
+    ),
+    ("fewer than 2 rows", lambda t, z: [f"data.path={dataset_with(t, GOOD_ROWS.splitlines()[0])}"], "2 rows"),
+    (
+        "NaN value",
+        lambda t, z: [f"data.path={dataset_with(t, GOOD_ROWS.replace('1.000000', 'nan', 1))}"],
+        "01.txt, line 1: acceleration is NaN",
+    ),
+    ("unknown key", lambda t, z: [f"data.path={z}", "model.hiden=3"], "model.hiden"),
+    ("unknown group option", lambda t, z: [f"data.path={z}", "model=lstm"], "model/lstm"),
+    ("hidden 0", lambda t, z: [f"data.path={z}", "model.hidden=0"], "model.hidden=0 is invalid"),
+    ("layers 0", lambda t, z: [f"data.path={z}", "model.layers=0"], "model.layers=0 is invalid"),
+    ("dropout 1.0", lambda t, z: [f"data.path={z}", "model.dropout=1.0"], "model.dropout=1.0 is invalid"),
+    ("negative epochs", lambda t, z: [f"data.path={z}", "trainer.max_epochs=-1"], "max_epochs=-1 is invalid"),
+    ("test fraction 0", lambda t, z: [f"data.path={z}", "data.test_fraction=0"], "in (0, 1)"),
+    ("test fraction 1", lambda t, z: [f"data.path={z}", "data.test_fraction=1"], "in (0, 1)"),
+    (
+        "unknown test user",
+        lambda t, z: [f"data.path={z}", "data.split=users", "data.test_users=[U99]"],
+        "U99",
+    ),
+    ("empty user list", lambda t, z: [f"data.path={z}", "data.test_users=[]"], "non-empty list"),
+    ("missing checkpoint", lambda t, z: [f"data.path={z}", f"ckpt_path={t}/no.ckpt"], "does not exist"),
+    (
+        "not a checkpoint",
+        lambda t, z: [f"data.path={z}", f"ckpt_path={PROJECT_ROOT / 'README.md'}"],
+        "not a checkpoint",
+    ),
+    (
+        "unreachable tracking server",
+        lambda t, z: [f"data.path={z}", f"logger.mlflow.tracking_uri=http://127.0.0.1:{free_port()}"],
+        "is unreachable",
+    ),
+]
+
+
+def assert_nothing_half_written(tmp_path: Path) -> None:
+    """The cache holds only complete files: parsed arrays that load, nothing temporary."""
+    cache = tmp_path / "cache"
+    for path in cache.rglob("*") if cache.exists() else []:
+        assert not path.name.startswith(".") and "tmp" not in path.name, f"left behind: {path}"
+        if path.is_file():
+            assert path.suffix == ".npz", f"unexpected file in the cache: {path}"
+            np.load(path).close()
+    store = tmp_path / "outputs" / "mlflow.db"
+    if store.exists():
+        with sqlite3.connect(store) as db:
+            running = db.execute("select run_uuid from runs where status = 'RUNNING'").fetchall()
+        assert running == [], "no MLflow run is left RUNNING"
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_gives_one_clear_error(synthetic_zip, tmp_path, capfd, overrides, expected):
+    code, lines = run_train_py(tmp_path, overrides(tmp_path, synthetic_zip), capfd)
+    assert code != 0
+    assert not any("Traceback" in line for line in lines)
+    assert code == 2 and lines[0].startswith("error: ") and len(lines) <= 2, lines
+    assert expected in "\n".join(lines)
+    assert_nothing_half_written(tmp_path)
+
+
+def test_a_checkpoint_of_another_model_size_is_refused_before_training(train_config, tmp_path, capfd):
+    metrics = gesture_rnn.train(train_config("model.hidden=8", "trainer.max_epochs=1", "logger=none"))
+    assert metrics["test/acc"] >= 0
+    (checkpoint,) = (tmp_path / "outputs" / "run" / "checkpoints").glob("last.ckpt")
+    other = tmp_path / "other"
+    code, lines = run_train_py(
+        other, [f"ckpt_path={checkpoint}", f"data.path={tmp_path}/unused.zip", "model.hidden=16"], capfd
+    )
+    assert code == 2
+    assert lines == [
+        f"error: ckpt_path={checkpoint} was trained with another model: model.hidden=16 (checkpoint: 8); "
+        "resume with the run's own model settings"
+    ]
+    assert not (other / "outputs" / "mlflow.db").exists(), "refused before any MLflow run was created"
