@@ -148,8 +148,26 @@ def mlflow_server(tmp_path):
 
 def test_train_and_tune_against_a_real_tracking_server(synthetic_zip, tmp_path, mlflow_server):
     env = {"MLFLOW_TRACKING_URI": mlflow_server}
-    run_tune(tmp_path, synthetic_zip, "hydra.sweeper.n_trials=2", *TINY, env=env)
+    single = subprocess.run(
+        [
+            sys.executable, str(PROJECT_ROOT / "train.py"), f"paths.root_dir={tmp_path}",
+            f"data.path={synthetic_zip}", f"data.cache_dir={tmp_path}/cache", "trainer.max_epochs=2",
+            "model.hidden=8", "trainer.enable_progress_bar=false", "++callbacks.progress_bar=null",
+        ],
+        capture_output=True, text=True, timeout=300, env={**os.environ, **env},
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
     client = MlflowClient(mlflow_server)
+    (train_run,) = sweep_runs(client)[0]
+    assert train_run.info.status == "FINISHED" and mlflow_server in single.stdout
+    assert train_run.data.params["model.hidden"] == "8"
+    assert 0 <= train_run.data.metrics["test/acc"] <= 1
+    assert [len(client.get_metric_history(train_run.info.run_id, "train/loss"))] == [2], "one value per epoch"
+    train_artifacts = {a.path for a in client.list_artifacts(train_run.info.run_id, "evaluation")}
+    assert "evaluation/confusion_matrix.png" in train_artifacts
+
+    client.delete_run(train_run.info.run_id)  # leave the sweep's runs alone in the experiment
+    run_tune(tmp_path, synthetic_zip, "hydra.sweeper.n_trials=2", *TINY, env=env)
     check_parent_and_children(client, n_trials=2)
     _, children = sweep_runs(client)
     artifacts = {a.path for a in client.list_artifacts(children[0].info.run_id)}

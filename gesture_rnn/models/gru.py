@@ -135,7 +135,7 @@ class GRUClassifier(L.LightningModule):
         values = {f"{stage}/loss": loss_metric.compute(), **metrics.compute()}
         loss_metric.reset()
         metrics.reset()
-        self.log_dict(values)
+        self.log_dict(values, sync_dist=True)  # torchmetrics already reduced them: same on every rank
         return values
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -171,7 +171,7 @@ class GRUClassifier(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         test_loss = self._log_epoch("test", self.test_loss, self.test_metrics)["test/loss"]
         # The study's overfitting measure: test loss relative to the last epoch's training loss.
-        self.log("test/overfit_ratio", test_loss / self.final_train_loss)
+        self.log("test/overfit_ratio", test_loss / self.final_train_loss, sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["learning_curves"] = list(self.history)  # a resumed run keeps its earlier epochs
