@@ -17,7 +17,7 @@ LOSO_FOLDS := [U01],[U02],[U03],[U04],[U05],[U06],[U07],[U08]
 # quiet multiruns: one line per job instead of a progress bar per epoch
 QUIET := trainer.enable_progress_bar=false callbacks.progress_bar=null trainer.enable_model_summary=false
 
-.PHONY: help install train tune reproduce loso bench test test-slow lint format ui clean
+.PHONY: help install train tune reproduce loso bench soak test test-slow lint format ui clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ loso: install ## Leave-one-user-out (8 folds) vs the random split (SEEDS) -> rep
 
 bench: install ## Pipeline vs plain PyTorch loop, start-up, inference -> reports/bench.md (needs GESTURES_DATA)
 	$(BIN)/python -m bench.benchmark $(ARGS)
+
+soak: install ## 50 short trainings in one process and in new ones: no memory, fd or MLflow-run leaks
+	$(BIN)/python -m bench.soak $(ARGS)
 
 test: install ## Run the test suite (real-data tests need GESTURES_DATA=/path/to/gestures-dataset.zip)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
