@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from gesture_rnn import evaluation, resume, tracking
+from gesture_rnn import deploy, evaluation, resume, tracking
 from gesture_rnn.config_checks import validate_config
 from gesture_rnn.errors import ConfigError, Interrupted
 from gesture_rnn.parallel import fair_thread_share, processes_per_run
@@ -128,6 +128,16 @@ def _continue_in(cfg: DictConfig, plan: resume.ResumePlan) -> None:
     log.info("Resuming %s in %s", plan.checkpoint, plan.run_dir)
 
 
+def _log_mlflow_model(model, loggers: list[Logger]) -> None:
+    """The tested model as an MLflow model (``mlflow.pyfunc.load_model(runs:/<id>/model)``)."""
+    if model.hparams.bidirectional:
+        log.info("log_model: a bidirectional GRU does not run unpacked; no MLflow model logged")
+        return
+    for logger in tracking.mlflow_loggers(loggers):
+        uri = deploy.log_mlflow_model(model, logger.run_id, logger._tracking_uri)
+        log.info("MLflow model: %s", uri)
+
+
 def _interrupted(err: BaseException, output_dir: Path, loggers: list[Logger]) -> Interrupted:
     what = "SIGTERM" if isinstance(err, SIGTERMException) else "Ctrl-C"
     last = output_dir / "checkpoints" / "last.ckpt"
@@ -196,6 +206,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             logger.log_metrics(summary_only)
         if checkpoint is not None and checkpoint.best_model_path:
             tracking.log_artifact(loggers, Path(checkpoint.best_model_path), "checkpoints")
+        if cfg.get("log_model"):
+            _log_mlflow_model(model, loggers)
         run_ids = [logger.run_id for logger in tracking.mlflow_loggers(loggers)]
         # read by the sweep callback to report the best trial's test accuracy once, at the end
         resolved = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))

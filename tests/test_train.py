@@ -59,6 +59,9 @@ def test_train_returns_metrics_and_records_the_run_in_mlflow(train_config, tmp_p
     }
     assert expected <= evaluation
     assert {f"test_user/{u}" for u in ("U01", "U02", "U03")} <= set(run.data.metrics)
+    logged = client.search_logged_models([run.info.experiment_id])
+    assert [m.source_run_id for m in logged] == [run.info.run_id], "log_model=true: the tested model"
+    assert run.info.status == "FINISHED"
 
 
 def test_without_validation_the_last_epoch_is_tested(train_config, tmp_path):

@@ -173,6 +173,13 @@ class GestureDataModule(L.LightningDataModule):
             persistent_workers=hp.num_workers > 0,
         )
 
+    def state_dict(self) -> dict[str, str | None]:
+        """Saved in every checkpoint: which data the model was trained on (export sidecar)."""
+        return {"checksum": self.checksum}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pass  # the data is located and verified again on resume
+
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
 

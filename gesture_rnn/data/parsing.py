@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 PARSER_VERSION = 1
 NUM_CLASSES = 20
 NUM_COLUMNS = 6
-ACCEL_COLUMNS = slice(3, 6)
 SEQUENCE_PATH = re.compile(r"(?:^|/)(U\d{2})/(\d{2})/(\d{2})\.txt$")
 
 
@@ -57,22 +56,26 @@ class GestureRecords:
         )
 
 
-def parse_sequence(text: str, name: str) -> np.ndarray:
-    """Return the three acceleration columns of one recording as float32 [time, 3]."""
+def parse_sequence(text: str, name: str, accept_xyz: bool = False) -> np.ndarray:
+    """Return the three acceleration columns of one recording as float32 [time, 3].
+
+    The dataset's files have 6 columns (three timestamps, x y z); ``accept_xyz`` also takes plain
+    3-column ``x y z`` files (recordings given to predict.py).
+    """
+    expected = f"{NUM_COLUMNS} columns (millis nanos timestamp x y z)"
+    if accept_xyz:
+        expected = f"3 columns (x y z) or {expected}"
     rows: list[list[float]] = []
     for line_no, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
-        if len(fields) != NUM_COLUMNS:
-            raise DataError(
-                f"{name}, line {line_no}: expected {NUM_COLUMNS} columns "
-                f"(millis nanos timestamp x y z), found {len(fields)}"
-            )
+        if len(fields) != NUM_COLUMNS and not (accept_xyz and len(fields) == 3):
+            raise DataError(f"{name}, line {line_no}: expected {expected}, found {len(fields)}")
         try:
-            values = [float(field) for field in fields[ACCEL_COLUMNS]]
+            values = [float(field) for field in fields[-3:]]
             # the timestamps must be numeric too, even though they are not used
-            [int(float(field)) for field in fields[:3]]
+            [int(float(field)) for field in fields[:-3]]
         except ValueError as err:
             raise DataError(f"{name}, line {line_no}: non-numeric value ({err})") from None
         if not all(math.isfinite(value) for value in values):

@@ -48,6 +48,12 @@ def _metrics(num_classes: int, prefix: str) -> MetricCollection:
     )
 
 
+def gather_last_step(outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """outputs [B, T, H] at each sequence's real last step (index lengths - 1) -> [B, H]."""
+    index = (lengths.to(outputs.device) - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[-1])
+    return outputs.gather(1, index).squeeze(1)
+
+
 class GRUClassifier(L.LightningModule):
     """The study's model: GRU over 3-axis acceleration, linear head on the last real step.
 
@@ -117,9 +123,7 @@ class GRUClassifier(L.LightningModule):
         Equal to the packed path for a one-directional GRU (a step never sees later ones), with
         no packing: the form ONNX exports, and faster for small models on CPU.
         """
-        outputs, _ = self.gru(x)  # [B, T, hidden]
-        index = (lengths.to(outputs.device) - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[-1])
-        return outputs.gather(1, index).squeeze(1)
+        return gather_last_step(self.gru(x)[0], lengths)
 
     def _step(self, batch, loss_metric: MeanMetric, metrics: MetricCollection) -> torch.Tensor:
         x, lengths, y = batch

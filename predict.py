@@ -1,0 +1,19 @@
+"""Classify recordings with a trained model: ``python predict.py ckpt_path=... input=recording.txt``."""
+
+import hydra
+from omegaconf import DictConfig
+
+from gesture_rnn.cli import exit_on_user_error
+from gesture_rnn.console import short_hydra_errors
+from gesture_rnn.deploy import run_predict
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="predict")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    run_predict(cfg)
+
+
+if __name__ == "__main__":
+    with short_hydra_errors():
+        main()

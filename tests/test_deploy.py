@@ -1,0 +1,179 @@
+"""The trained model outside training: predict.py, export.py (ONNX, TorchScript), MLflow model."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from conftest import PROJECT_ROOT, compose_train_config, recording_text
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+import gesture_rnn
+from gesture_rnn.data import GestureDataModule
+from gesture_rnn.deploy import (
+    GestureProbabilities,
+    log_mlflow_model,
+    padded_batch,
+    run_export,
+    run_predict,
+)
+from gesture_rnn.errors import DataError
+from gesture_rnn.models.checkpoint import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_zip, tmp_path_factory) -> dict:
+    """A small model trained on the synthetic data, its checkpoint and its test sequences."""
+    root = tmp_path_factory.mktemp("trained")
+    overrides = [f"data.path={synthetic_zip}", "model.hidden=16", "trainer.max_epochs=8", "logger=none"]
+    overrides += ["model.optimizer.lr=0.01"]
+    cfg = compose_train_config(root, overrides)
+    metrics = gesture_rnn.train(cfg)
+    GlobalHydra.instance().clear()
+    dm = GestureDataModule(path=str(synthetic_zip), cache_dir=str(root / "cache"), val_fraction=0.1)
+    dm.setup()
+    return {
+        "checkpoint": root / "outputs" / "run" / "checkpoints" / "last.ckpt",
+        "test_sequences": [s.numpy() for s in dm.test_dataloader().dataset.sequences],
+        "test_acc": metrics["test/acc"],
+        "root": root,
+    }
+
+
+def torch_probabilities(checkpoint: Path, sequences: list[np.ndarray]) -> np.ndarray:
+    model = load_checkpoint(str(checkpoint)).eval()  # the packed training path
+    accel, lengths = padded_batch(sequences)
+    with torch.no_grad():
+        return torch.softmax(model(accel, lengths), dim=1).numpy()
+
+
+def test_onnx_export_agrees_with_pytorch_on_every_test_sequence(trained, tmp_path):
+    target = run_export(
+        OmegaConf.create(
+            {"ckpt_path": str(trained["checkpoint"]), "format": "onnx", "out": str(tmp_path / "m.onnx")}
+        )
+    )
+    session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["accel", "lengths"]
+    sequences = trained["test_sequences"]
+    expected = torch_probabilities(trained["checkpoint"], sequences)
+    accel, lengths = padded_batch(sequences)
+    (got,) = session.run(None, {"accel": accel.numpy(), "lengths": lengths.numpy()})
+    assert got.shape == (len(sequences), 20)
+    assert np.abs(got - expected).max() <= 1e-4
+    assert (got.argmax(1) == expected.argmax(1)).all()
+    # dynamic batch and time: one sequence alone, unpadded
+    (alone,) = session.run(None, {"accel": sequences[0][None], "lengths": np.array([len(sequences[0])])})
+    assert np.abs(alone[0] - expected[0]).max() <= 1e-4
+
+    sidecar = json.loads(Path(f"{target}.json").read_text())
+    assert sidecar["class_index_to_gesture"] == list(range(1, 21)) and sidecar["format"] == "onnx"
+    assert sidecar["model"]["hidden"] == 16 and len(sidecar["data_md5"]) == 32
+    assert set(sidecar["inputs"]) == {"accel", "lengths"} and sidecar["sampling_rate_hz"] > 0
+
+
+def test_torchscript_export_agrees_with_pytorch(trained, tmp_path):
+    target = run_export(
+        OmegaConf.create(
+            {"ckpt_path": str(trained["checkpoint"]), "format": "torchscript", "out": str(tmp_path / "m.pt")}
+        )
+    )
+    scripted = torch.jit.load(str(target))
+    sequences = trained["test_sequences"][:7]
+    accel, lengths = padded_batch(sequences)
+    with torch.no_grad():
+        got = scripted(accel, lengths).numpy()
+    np.testing.assert_allclose(got, torch_probabilities(trained["checkpoint"], sequences), atol=1e-5)
+
+
+def test_predict_reads_six_and_three_column_recordings_and_prints_json(trained, tmp_path):
+    values = trained["test_sequences"][0]
+    six = tmp_path / "six.txt"
+    six.write_text(recording_text(values))
+    three = tmp_path / "three.txt"
+    three.write_text("\n".join(" ".join(f"{v:.6f}" for v in row) for row in values) + "\n")
+    command = [
+        sys.executable, str(PROJECT_ROOT / "predict.py"), f"ckpt_path={trained['checkpoint']}",
+        f"input={tmp_path}", "output=json",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(line["file"]).name for line in lines] == ["six.txt", "three.txt"]
+    assert lines[0]["gesture"] == lines[1]["gesture"] and lines[0]["probability"] == lines[1]["probability"]
+    first = lines[0]
+    assert set(first) == {"file", "gesture", "probability", "top3"} and 1 <= first["gesture"] <= 20
+    assert first["top3"][0]["gesture"] == first["gesture"] and len(first["top3"]) == 3
+    probabilities = [t["probability"] for t in first["top3"]]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert not list(tmp_path.glob("outputs")), "predict.py leaves no run folder behind"
+
+
+def test_predict_on_the_dataset_zip_matches_the_training_accuracy(trained, synthetic_zip, capsys):
+    results = run_predict(
+        OmegaConf.create(
+            {
+                "ckpt_path": str(trained["checkpoint"]),
+                "input": str(synthetic_zip),
+                "output": "text",
+                "top_k": 3,
+            }
+        )
+    )
+    assert len(results) == len(capsys.readouterr().out.splitlines()) == 240
+    true = [int(r["file"].split("/")[-2]) for r in results]
+    accuracy = np.mean([r["gesture"] == t for r, t in zip(results, true, strict=True)])
+    assert accuracy >= trained["test_acc"] - 0.15, (
+        "the whole set is classified about as well as the test part"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("1 2\n3 4\n", "line 1: expected 3 columns (x y z) or 6"), ("1 2 x\n1 2 3\n", "line 1: non-numeric")],
+)
+def test_predict_rejects_other_formats_naming_file_and_line(trained, tmp_path, text, message):
+    bad = tmp_path / "bad.txt"
+    bad.write_text(text)
+    with pytest.raises(DataError, match=re.escape(f"bad.txt, {message}")):
+        run_predict(
+            OmegaConf.create({"ckpt_path": str(trained["checkpoint"]), "input": str(bad), "output": "text"})
+        )
+
+
+def test_the_mlflow_model_loads_back_with_pyfunc_and_predicts_a_batch(trained, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = mlflow.MlflowClient(uri)
+    experiment = client.create_experiment("deploy", artifact_location=str(tmp_path / "artifacts"))
+    run_id = client.create_run(experiment).info.run_id
+    model = load_checkpoint(str(trained["checkpoint"]))
+    model_uri = log_mlflow_model(model, run_id, uri)
+
+    mlflow.set_tracking_uri(uri)
+    loaded = mlflow.pyfunc.load_model(model_uri)
+    sequences = trained["test_sequences"][:5]
+    accel, _ = padded_batch(sequences, pad=float("nan"))
+    got = np.asarray(loaded.predict(accel.numpy()))
+    assert got.shape == (5, 20)
+    np.testing.assert_allclose(got, torch_probabilities(trained["checkpoint"], sequences), atol=1e-5)
+
+
+def test_the_padded_export_path_equals_the_packed_training_path(trained):
+    model = load_checkpoint(str(trained["checkpoint"]))
+    sequences = trained["test_sequences"]
+    accel, lengths = padded_batch(sequences)
+    with torch.no_grad():
+        exported = GestureProbabilities(model)(accel, lengths).numpy()
+        nan_padded = GestureProbabilities(model)(padded_batch(sequences, pad=float("nan"))[0]).numpy()
+    expected = torch_probabilities(trained["checkpoint"], sequences)
+    np.testing.assert_allclose(exported, expected, atol=1e-5)
+    np.testing.assert_allclose(nan_padded, expected, atol=1e-5)
