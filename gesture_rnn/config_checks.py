@@ -46,6 +46,10 @@ RULES = (
         "a non-empty list of user names such as [U08]",
         lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(u, str) for u in v),
     ),
+    Rule("data.augment.rotate_deg", "a number in [0, 180]", lambda v: _is_number(v) and 0 <= v <= 180),
+    Rule("data.augment.scale", "a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
+    Rule("data.augment.time_warp", "a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
+    Rule("data.augment.jitter", "a number >= 0", lambda v: _is_number(v) and v >= 0),
     Rule("seed", "an integer or null", lambda v: v is None or _is_int(v)),
     Rule("num_threads", "an integer >= 1 or null", lambda v: v is None or (_is_int(v) and v >= 1)),
 )

@@ -12,6 +12,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
+from gesture_rnn.data.augment import Augmentation, AugmentingCollate
 from gesture_rnn.data.duplicates import drop_conflicting_duplicates, duplicate_groups
 from gesture_rnn.data.parsing import GestureRecords, load_records
 from gesture_rnn.data.sampling import EpochBatchSampler, derived_seed
@@ -63,13 +64,16 @@ class GestureDataModule(L.LightningDataModule):
         normalize: bool = True,
         batch_size: int = 32,
         bucket_batches: bool = False,
-        bucket_pool_batches: int = 20,
+        bucket_pool_batches: int = 2,
+        augment: dict[str, float] | None = None,
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__()
         # plain values only, so checkpoints load with torch.load(weights_only=True)
         test_users = [str(user) for user in test_users]
+        augment = {str(k): float(v) for k, v in (augment or {}).items()}
+        self.augmentation = Augmentation(**augment)
         self.save_hyperparameters(logger=False)
         self.source: Path | None = None
         self.records: GestureRecords | None = None
@@ -164,10 +168,13 @@ class GestureDataModule(L.LightningDataModule):
             )
             self._train_sampler.set_epoch(self._epoch)
             batching = {"batch_sampler": self._train_sampler}
+        collate = pad_batch
+        if name == "train" and self.augmentation.active:
+            collate = AugmentingCollate(self.augmentation, pad_batch)
         return DataLoader(
             dataset,
             **batching,
-            collate_fn=pad_batch,
+            collate_fn=collate,
             generator=generator,
             num_workers=hp.num_workers,
             persistent_workers=hp.num_workers > 0,
