@@ -14,7 +14,7 @@ from conftest import PROJECT_ROOT, SYNTH_USERS, compose_train_config, zip_folder
 import gesture_rnn
 from gesture_rnn.data import GestureDataModule
 from gesture_rnn.evaluation import confusion_matrix, per_class_scores, per_user_accuracy
-from gesture_rnn.reports import loso_report, study_report
+from gesture_rnn.reports import ablation_report, loso_report, study_report
 from gesture_rnn.sweep import find_trials
 
 TINY = [
@@ -134,6 +134,19 @@ def test_reports_from_small_synthetic_runs(synthetic_zip, tmp_path):
     assert (
         f"**{np.mean(user_accs):.4f} ± {np.std(user_accs, ddof=1):.4f}** (over 3 users)" in loso.read_text()
     )
+
+    for job, user in enumerate(SYNTH_USERS[:2]):
+        run(f"rotated/{job}", "data.split=users", f"data.test_users=[{user}]", "data.augment.rotate_deg=20")
+    ablation = tmp_path / "reports" / "ablation.md"
+    baseline = [r for r in find_trials(tmp_path / "users") if r["config"]["data.test_users"] != ["U03"]]
+    groups = {"baseline": baseline, "rotated": find_trials(tmp_path / "rotated")}
+    ablation_report(groups, "make ablation", ablation)
+    table = [line.split("|") for line in ablation.read_text().splitlines() if line.startswith("| ")]
+    rows = {cells[1].strip(): cells for cells in table}
+    rotated_acc = [r["metrics"]["test/acc"] for r in find_trials(tmp_path / "rotated")]
+    base_acc = [r["metrics"]["test/acc"] for r in baseline]
+    assert rows["rotated"][2].strip() == "LOSO U01, U02" == rows["baseline"][2].strip()
+    assert rows["rotated"][4].strip() == f"{np.mean(rotated_acc) - np.mean(base_acc):+.4f}"
 
 
 def test_evaluate_py_tests_a_checkpoint_without_training(synthetic_zip, tmp_path):

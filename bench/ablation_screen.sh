@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Screen each option on the hardest leave-one-user-out folds (one seed), then report:
+#   bash bench/ablation_screen.sh [FOLDS] [OUT]     (make ablation)
+set -euo pipefail
+FOLDS=${FOLDS:-"[U02],[U04],[U08]"}
+OUT=${OUT:-outputs/ablation}
+PY=${PY:-python}
+QUIET="trainer.enable_progress_bar=false callbacks.progress_bar=null logger=none log_model=false"
+declare -A OPTIONS=(
+  [baseline]=""
+  [rotate15]="data.augment.rotate_deg=15"
+  [rotate30]="data.augment.rotate_deg=30"
+  [scale]="data.augment.scale=0.2"
+  [time_warp]="data.augment.time_warp=0.2"
+  [jitter]="data.augment.jitter=0.3"
+  [all_augment]="data.augment.rotate_deg=30 data.augment.scale=0.2 data.augment.time_warp=0.2 data.augment.jitter=0.3"
+  [bidirectional]="model.bidirectional=true"
+  [hidden128_layers2]="model.hidden=128 model.layers=2 model.dropout=0.2"
+  [adamw]="model.optimizer._target_=torch.optim.AdamW model.optimizer.weight_decay=0.01"
+  [cosine]="model.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true,T_max:20}"
+)
+for name in ${ONLY:-baseline rotate15 rotate30 scale time_warp jitter all_augment bidirectional hidden128_layers2 adamw cosine}; do
+  [ -d "$OUT/$name" ] && continue  # already screened
+  # shellcheck disable=SC2086
+  $PY train.py -m data.split=users "data.test_users=$FOLDS" ${OPTIONS[$name]} $QUIET \
+    hydra.sweep.dir="$OUT/$name.partial" > /dev/null 2>&1
+  mv "$OUT/$name.partial" "$OUT/$name"
+  echo "screened $name"
+done
