@@ -16,8 +16,9 @@ SEEDS ?= 0,1,2
 LOSO_FOLDS := [U01],[U02],[U03],[U04],[U05],[U06],[U07],[U08]
 # quiet multiruns: one line per job instead of a progress bar per epoch
 QUIET := trainer.enable_progress_bar=false callbacks.progress_bar=null trainer.enable_model_summary=false
+ABLATION_QUIET := $(QUIET) logger=none log_model=false
 
-.PHONY: help install train tune reproduce loso bench soak test test-slow lint format ui clean
+.PHONY: help install train tune reproduce loso ablation bench soak test test-slow lint format ui clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,6 +54,19 @@ loso: install ## Leave-one-user-out (8 folds) vs the random split (SEEDS) -> rep
 	$(BIN)/python train.py -m seed=$(SEEDS) hydra.sweep.dir=outputs/loso/random $(QUIET) $(ARGS)
 	$(BIN)/python -m gesture_rnn.reports loso outputs/loso/users outputs/loso/random \
 	  --out reports/loso.md --command "make loso SEEDS=$(SEEDS)"
+
+ablation: install ## Screen options on hard LOSO folds, evaluate experiment=best fully -> reports/ablation.md
+	PY=$(BIN)/python bash bench/ablation_screen.sh
+	$(BIN)/python train.py -m experiment=best data.split=users 'data.test_users=$(LOSO_FOLDS)' \
+	  hydra.sweep.dir=outputs/ablation/best_loso $(ABLATION_QUIET) $(ARGS)
+	$(BIN)/python train.py -m data.split=users 'data.test_users=$(LOSO_FOLDS)' \
+	  hydra.sweep.dir=outputs/ablation/baseline_loso $(ABLATION_QUIET) $(ARGS)
+	$(BIN)/python train.py -m experiment=best seed=$(SEEDS) data.val_fraction=0 \
+	  hydra.sweep.dir=outputs/ablation/best_random $(ABLATION_QUIET) $(ARGS)
+	$(BIN)/python train.py -m seed=$(SEEDS) data.val_fraction=0 \
+	  hydra.sweep.dir=outputs/ablation/baseline_random $(ABLATION_QUIET) $(ARGS)
+	$(BIN)/python -m gesture_rnn.reports ablation outputs/ablation/* --out reports/ablation.md \
+	  --command "make ablation"
 
 bench: install ## Pipeline vs plain PyTorch loop, start-up, inference -> reports/bench.md (needs GESTURES_DATA)
 	$(BIN)/python -m bench.benchmark $(ARGS)

@@ -38,6 +38,8 @@ def test_out_of_range_values_name_the_key_and_the_allowed_range(train_config, ov
         [],
         ["experiment=study_default"],
         ["experiment=study_tuned"],
+        ["experiment=best"],
+        ["trainer=ddp_cpu"],
         ["debug=fast"],
         ["trainer=cpu", "logger=csv", "callbacks=early_stopping"],
         ["logger=none", "callbacks=none"],
@@ -55,3 +57,6 @@ def test_experiment_overlays_set_the_study_configurations(train_config):
     default = train_config("experiment=study_default", "trainer.max_epochs=3")
     assert (default.model.hidden, default.model.layers, default.model.dropout) == (64, 1, 0.1)
     assert default.trainer.max_epochs == 3
+    best = train_config("experiment=best")
+    assert (best.model.hidden, best.model.layers) == (128, 2) and best.data.augment.rotate_deg == 30
+    assert train_config().data.augment.rotate_deg == 0, "augmentation is off unless asked for"
