@@ -58,5 +58,5 @@ def test_experiment_overlays_set_the_study_configurations(train_config):
     assert (default.model.hidden, default.model.layers, default.model.dropout) == (64, 1, 0.1)
     assert default.trainer.max_epochs == 3
     best = train_config("experiment=best")
-    assert (best.model.hidden, best.model.layers) == (128, 2) and best.data.augment.rotate_deg == 30
+    assert (best.model.hidden, best.model.layers) == (256, 2) and best.data.augment.rotate_deg == 30
     assert train_config().data.augment.rotate_deg == 0, "augmentation is off unless asked for"
