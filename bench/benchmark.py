@@ -20,11 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
+from bench.inference import timings
 from gesture_rnn.data import GestureDataModule
 from gesture_rnn.models import GRUClassifier
 from gesture_rnn.reports import machine
@@ -181,13 +181,8 @@ def inference(checkpoint: Path, dm: GestureDataModule) -> dict:
     torch.set_num_threads(1)
     model = GRUClassifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).eval()
     sequences = dm.test_dataloader().dataset.sequences
-    latencies = []
     with torch.inference_mode():
-        for i in range(600):
-            seq = sequences[i % len(sequences)]
-            start = time.perf_counter()
-            model(seq[None], torch.tensor([len(seq)]))
-            latencies.append((time.perf_counter() - start) * 1000)
+        latency = timings(lambda seq: model(seq[None], torch.tensor([len(seq)])), sequences)
         batch = sequences[:256]
         x, lengths = pad_sequence(batch, batch_first=True), torch.tensor([len(s) for s in batch])
         model(x, lengths)
@@ -196,12 +191,7 @@ def inference(checkpoint: Path, dm: GestureDataModule) -> dict:
             model(x, lengths)
         throughput = 10 * len(batch) / (time.perf_counter() - start)
     torch.set_num_threads(threads)
-    latencies = latencies[100:]  # warm-up
-    return {
-        "p50": float(np.percentile(latencies, 50)),
-        "p99": float(np.percentile(latencies, 99)),
-        "batch256": throughput,
-    }
+    return {**latency, "batch256": throughput}
 
 
 def spread(values: list[float]) -> str:

@@ -126,6 +126,10 @@ def _plot_accuracy_vs_epochs(groups: dict[tuple, list[dict[str, Any]]], path: Pa
     save_figure(fig, path)
 
 
+def _held_out(run: dict[str, Any]) -> str:
+    return str(run["config"]["data.test_users"]).strip("[]'\" ")
+
+
 def loso_report(
     user_runs: list[dict[str, Any]], random_runs: list[dict[str, Any]], command: str, out: Path
 ) -> None:
@@ -143,8 +147,7 @@ def loso_report(
     ]
     loso = {}
     for run in sorted(user_runs, key=lambda r: str(r["config"]["data.test_users"])):
-        user = str(run["config"]["data.test_users"]).strip("[]'\" ")
-        loso[user] = run["metrics"]["test/acc"]
+        loso[_held_out(run)] = run["metrics"]["test/acc"]
     random_by_user = defaultdict(list)
     for run in random_runs:
         for name, value in run["metrics"].items():
@@ -161,10 +164,6 @@ def loso_report(
         "",
     ]
     out.write_text("\n".join(lines))
-
-
-def _held_out(run: dict[str, Any]) -> str:
-    return str(run["config"]["data.test_users"]).strip("[]'\" ")
 
 
 def _evaluation(runs: list[dict[str, Any]]) -> str:

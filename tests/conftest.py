@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,13 @@ REAL_DATA = os.environ.get("GESTURES_DATA")
 SYNTH_USERS = ("U01", "U02", "U03")
 SYNTH_GESTURES = 20
 SYNTH_REPETITIONS = 4
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on (for a test server, or an unreachable one)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def recording_text(values: np.ndarray) -> str:

@@ -8,7 +8,6 @@ subprocess itself.
 from __future__ import annotations
 
 import runpy
-import socket
 import sqlite3
 import sys
 import zipfile
@@ -16,19 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PROJECT_ROOT, recording_text, write_dataset, zip_folder
+from conftest import PROJECT_ROOT, free_port, recording_text, write_dataset, zip_folder
 from hydra.core.global_hydra import GlobalHydra
 
 import gesture_rnn
 
 GOOD_ROWS = recording_text(np.ones((5, 3)))
 SHORT_ROW = GOOD_ROWS + "1 2 3\n"  # line 6 has 3 columns instead of 6
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def dataset_with(tmp_path: Path, bad_text: str) -> Path:
