@@ -15,7 +15,7 @@ UI_PORT ?= 5000
 SEEDS ?= 0,1,2
 LOSO_FOLDS := [U01],[U02],[U03],[U04],[U05],[U06],[U07],[U08]
 # quiet multiruns: one line per job instead of a progress bar per epoch
-QUIET := trainer.enable_progress_bar=false callbacks.progress_bar=null trainer.enable_model_summary=false
+QUIET := console=quiet
 ABLATION_QUIET := $(QUIET) logger=none log_model=false
 
 .PHONY: help install train tune reproduce loso ablation bench soak test test-slow lint format ui clean
@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-train: install ## Train and test the default GRU (extra overrides: ARGS="model.hidden=256 model.layers=2")
+train: install ## Train and test the default GRU (extra overrides: ARGS="model.net.hidden=256 model.net.layers=2")
 	$(BIN)/python train.py $(ARGS)
 
 tune: install ## Hyperparameter sweep: hyperopt TPE, 20 trials, objective val/acc_best (ARGS="hparams_search=optuna")

@@ -3,14 +3,14 @@
 import hydra
 from omegaconf import DictConfig
 
-from gesture_rnn.cli import exit_on_user_error
-from gesture_rnn.console import short_hydra_errors
-from gesture_rnn.deploy import run_export
+from gesture_rnn.cli import exit_on_user_error, short_hydra_errors
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
+    from gesture_rnn.exporting import run_export  # imported when run, not for --help
+
     run_export(cfg)
 
 

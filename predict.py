@@ -3,14 +3,14 @@
 import hydra
 from omegaconf import DictConfig
 
-from gesture_rnn.cli import exit_on_user_error
-from gesture_rnn.console import short_hydra_errors
-from gesture_rnn.deploy import run_predict
+from gesture_rnn.cli import exit_on_user_error, short_hydra_errors
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
+    from gesture_rnn.inference import run_predict  # imported when run, not for --help
+
     run_predict(cfg)
 
 

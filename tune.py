@@ -3,8 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from gesture_rnn.cli import run_task
-from gesture_rnn.console import short_hydra_errors
+from gesture_rnn.cli import run_task, short_hydra_errors
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="tune")

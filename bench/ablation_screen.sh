@@ -5,7 +5,7 @@ set -euo pipefail
 FOLDS=${FOLDS:-"[U02],[U04],[U08]"}
 OUT=${OUT:-outputs/ablation}
 PY=${PY:-python}
-QUIET="trainer.enable_progress_bar=false callbacks.progress_bar=null logger=none log_model=false"
+QUIET="console=quiet logger=none log_model=false"
 AUGMENT="data.augment.rotate_deg=30 data.augment.scale=0.2 data.augment.time_warp=0.2 data.augment.jitter=0.3"
 declare -A OPTIONS=(
   [baseline]=""
@@ -15,14 +15,14 @@ declare -A OPTIONS=(
   [time_warp]="data.augment.time_warp=0.2"
   [jitter]="data.augment.jitter=0.3"
   [all_augment]="${AUGMENT}"
-  [bidirectional]="model.bidirectional=true"
-  [hidden128_layers2]="model.hidden=128 model.layers=2 model.dropout=0.2"
+  [bidirectional]="model.net.bidirectional=true"
+  [hidden128_layers2]="model.net.hidden=128 model.net.layers=2 model.net.dropout=0.2"
   [adamw]="model.optimizer._target_=torch.optim.AdamW model.optimizer.weight_decay=0.01"
   [cosine]="model.scheduler={_target_:torch.optim.lr_scheduler.CosineAnnealingLR,_partial_:true,T_max:20}"
   # second round: combinations of the first round's winners
   [all_augment_rotate60]="data.augment.rotate_deg=60 data.augment.scale=0.2 data.augment.time_warp=0.2 data.augment.jitter=0.3"
   [all_augment_40_epochs]="${AUGMENT} trainer.max_epochs=40"
-  [all_augment_hidden128_layers2]="${AUGMENT} model.hidden=128 model.layers=2 model.dropout=0.2"
+  [all_augment_hidden128_layers2]="${AUGMENT} model.net.hidden=128 model.net.layers=2 model.net.dropout=0.2"
 )
 ROUND1="baseline rotate15 rotate30 scale time_warp jitter all_augment bidirectional hidden128_layers2 adamw cosine"
 ROUND2="all_augment_rotate60 all_augment_40_epochs all_augment_hidden128_layers2"

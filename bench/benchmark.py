@@ -36,7 +36,7 @@ PIPELINE_SIDES = {
     "default (64/1)": {
         "pipeline": [],
         "pipeline, data.bucket_batches=false": ["data.bucket_batches=false"],
-        "pipeline, model.packed=false": ["model.packed=false"],
+        "pipeline, model.net.packed=false": ["model.net.packed=false"],
     },
     "tuned (256/2)": {
         "pipeline": [],
@@ -131,14 +131,13 @@ def pipeline_run(
                 f"data.cache_dir={workdir}/cache",
                 "data.val_fraction=0",
                 f"seed={SEED}",
-                f"model.hidden={arch[0]}",
-                f"model.layers={arch[1]}",
-                f"model.dropout={arch[2]}",
+                f"model.net.hidden={arch[0]}",
+                f"model.net.layers={arch[1]}",
+                f"model.net.dropout={arch[2]}",
                 f"model.optimizer.lr={LR}",
                 f"trainer.max_epochs={epochs}",
                 f"trainer.accelerator={accelerator}",
-                "trainer.enable_progress_bar=false",
-                "callbacks.progress_bar=null",
+                "console=quiet",
                 "+callbacks.epoch_timer._target_=bench.timing.EpochTimer",
                 f"+callbacks.epoch_timer.path={timer_file}",
                 *extra,
@@ -164,7 +163,7 @@ def startup_seconds(workdir: Path, data: str, cache: Path, *extra: str) -> float
     command = [
         sys.executable, str(ROOT / "train.py"), f"paths.root_dir={workdir}", f"data.path={data}",
         f"data.cache_dir={cache}", "trainer.max_epochs=1", "++trainer.limit_train_batches=2",
-        "++trainer.limit_test_batches=1", "trainer.enable_progress_bar=false", "callbacks.progress_bar=null",
+        "++trainer.limit_test_batches=1", "console=quiet",
         "+callbacks.first_step._target_=bench.timing.FirstStepTimer", f"+callbacks.first_step.path={marker}",
         *extra,
     ]  # fmt: skip
@@ -210,7 +209,9 @@ def main() -> None:
         raise SystemExit("error: pass --data or set GESTURES_DATA to gestures-dataset.zip")
     device = "cuda" if args.accelerator == "gpu" else "cpu"
     workdir = Path(tempfile.mkdtemp(prefix="gesture-bench-"))
-    dm = GestureDataModule(path=args.data, cache_dir=str(workdir / "cache"), val_fraction=0.0, seed=SEED)
+    dm = GestureDataModule.from_shipped_config(
+        path=args.data, cache_dir=str(workdir / "cache"), val_fraction=0.0, seed=SEED
+    )
     dm.setup()
     n_train = len(dm.split.train)
 

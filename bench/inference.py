@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = load_checkpoint(str(args.checkpoint)).eval()
-    dm = GestureDataModule(path=args.data, cache_dir=tempfile.mkdtemp(), val_fraction=0.0)
+    dm = GestureDataModule.from_shipped_config(path=args.data, cache_dir=tempfile.mkdtemp(), val_fraction=0.0)
     dm.setup()
     sequences = [s.numpy() for s in dm.test_dataloader().dataset.sequences]
     workdir = Path(tempfile.mkdtemp())

@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = [
     "trainer.max_epochs=1", "++trainer.limit_train_batches=5", "++trainer.limit_val_batches=2",
-    "++trainer.limit_test_batches=2", "trainer.enable_progress_bar=false", "callbacks.progress_bar=null",
-    "trainer.enable_model_summary=false", "model.hidden=32",
+    "++trainer.limit_test_batches=2", "console=quiet",
+    "trainer.enable_model_summary=false", "model.net.hidden=32",
 ]  # fmt: skip
 # RSS may settle upwards during the first runs (allocator pools, import caches); judge the rest
 WARMUP_RUNS = 10

@@ -1,9 +1,24 @@
-"""gesture_rnn: GRU gesture recognition on smartwatch accelerometer data."""
+"""gesture_rnn: gesture recognition on smartwatch accelerometer data with recurrent networks.
+
+Importing the package is cheap (config resolvers and errors only); ``train`` and
+``metric_value`` import Lightning when first used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 from gesture_rnn import resolvers
 from gesture_rnn.errors import ConfigError, DataError, GestureRNNError
-from gesture_rnn.training import metric_value, train
 
 resolvers.register()
 
 __all__ = ["ConfigError", "DataError", "GestureRNNError", "metric_value", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("train", "metric_value"):
+        from gesture_rnn import training
+
+        return getattr(training, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,20 +1,84 @@
-"""Entry-point glue: show user errors as one line and a non-zero exit, not a traceback."""
+"""Entry-point glue: Hydra's composition errors and the project's errors as one short line and
+an exit code (2: bad input, 130: interrupted) instead of a traceback.
+
+Light imports only: ``python predict.py --help`` must not pay for Lightning or MLflow.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from gesture_rnn.console import USER_ERROR_EXIT_CODE, release_stderr
 from gesture_rnn.errors import GestureRNNError, Interrupted
-from gesture_rnn.training import metric_value, train
+
+USER_ERROR_EXIT_CODE = 2
+
+
+class _HeldStderr(io.StringIO):
+    """Stands in for stderr while Hydra composes the config (see ``short_hydra_errors``)."""
+
+    def __init__(self, real: io.TextIOBase) -> None:
+        super().__init__()
+        self.real = real
+
+
+def release_stderr() -> None:
+    """The config composed: from here on stderr is the real one (progress bars, warnings)."""
+    held = sys.stderr
+    if isinstance(held, _HeldStderr):
+        sys.stderr = held.real
+        sys.stderr.write(held.getvalue())
+
+
+def _condensed(hydra_message: str) -> str:
+    """Hydra's composition error in one or two lines: the problem, then the fix or the options."""
+    lines = [line.strip() for line in hydra_message.splitlines() if line.strip()]
+    lines = [line for line in lines if "HYDRA_FULL_ERROR" not in line]
+    if not lines:
+        return "error: the command line could not be composed into a config"
+    head, rest = lines[0], lines[1:]
+    if rest and rest[0].startswith("Available options"):
+        options = []
+        for line in rest[1:]:
+            if line.startswith("Config search path"):
+                break
+            options.append(line)
+        return f"error: {head}; {rest[0].rstrip(':')}: {', '.join(options)}"
+    hint = next((line for line in rest if re.match(r"(To append|Did you mean)", line)), None)
+    return f"error: {head}" + (f"\n  {hint}" if hint else "")
+
+
+@contextlib.contextmanager
+def short_hydra_errors() -> Iterator[None]:
+    """Hold stderr while Hydra composes the config; if composition fails (unknown key or group
+    option, bad override syntax), print a condensed one- or two-line error and exit 2 instead
+    of Hydra's multi-line report. ``HYDRA_FULL_ERROR=1`` shows Hydra's own output."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        yield
+        return
+    held = _HeldStderr(sys.stderr)
+    sys.stderr = held
+    try:
+        yield
+    except SystemExit as exit_:
+        if sys.stderr is held and exit_.code not in (0, None):  # failed before any task ran
+            sys.stderr = held.real
+            print(_condensed(held.getvalue()), file=sys.stderr)
+            raise SystemExit(USER_ERROR_EXIT_CODE) from None
+        raise
+    finally:
+        release_stderr()
+
 
 T = TypeVar("T")
 INTERRUPTED_EXIT_CODE = 130  # the shell's code for a Ctrl-C'd command
@@ -54,4 +118,6 @@ def exit_on_user_error(task: Callable[..., T]) -> Callable[..., T]:
 @exit_on_user_error
 def run_task(cfg: DictConfig) -> float | None:
     """What train.py and tune.py run: one training; returns ``optimized_metric`` for sweepers."""
+    from gesture_rnn.training import metric_value, train
+
     return metric_value(train(cfg), cfg.get("optimized_metric"))

@@ -32,9 +32,9 @@ def _is_number(value: object) -> bool:
 
 
 RULES = (
-    Rule("model.hidden", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
-    Rule("model.layers", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
-    Rule("model.dropout", "a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
+    Rule("model.net.hidden", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    Rule("model.net.layers", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    Rule("model.net.dropout", "a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
     Rule("trainer.max_epochs", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
     Rule("data.split", f"one of {list(SPLITS)}", lambda v: v in SPLITS),
     Rule("data.test_fraction", "a number in (0, 1)", lambda v: _is_number(v) and 0 < v < 1),

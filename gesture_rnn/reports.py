@@ -19,7 +19,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import torch
 
-from gesture_rnn.evaluation import save_figure  # also selects the Agg backend
+from gesture_rnn.artifacts import save_figure  # also selects the Agg backend
 from gesture_rnn.sweep import find_trials
 
 # The study's single-run test accuracies: (hidden, layers, dropout, epochs) -> accuracy
@@ -58,9 +58,9 @@ def load_runs(sweep_dirs: Iterable[Path]) -> list[dict[str, Any]]:
 def _config_key(run: dict[str, Any]) -> tuple[int, int, float, int]:
     c = run["config"]
     return (
-        int(c["model.hidden"]),
-        int(c["model.layers"]),
-        float(c["model.dropout"]),
+        int(c["model.net.hidden"]),
+        int(c["model.net.layers"]),
+        float(c["model.net.dropout"]),
         int(c["trainer.max_epochs"]),
     )
 
@@ -136,7 +136,7 @@ def loso_report(
     lines = _header("Users never seen in training: leave-one-user-out", command, user_runs + random_runs)
     config = user_runs[0]["config"]
     lines += [
-        f"GRU {config['model.hidden']}/{config['model.layers']}/{config['model.dropout']}, "
+        f"GRU {config['model.net.hidden']}/{config['model.net.layers']}/{config['model.net.dropout']}, "
         f"{config['trainer.max_epochs']} epochs, lr {config['model.optimizer.lr']}. Each fold holds one user "
         f"out entirely; model selection uses a validation part ({config['data.val_fraction']}) of the "
         "other users' data, never the held-out user. The random split (80/20, stratified) is shown per user "

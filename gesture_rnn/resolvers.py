@@ -1,13 +1,12 @@
-"""OmegaConf resolvers used by ``conf/`` (registered on import of the package)."""
+"""OmegaConf resolvers used by ``conf/`` (registered on import of the package; light imports only)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from gesture_rnn.tracking import PROJECT_ROOT
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def project_root() -> str:
@@ -15,11 +14,12 @@ def project_root() -> str:
     return str(PROJECT_ROOT if (PROJECT_ROOT / "conf").is_dir() else Path.cwd())
 
 
-def unless_env(variable: str, value: object) -> object:
-    """``value`` unless the environment variable is set (then ``None``: let that setting decide)."""
-    return None if os.environ.get(variable) else value
+def artifact_location(tracking_uri: str, local: str) -> str | None:
+    """Artifacts of a local store (sqlite, file) go to ``local`` (under outputs/, whatever the
+    working directory); a tracking server decides for itself (null)."""
+    return None if str(tracking_uri).startswith(("http://", "https://", "databricks")) else local
 
 
 def register() -> None:
     OmegaConf.register_new_resolver("project_root", project_root, replace=True)
-    OmegaConf.register_new_resolver("unless_env", unless_env, replace=True)
+    OmegaConf.register_new_resolver("artifact_location", artifact_location, replace=True)

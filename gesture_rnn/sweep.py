@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
-from gesture_rnn.console import release_stderr
+from gesture_rnn.cli import release_stderr
 from gesture_rnn.tracking import PARENT_RUN_ENV, flatten
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,6 @@
-"""MLflow helpers around Lightning's MLFlowLogger: tags, params, artifacts, run status."""
+"""MLflow bookkeeping: the run is created here (with its tags) and handed to Lightning's
+MLFlowLogger by id, so nothing reaches into the logger's private state or the process-global
+tracking URI; params, artifacts and the final status go through the logger's client."""
 
 from __future__ import annotations
 
@@ -6,22 +8,25 @@ import logging
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lightning.pytorch.loggers import Logger, MLFlowLogger
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gesture_rnn.errors import TrackingError
+from gesture_rnn.resolvers import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from lightning.pytorch.loggers import Logger, MLFlowLogger
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Set by the sweep callback: every trial's run becomes a child (mlflow.parentRunId) of this run.
 PARENT_RUN_ENV = "GESTURE_RNN_PARENT_RUN_ID"
+RUN_ID_FILE = "mlflow_run_id.txt"  # in a run folder: a resumed run continues this MLflow run
 
 
 def git_commit(cwd: Path = PROJECT_ROOT) -> str:
@@ -43,7 +48,7 @@ def git_commit(cwd: Path = PROJECT_ROOT) -> str:
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"model": {"hidden": 64}}`` -> ``{"model.hidden": 64}``; lists stay whole values."""
+    """``{"model": {"net": {"hidden": 64}}}`` -> ``{"model.net.hidden": 64}``; lists stay whole."""
     flat: dict[str, Any] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
@@ -54,87 +59,21 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _is_mlflow(node: Any) -> bool:
+    return node is not None and str(node.get("_target_", "")).endswith("MLFlowLogger")
+
+
 def mlflow_loggers(loggers: Iterable[Logger]) -> list[MLFlowLogger]:
+    from lightning.pytorch.loggers import MLFlowLogger
+
     return [logger for logger in loggers if isinstance(logger, MLFlowLogger)]
-
-
-def add_tags(loggers: Iterable[Logger], tags: Mapping[str, str]) -> None:
-    """Tags must be set before the run is created, which MLFlowLogger does lazily."""
-    for logger in mlflow_loggers(loggers):
-        logger.tags = {**(logger.tags or {}), **tags}
-
-
-def _params_to_log(logger: Logger, params: dict[str, Any]) -> dict[str, Any]:
-    """All of them for a new run; for a resumed MLflow run only those it lacks (MLflow params are
-    immutable: a resumed run keeps the values it started with, e.g. ckpt_path=null)."""
-    if not isinstance(logger, MLFlowLogger) or logger._run_id is None:
-        return params
-    existing = logger.experiment.get_run(logger.run_id).data.params
-    return {key: value for key, value in params.items() if key not in existing}
-
-
-def log_run_config(loggers: Iterable[Logger], cfg: DictConfig, config_file: Path) -> None:
-    """Log every resolved hyperparameter (flattened) and the resolved config as an artifact."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    config_file.parent.mkdir(parents=True, exist_ok=True)
-    config_file.write_text(OmegaConf.to_yaml(resolved))
-    for logger in loggers:
-        logger.log_hyperparams(_params_to_log(logger, flatten(resolved)))
-    for logger in mlflow_loggers(loggers):
-        logger.experiment.log_artifact(logger.run_id, str(config_file))
-
-
-def remember_run_ids(loggers: Iterable[Logger], path: Path) -> None:
-    """Write the MLflow run id into the run folder: a resumed run continues that MLflow run."""
-    run_ids = [logger.run_id for logger in mlflow_loggers(loggers) if logger.run_id]
-    if run_ids:
-        path.write_text(run_ids[0] + "\n")
-
-
-def log_artifact(loggers: Iterable[Logger], path: Path, artifact_dir: str) -> None:
-    """Log a file, or every file of a folder, under ``artifact_dir`` of each MLflow run."""
-    for logger in mlflow_loggers(loggers):
-        if path.is_dir():
-            logger.experiment.log_artifacts(logger.run_id, str(path), artifact_dir)
-        else:
-            logger.experiment.log_artifact(logger.run_id, str(path), artifact_dir)
-
-
-def terminate_runs(loggers: Iterable[Logger], status: str, replace: tuple[str, ...] = ("RUNNING",)) -> None:
-    """Mark each started MLflow run whose status is in ``replace`` as ``status`` (FAILED, KILLED)."""
-    for logger in mlflow_loggers(loggers):
-        if logger._run_id is None:  # the run was never created: nothing to mark
-            continue
-        try:
-            run = logger.experiment.get_run(logger.run_id)
-            if run.info.status in replace:
-                logger.experiment.set_terminated(logger.run_id, status)
-        except Exception as err:  # never hide the original error behind a tracking error
-            log.warning("Could not mark MLflow run %s as %s: %s", logger._run_id, status, err)
-
-
-@contextmanager
-def marks_failures(loggers: Iterable[Logger]) -> Iterator[None]:
-    """Leave no run RUNNING: an interrupt marks it KILLED, any other error FAILED.
-
-    Lightning finalises its loggers as FAILED on any exception, an interrupt included (and turns
-    Ctrl-C into ``sys.exit(1)``), so KILLED replaces FAILED here.
-    """
-    try:
-        yield
-    except (KeyboardInterrupt, SIGTERMException, SystemExit):
-        terminate_runs(loggers, "KILLED", replace=("RUNNING", "FAILED"))
-        raise
-    except BaseException:
-        terminate_runs(loggers, "FAILED")
-        raise
 
 
 def check_tracking_servers(cfg: DictConfig, timeout_s: float = 5.0) -> None:
     """Fail before any work if a configured MLflow server does not answer (MLflow itself would
     retry for minutes, then fail after training)."""
     for name, node in (cfg.get("logger") or {}).items():
-        if node is None or not str(node.get("_target_", "")).endswith("MLFlowLogger"):
+        if not _is_mlflow(node):
             continue
         uri = str(node.get("tracking_uri") or "")
         if not uri.startswith(("http://", "https://")):
@@ -151,10 +90,99 @@ def check_tracking_servers(cfg: DictConfig, timeout_s: float = 5.0) -> None:
             ) from None
 
 
-def run_location(logger: MLFlowLogger) -> str:
+def _create_run(node: DictConfig, tags: Mapping[str, str]) -> str:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(node.tracking_uri)
+    experiment = client.get_experiment_by_name(node.experiment_name)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment is not None
+        else client.create_experiment(node.experiment_name, artifact_location=node.get("artifact_location"))
+    )
+    return client.create_run(experiment_id, tags=dict(tags), run_name=tags.get("mlflow.runName")).info.run_id
+
+
+def build_loggers(cfg: DictConfig, tags: Mapping[str, str], run_id: str | None = None) -> list[Logger]:
+    """Every logger of ``cfg.logger``; an MLflow logger gets a run created here with ``tags``
+    (or continues ``run_id``, a resumed run's)."""
+    loggers = []
+    for node in (cfg.get("logger") or {}).values():
+        if node is None or "_target_" not in node:
+            continue
+        if _is_mlflow(node):
+            loggers.append(instantiate(node, run_id=run_id or _create_run(node, tags)))
+        else:
+            loggers.append(instantiate(node))
+    return loggers
+
+
+def run_ids(loggers: Iterable[Logger]) -> list[str]:
+    return [logger.run_id for logger in mlflow_loggers(loggers)]
+
+
+def remember_run_id(loggers: Iterable[Logger], path: Path) -> None:
+    """Write the MLflow run id into the run folder: a resumed run continues that MLflow run."""
+    if ids := run_ids(loggers):
+        path.write_text(ids[0] + "\n")
+
+
+def log_run_config(loggers: Iterable[Logger], cfg: DictConfig, config_file: Path) -> None:
+    """Log every resolved hyperparameter (flattened) and the resolved config as an artifact.
+
+    MLflow params are immutable: a resumed run keeps the values it started with and gets only
+    the params it lacks."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(OmegaConf.to_yaml(resolved))
+    params = flatten(resolved)
+    mlflow = mlflow_loggers(loggers)
+    for logger in loggers:
+        if logger not in mlflow:
+            logger.log_hyperparams(params)
+    for logger in mlflow:
+        existing = logger.experiment.get_run(logger.run_id).data.params
+        logger.log_hyperparams({key: value for key, value in params.items() if key not in existing})
+        logger.experiment.log_artifact(logger.run_id, str(config_file))
+
+
+def log_artifact(loggers: Iterable[Logger], path: Path, artifact_dir: str) -> None:
+    """Log a file, or every file of a folder, under ``artifact_dir`` of each MLflow run."""
+    for logger in mlflow_loggers(loggers):
+        if path.is_dir():
+            logger.experiment.log_artifacts(logger.run_id, str(path), artifact_dir)
+        else:
+            logger.experiment.log_artifact(logger.run_id, str(path), artifact_dir)
+
+
+def terminate_runs(loggers: Iterable[Logger], status: str, replace: tuple[str, ...] = ("RUNNING",)) -> None:
+    """Mark each MLflow run whose status is in ``replace`` as ``status`` (FAILED, KILLED)."""
+    for logger in mlflow_loggers(loggers):
+        try:
+            if logger.experiment.get_run(logger.run_id).info.status in replace:
+                logger.experiment.set_terminated(logger.run_id, status)
+        except Exception as err:  # never hide the original error behind a tracking error
+            log.warning("Could not mark MLflow run %s as %s: %s", logger.run_id, status, err)
+
+
+@contextmanager
+def marks_failures(loggers: Iterable[Logger], interrupted: Callable[[], bool]) -> Iterator[None]:
+    """Leave no run RUNNING: an error marks it FAILED, or KILLED if ``interrupted()`` says the
+    run was stopped by Ctrl-C or SIGTERM (Lightning finalises every exception as FAILED and turns
+    Ctrl-C into ``sys.exit(1)``, so the caller's interrupt callback tells them apart)."""
+    try:
+        yield
+    except BaseException:
+        if interrupted():
+            terminate_runs(loggers, "KILLED", replace=("RUNNING", "FAILED"))
+        else:
+            terminate_runs(loggers, "FAILED")
+        raise
+
+
+def run_location(logger: MLFlowLogger, tracking_uri: str) -> str:
     """Where to look at a run: the UI address for a local store, else the server's."""
-    uri = logger._tracking_uri
     path = f"#/experiments/{logger.experiment_id}/runs/{logger.run_id}"
-    if uri.startswith(("http://", "https://")):
-        return f"{uri.rstrip('/')}/{path}"
-    return f"`make ui`, then http://127.0.0.1:5000/{path} (store {uri})"
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/{path}"
+    return f"`make ui`, then http://127.0.0.1:5000/{path} (store {tracking_uri})"

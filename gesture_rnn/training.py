@@ -1,29 +1,95 @@
-"""``train(cfg)``: the whole run — data, model, fit, test, MLflow — from one composed config."""
+"""``train(cfg)``: one run — data, model, fit, test — from one composed config.
+
+Bookkeeping (seeding, curves, artifacts, MLflow model, ``metrics.json``) is done by callbacks
+(``gesture_rnn.callbacks``); this module wires the pieces together and handles the run's end.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from gesture_rnn import deploy, evaluation, resume, tracking
+from gesture_rnn import resume, tracking
+from gesture_rnn.callbacks import (
+    INTERRUPTED_CHECKPOINT,
+    CheckpointOnInterrupt,
+    LearningCurves,
+    RunRecord,
+    SeedEachEpoch,
+)
 from gesture_rnn.config_checks import validate_config
 from gesture_rnn.errors import ConfigError, Interrupted
 from gesture_rnn.parallel import fair_thread_share, processes_per_run
+from gesture_rnn.summary import format_summary
 
 log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit and test one model as configured; return its metrics (test/acc, val/acc_best, ...)."""
+    # 1. check the config and where it resumes from, before anything is loaded or logged
+    validate_config(cfg)
+    tracking.check_tracking_servers(cfg)
+    plan = resume.plan_resume(cfg)
+    if plan is not None:
+        resume.continue_in_run_folder(cfg, plan)
+    set_up_process(cfg)
+
+    # 2. data and model (the network normalises with the training part's statistics)
+    datamodule = instantiate(cfg.data)
+    if plan is not None:
+        datamodule.load_state_dict(plan.datamodule_state)  # seed=null: the checkpoint's split
+    datamodule.setup("fit")
+    model = instantiate(cfg.model)
+    model.net.set_normalization(datamodule.mean, datamodule.std)
+
+    # 3. trainer, callbacks and loggers (the MLflow run is created here, with its tags)
+    output_dir = Path(cfg.paths.output_dir)
+    interrupt = CheckpointOnInterrupt()
+    record = RunRecord(output_dir, run_config(cfg), log_model=bool(cfg.get("log_model")))
+    callbacks = build_callbacks(cfg, datamodule.has_validation)
+    callbacks += [SeedEachEpoch(), interrupt, LearningCurves(), record]
+    loggers = tracking.build_loggers(cfg, run_tags(cfg, datamodule.checksum, output_dir), plan_run_id(plan))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    # 4. fit, then test the best checkpoint (without validation, the last epoch's weights)
+    with tracking.marks_failures(loggers, interrupted=lambda: interrupt.interrupted_by is not None):
+        if trainer.is_global_zero:
+            tracking.log_run_config(loggers, cfg, output_dir / config_file_name(plan))
+            tracking.remember_run_id(loggers, output_dir / tracking.RUN_ID_FILE)
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=str(plan.checkpoint) if plan else None)
+        except BaseException as err:
+            if interrupt.interrupted_by is None:
+                raise
+            raise _interrupted(interrupt.interrupted_by, output_dir, loggers) from err
+        best = trainer.checkpoint_callback
+        tested = "best" if datamodule.has_validation and getattr(best, "best_model_path", "") else None
+        trainer.test(model, datamodule=datamodule, ckpt_path=tested, verbose=False, weights_only=True)
+
+    # 5. report (the run record has logged and written everything else)
+    if trainer.is_global_zero:
+        print(format_summary(record.metrics, loggers, cfg, show_test=not cfg.get("optimized_metric")))
+    return record.metrics
+
+
+def set_up_process(cfg: DictConfig) -> None:
+    """Seed everything (seed=0 is a seed like any other) and take a fair share of the CPU."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+    threads = cfg.get("num_threads") or fair_thread_share(processes_per_run(cfg))
+    if threads:
+        torch.set_num_threads(threads)
+        log.info("Using %d CPU thread(s)", threads)
 
 
 def instantiate_all(group: DictConfig | None) -> list[Any]:
@@ -33,7 +99,9 @@ def instantiate_all(group: DictConfig | None) -> list[Any]:
     return [instantiate(node) for node in group.values() if node is not None and "_target_" in node]
 
 
-def _build_callbacks(cfg: DictConfig, has_validation: bool) -> list[Callback]:
+def build_callbacks(cfg: DictConfig, has_validation: bool) -> list[Callback]:
+    """``cfg.callbacks``; without validation a checkpoint keeps the latest epoch, and a callback
+    that needs validation is refused with the fix."""
     callbacks_cfg = cfg.get("callbacks")
     if not has_validation and callbacks_cfg:
         with open_dict(callbacks_cfg):
@@ -51,50 +119,15 @@ def _build_callbacks(cfg: DictConfig, has_validation: bool) -> list[Callback]:
     return instantiate_all(callbacks_cfg)
 
 
-def _checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
-    return trainer.checkpoint_callback if isinstance(trainer.checkpoint_callback, ModelCheckpoint) else None
+def run_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config, flattened (``model.net.hidden``): what metrics.json records."""
+    return tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
 
 
-def _metrics_of(trainer: L.Trainer) -> dict[str, float]:
-    return {name: float(value) for name, value in trainer.callback_metrics.items()}
-
-
-def _collect_metrics(trainer: L.Trainer, fit_metrics: dict[str, float], elapsed_s: float) -> dict[str, float]:
-    """Last-epoch fit metrics (train/*, val/*), then the test metrics of the tested model."""
-    metrics = {**fit_metrics, **_metrics_of(trainer)}
-    checkpoint = _checkpoint_callback(trainer)
-    if checkpoint is not None and checkpoint.monitor and checkpoint.best_model_score is not None:
-        metrics[f"{checkpoint.monitor}_best"] = float(checkpoint.best_model_score)
-    metrics["time/wall_s"] = elapsed_s
-    return metrics
-
-
-def _summary(metrics: dict[str, float], loggers: list[Logger], show_test: bool) -> str:
-    def fmt(name: str, digits: int = 4) -> str:
-        value = metrics.get(name, math.nan)
-        return f"{value:.{digits}f}"
-
-    if show_test:
-        lines = [
-            "",
-            f"  test accuracy  {fmt('test/acc')}    macro-F1 {fmt('test/f1')}",
-            f"  loss           train {fmt('train/loss')}  test {fmt('test/loss')}  "
-            f"overfit ratio {fmt('test/overfit_ratio', 2)}x",
-        ]
-    else:  # a sweep trial: the test set is reported once, for the best trial, at the end
-        lines = ["", f"  loss           train {fmt('train/loss')}"]
-    lines.append(f"  wall time      {metrics['time/wall_s']:.1f} s")
-    if "val/acc_best" in metrics:
-        lines.insert(2, f"  best val acc   {fmt('val/acc_best')} (model selection; test data unused)")
-    for logger in tracking.mlflow_loggers(loggers):
-        lines.append(f"  MLflow run     {logger.run_id}: {tracking.run_location(logger)}")
-    return "\n".join(lines)
-
-
-def run_tags(cfg: DictConfig, data_md5: str, output_dir: Path) -> dict[str, str]:
+def run_tags(cfg: DictConfig, data_md5: str | None, output_dir: Path) -> dict[str, str]:
     tags = {
         "mlflow.source.git.commit": tracking.git_commit(),
-        "data_md5": data_md5,
+        "data_md5": str(data_md5),
         "data_split": str(cfg.data.split),
         # MLflow's random run names repeat under a fixed seed; name runs after their folder instead
         "mlflow.runName": output_dir.name,
@@ -105,116 +138,24 @@ def run_tags(cfg: DictConfig, data_md5: str, output_dir: Path) -> dict[str, str]
     return tags
 
 
-def test_artifacts(model, datamodule, loggers: list[Logger], output_dir: Path) -> dict[str, float]:
-    """Write and log the test-set plots and tables; return per-user accuracies as metrics."""
-    per_user = evaluation.write_artifacts(
-        model,
-        datamodule.test_dataloader(),
-        datamodule.records.users[datamodule.split.test],
-        model.history,
-        output_dir / "evaluation",
-    )
-    tracking.log_artifact(loggers, output_dir / "evaluation", "evaluation")
-    return {f"test_user/{user}": accuracy for user, accuracy in per_user.items()}
+def plan_run_id(plan: resume.ResumePlan | None) -> str | None:
+    return plan.mlflow_run_id if plan is not None else None
 
 
-def _continue_in(cfg: DictConfig, plan: resume.ResumePlan) -> None:
-    """A resumed run writes into the checkpoint's run folder and its MLflow run."""
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(plan.run_dir)
-        mlflow_cfg = (cfg.get("logger") or {}).get("mlflow")
-        if plan.mlflow_run_id and mlflow_cfg is not None:
-            mlflow_cfg.run_id = plan.mlflow_run_id
-    log.info("Resuming %s in %s", plan.checkpoint, plan.run_dir)
+def config_file_name(plan: resume.ResumePlan | None) -> str:
+    """A resumed run keeps the config it started with and records the resumed one beside it."""
+    return "config_resolved.yaml" if plan is None else "config_resolved.resumed.yaml"
 
 
-def _log_mlflow_model(model, loggers: list[Logger]) -> None:
-    """The tested model as an MLflow model (``mlflow.pyfunc.load_model(runs:/<id>/model)``)."""
-    if model.hparams.bidirectional:
-        log.info("log_model: a bidirectional GRU does not run unpacked; no MLflow model logged")
-        return
-    for logger in tracking.mlflow_loggers(loggers):
-        uri = deploy.log_mlflow_model(model, logger.run_id, logger._tracking_uri)
-        log.info("MLflow model: %s", uri)
-
-
-def _interrupted(err: BaseException, output_dir: Path, loggers: list[Logger]) -> Interrupted:
-    what = "SIGTERM" if isinstance(err, SIGTERMException) else "Ctrl-C"
+def _interrupted(what: str, output_dir: Path, loggers: list[Logger]) -> Interrupted:
     last = output_dir / "checkpoints" / "last.ckpt"
-    runs = ", ".join(logger.run_id for logger in tracking.mlflow_loggers(loggers) if logger._run_id)
+    runs = ", ".join(tracking.run_ids(loggers))
     marked = f"MLflow run {runs} marked KILLED; " if runs else ""
     if last.is_file():
         hint = f"resume with the same overrides plus ckpt_path={last} (or ckpt_path=last)"
     else:
-        hint = f"no epoch was completed; {last.parent / resume.INTERRUPTED_CHECKPOINT} holds the partial one"
+        hint = f"no epoch was completed; {last.parent / INTERRUPTED_CHECKPOINT} holds the partial one"
     return Interrupted(f"training stopped by {what}; {marked}{hint}")
-
-
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit and test one model as configured; return its metrics (test/acc, val/acc_best, ...)."""
-    started = time.perf_counter()
-    validate_config(cfg)
-    tracking.check_tracking_servers(cfg)
-    plan = resume.plan_resume(cfg)
-    if plan is not None:
-        _continue_in(cfg, plan)
-    if cfg.get("seed") is not None:  # seed=0 is a seed like any other
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
-    threads = cfg.get("num_threads") or fair_thread_share(processes_per_run(cfg))
-    if threads:
-        torch.set_num_threads(threads)
-        log.info("Using %d CPU thread(s)", threads)
-
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-
-    model = instantiate(cfg.model)
-    model.set_normalization(datamodule.mean, datamodule.std)
-
-    callbacks = _build_callbacks(cfg, datamodule.has_validation)
-    callbacks += [resume.SeedEachEpoch(datamodule.sampling_seed), resume.CheckpointOnInterrupt()]
-    loggers: list[Logger] = instantiate_all(cfg.get("logger"))
-    output_dir = Path(cfg.paths.output_dir)
-    tracking.add_tags(loggers, run_tags(cfg, datamodule.checksum, output_dir))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    main_process = trainer.is_global_zero  # under DDP, only rank 0 writes files and reports
-
-    with tracking.marks_failures(loggers):
-        if main_process:
-            tracking.log_run_config(loggers, cfg, output_dir / "config_resolved.yaml")
-            tracking.remember_run_ids(loggers, output_dir / resume.MLFLOW_RUN_FILE)
-        try:
-            trainer.fit(model, datamodule=datamodule, ckpt_path=str(plan.checkpoint) if plan else None)
-        except (KeyboardInterrupt, SIGTERMException, SystemExit) as err:
-            raise _interrupted(err, output_dir, loggers) from None
-        fit_metrics = _metrics_of(trainer)  # trainer.test() resets callback_metrics
-        checkpoint = _checkpoint_callback(trainer)
-        use_best = datamodule.has_validation and checkpoint is not None and checkpoint.best_model_path
-        # Without validation the study's protocol applies: test the last epoch's weights.
-        trainer.test(model, datamodule=datamodule, ckpt_path="best" if use_best else None, verbose=False)
-        metrics = _collect_metrics(trainer, fit_metrics, time.perf_counter() - started)
-        if not main_process:
-            return metrics
-        metrics.update(test_artifacts(model, datamodule, loggers, output_dir))
-        summary_only = {
-            k: v
-            for k, v in metrics.items()
-            if k == "time/wall_s" or k.endswith("_best") or k.startswith("test_user/")
-        }
-        for logger in loggers:
-            logger.log_metrics(summary_only)
-        if checkpoint is not None and checkpoint.best_model_path:
-            tracking.log_artifact(loggers, Path(checkpoint.best_model_path), "checkpoints")
-        if cfg.get("log_model"):
-            _log_mlflow_model(model, loggers)
-        run_ids = [logger.run_id for logger in tracking.mlflow_loggers(loggers)]
-        # read by the sweep callback to report the best trial's test accuracy once, at the end
-        resolved = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
-        record = {"metrics": metrics, "mlflow_run_ids": run_ids, "config": resolved}
-        (output_dir / "metrics.json").write_text(json.dumps(record, default=str))
-    print(_summary(metrics, loggers, show_test=not cfg.get("optimized_metric")))
-    return metrics
 
 
 def metric_value(metrics: dict[str, float], name: str | None) -> float | None:

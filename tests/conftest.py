@@ -86,13 +86,15 @@ def synthetic_zip(synthetic_folder: Path, tmp_path_factory) -> Path:
     return zip_folder(synthetic_folder, tmp_path_factory.mktemp("zipped") / "gestures-dataset.zip")
 
 
-@pytest.fixture(autouse=True)
-def _isolate_environment(monkeypatch, tmp_path) -> None:
-    """No test reads the user's data, cache or tracking server unless it asks to."""
-    monkeypatch.delenv("GESTURES_DATA", raising=False)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("GESTURE_RNN_CACHE", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+@pytest.fixture(autouse=True, scope="session")
+def _isolate_environment(tmp_path_factory) -> Iterator[None]:
+    """No test — nor a module- or session-scoped fixture, which runs before function-scoped
+    ones — reads the user's data, cache or tracking server unless it asks to, or writes to HOME."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("GESTURES_DATA", "MLFLOW_TRACKING_URI", "GESTURE_RNN_CACHE", "HYDRA_FULL_ERROR"):
+            patch.delenv(name, raising=False)
+        patch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+        yield
 
 
 def compose_train_config(root: Path, overrides: list[str], run_dir: str = "outputs/run") -> DictConfig:
@@ -104,9 +106,7 @@ def compose_train_config(root: Path, overrides: list[str], run_dir: str = "outpu
             overrides=[
                 f"paths.root_dir={root}",
                 f"data.cache_dir={root}/cache",
-                "++callbacks.progress_bar=null",
-                "trainer.enable_progress_bar=false",
-                "trainer.enable_model_summary=false",
+                "console=quiet",
                 *overrides,
             ],
             return_hydra_config=True,
@@ -123,7 +123,7 @@ def compose_train_config(root: Path, overrides: list[str], run_dir: str = "outpu
 
 @pytest.fixture
 def train_config(tmp_path: Path, synthetic_zip: Path):
-    """Factory: ``train_config("model.hidden=8", ...)`` on the synthetic data, isolated in tmp_path."""
+    """Factory: ``train_config("model.net.hidden=8", ...)`` on the synthetic data, isolated in tmp_path."""
 
     def make(*overrides: str) -> DictConfig:
         return compose_train_config(tmp_path, [f"data.path={synthetic_zip}", *overrides])

@@ -7,7 +7,8 @@ import torch
 
 from gesture_rnn.config_checks import validate_config
 from gesture_rnn.data.augment import Augmentation, AugmentingCollate, random_rotation, time_warp
-from gesture_rnn.data.datamodule import GestureDataModule, pad_batch
+from gesture_rnn.data.batching import pad_batch
+from gesture_rnn.data.datamodule import GestureDataModule
 from gesture_rnn.errors import ConfigError
 
 
@@ -60,7 +61,7 @@ def test_the_same_seed_draws_the_same_augmentation():
 
 def test_only_training_batches_are_augmented_and_an_epoch_repeats_under_its_seed(synthetic_zip, tmp_path):
     augment = {"rotate_deg": 30, "jitter": 0.1}
-    dm = GestureDataModule(
+    dm = GestureDataModule.from_shipped_config(
         path=str(synthetic_zip), cache_dir=str(tmp_path), batch_size=8, val_fraction=0.2, augment=augment
     )
     dm.setup()

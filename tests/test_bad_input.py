@@ -33,8 +33,8 @@ def dataset_with(tmp_path: Path, bad_text: str) -> Path:
 
 def run_train_py(tmp_path: Path, overrides: list[str], capfd) -> tuple[int, list[str]]:
     argv = [
-        "train.py", f"paths.root_dir={tmp_path}", f"data.cache_dir={tmp_path}/cache", "model.hidden=8",
-        "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "++callbacks.progress_bar=null",
+        "train.py", f"paths.root_dir={tmp_path}", f"data.cache_dir={tmp_path}/cache", "model.net.hidden=8",
+        "trainer.max_epochs=1", "console=quiet",
         "hydra.job_logging.root.level=ERROR", *overrides,
     ]  # fmt: skip
     saved_argv = sys.argv
@@ -93,9 +93,13 @@ CASES = [
     ),
     ("unknown key", lambda t, z: [f"data.path={z}", "model.hiden=3"], "model.hiden"),
     ("unknown group option", lambda t, z: [f"data.path={z}", "model=lstm"], "model/lstm"),
-    ("hidden 0", lambda t, z: [f"data.path={z}", "model.hidden=0"], "model.hidden=0 is invalid"),
-    ("layers 0", lambda t, z: [f"data.path={z}", "model.layers=0"], "model.layers=0 is invalid"),
-    ("dropout 1.0", lambda t, z: [f"data.path={z}", "model.dropout=1.0"], "model.dropout=1.0 is invalid"),
+    ("hidden 0", lambda t, z: [f"data.path={z}", "model.net.hidden=0"], "model.net.hidden=0 is invalid"),
+    ("layers 0", lambda t, z: [f"data.path={z}", "model.net.layers=0"], "model.net.layers=0 is invalid"),
+    (
+        "dropout 1.0",
+        lambda t, z: [f"data.path={z}", "model.net.dropout=1.0"],
+        "model.net.dropout=1.0 is invalid",
+    ),
     ("negative epochs", lambda t, z: [f"data.path={z}", "trainer.max_epochs=-1"], "max_epochs=-1 is invalid"),
     ("test fraction 0", lambda t, z: [f"data.path={z}", "data.test_fraction=0"], "in (0, 1)"),
     ("test fraction 1", lambda t, z: [f"data.path={z}", "data.test_fraction=1"], "in (0, 1)"),
@@ -145,16 +149,16 @@ def test_bad_input_gives_one_clear_error(synthetic_zip, tmp_path, capfd, overrid
 
 
 def test_a_checkpoint_of_another_model_size_is_refused_before_training(train_config, tmp_path, capfd):
-    metrics = gesture_rnn.train(train_config("model.hidden=8", "trainer.max_epochs=1", "logger=none"))
+    metrics = gesture_rnn.train(train_config("model.net.hidden=8", "trainer.max_epochs=1", "logger=none"))
     assert metrics["test/acc"] >= 0
     (checkpoint,) = (tmp_path / "outputs" / "run" / "checkpoints").glob("last.ckpt")
     other = tmp_path / "other"
     code, lines = run_train_py(
-        other, [f"ckpt_path={checkpoint}", f"data.path={tmp_path}/unused.zip", "model.hidden=16"], capfd
+        other, [f"ckpt_path={checkpoint}", f"data.path={tmp_path}/unused.zip", "model.net.hidden=16"], capfd
     )
     assert code == 2
     assert lines == [
-        f"error: ckpt_path={checkpoint} was trained with another model: model.hidden=16 (checkpoint: 8); "
+        f"error: ckpt_path={checkpoint} was trained with another model: model.net.hidden=16 (checkpoint: 8); "
         "resume with the run's own model settings"
     ]
     assert not (other / "outputs" / "mlflow.db").exists(), "refused before any MLflow run was created"

@@ -17,8 +17,7 @@ def run_train(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None
         str(PROJECT_ROOT / "train.py"),
         f"paths.root_dir={tmp_path}",
         f"data.cache_dir={tmp_path}/cache",
-        "trainer.enable_progress_bar=false",
-        "++callbacks.progress_bar=null",
+        "console=quiet",
         *overrides,
     ]
     return subprocess.run(
@@ -28,7 +27,7 @@ def run_train(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None
 
 def test_train_py_trains_prints_a_summary_and_records_the_run(synthetic_zip, tmp_path):
     result = run_train(
-        tmp_path, "model.hidden=16", "trainer.max_epochs=2", env={"GESTURES_DATA": str(synthetic_zip)}
+        tmp_path, "model.net.hidden=16", "trainer.max_epochs=2", env={"GESTURES_DATA": str(synthetic_zip)}
     )
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout and "MLflow run" in result.stdout
@@ -44,10 +43,10 @@ def test_train_py_trains_prints_a_summary_and_records_the_run(synthetic_zip, tmp
 
 
 def test_an_invalid_value_exits_non_zero_with_one_line(synthetic_zip, tmp_path):
-    result = run_train(tmp_path, f"data.path={synthetic_zip}", "model.dropout=1.0")
+    result = run_train(tmp_path, f"data.path={synthetic_zip}", "model.net.dropout=1.0")
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines == ["error: model.dropout=1.0 is invalid: it must be a number in [0, 1)"]
+    assert lines == ["error: model.net.dropout=1.0 is invalid: it must be a number in [0, 1)"]
 
 
 def test_a_missing_data_path_exits_non_zero_naming_it(tmp_path):

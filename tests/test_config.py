@@ -11,10 +11,10 @@ from gesture_rnn.errors import ConfigError
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("model.hidden=0", r"model.hidden=0 is invalid: it must be an integer >= 1"),
-        ("model.layers=0", r"model.layers=0 is invalid: it must be an integer >= 1"),
-        ("model.dropout=1.0", r"model.dropout=1.0 is invalid: it must be a number in \[0, 1\)"),
-        ("model.dropout=-0.1", r"model.dropout=-0.1 is invalid"),
+        ("model.net.hidden=0", r"model.net.hidden=0 is invalid: it must be an integer >= 1"),
+        ("model.net.layers=0", r"model.net.layers=0 is invalid: it must be an integer >= 1"),
+        ("model.net.dropout=1.0", r"model.net.dropout=1.0 is invalid: it must be a number in \[0, 1\)"),
+        ("model.net.dropout=-0.1", r"model.net.dropout=-0.1 is invalid"),
         ("trainer.max_epochs=0", r"trainer.max_epochs=0 is invalid: it must be an integer >= 1"),
         ("trainer.max_epochs=-1", r"trainer.max_epochs=-1 is invalid"),
         ("data.split=people", r"data.split='people' is invalid: it must be one of \['random', 'users'\]"),
@@ -22,7 +22,7 @@ from gesture_rnn.errors import ConfigError
         ("data.test_fraction=1.0", r"data.test_fraction=1.0 is invalid"),
         ("data.val_fraction=1", r"data.val_fraction=1 is invalid: it must be a number in \[0, 1\)"),
         ("data.test_users=[]", r"data.test_users=\[\] is invalid: it must be a non-empty list"),
-        ("model.hidden=abc", r"model.hidden='abc' is invalid"),
+        ("model.net.hidden=abc", r"model.net.hidden='abc' is invalid"),
         ("data.bucket_pool_batches=0", r"data.bucket_pool_batches=0 is invalid: it must be an integer >= 1"),
         ("num_threads=0", r"num_threads=0 is invalid: it must be an integer >= 1 or null"),
     ],

@@ -12,7 +12,9 @@ from gesture_rnn.errors import ConfigError
 
 
 def make_datamodule(source, tmp_path, **overrides) -> GestureDataModule:
-    datamodule = GestureDataModule(path=str(source), cache_dir=str(tmp_path / "cache"), **overrides)
+    datamodule = GestureDataModule.from_shipped_config(
+        path=str(source), cache_dir=str(tmp_path / "cache"), **overrides
+    )
     datamodule.setup("fit")
     return datamodule
 

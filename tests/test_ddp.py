@@ -13,9 +13,8 @@ from mlflow import MlflowClient
 def test_two_process_training_on_cpu_gives_one_run_with_synced_metrics(synthetic_zip, tmp_path):
     command = [
         sys.executable, str(PROJECT_ROOT / "train.py"), "trainer=ddp_cpu", f"paths.root_dir={tmp_path}",
-        f"data.path={synthetic_zip}", f"data.cache_dir={tmp_path}/cache", "model.hidden=16",
-        "model.optimizer.lr=0.01", "trainer.max_epochs=6", "trainer.enable_progress_bar=false",
-        "++callbacks.progress_bar=null",
+        f"data.path={synthetic_zip}", f"data.cache_dir={tmp_path}/cache", "model.net.hidden=16",
+        "model.optimizer.lr=0.01", "trainer.max_epochs=6", "console=quiet",
     ]  # fmt: skip
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -19,27 +20,26 @@ from omegaconf import OmegaConf
 
 import gesture_rnn
 from gesture_rnn.data import GestureDataModule
-from gesture_rnn.deploy import (
-    GestureProbabilities,
-    log_mlflow_model,
-    padded_batch,
-    run_export,
-    run_predict,
-)
+from gesture_rnn.data.batching import pad_sequences as padded_batch
 from gesture_rnn.errors import DataError
-from gesture_rnn.models.checkpoint import load_checkpoint
+from gesture_rnn.exporting import GestureProbabilities, run_export
+from gesture_rnn.inference import class_probabilities, run_predict
+from gesture_rnn.mlflow_model import log_mlflow_model
+from gesture_rnn.models.checkpoint import load_net
 
 
 @pytest.fixture(scope="module")
 def trained(synthetic_zip, tmp_path_factory) -> dict:
     """A small model trained on the synthetic data, its checkpoint and its test sequences."""
     root = tmp_path_factory.mktemp("trained")
-    overrides = [f"data.path={synthetic_zip}", "model.hidden=16", "trainer.max_epochs=8", "logger=none"]
+    overrides = [f"data.path={synthetic_zip}", "model.net.hidden=16", "trainer.max_epochs=8", "logger=none"]
     overrides += ["model.optimizer.lr=0.01"]
     cfg = compose_train_config(root, overrides)
     metrics = gesture_rnn.train(cfg)
     GlobalHydra.instance().clear()
-    dm = GestureDataModule(path=str(synthetic_zip), cache_dir=str(root / "cache"), val_fraction=0.1)
+    dm = GestureDataModule.from_shipped_config(
+        path=str(synthetic_zip), cache_dir=str(root / "cache"), val_fraction=0.1
+    )
     dm.setup()
     return {
         "checkpoint": root / "outputs" / "run" / "checkpoints" / "last.ckpt",
@@ -50,10 +50,8 @@ def trained(synthetic_zip, tmp_path_factory) -> dict:
 
 
 def torch_probabilities(checkpoint: Path, sequences: list[np.ndarray]) -> np.ndarray:
-    model = load_checkpoint(str(checkpoint)).eval()  # the packed training path
-    accel, lengths = padded_batch(sequences)
-    with torch.no_grad():
-        return torch.softmax(model(accel, lengths), dim=1).numpy()
+    net = load_net(str(checkpoint))  # the packed training path
+    return class_probabilities(net, *padded_batch(sequences)).numpy()
 
 
 def test_onnx_export_agrees_with_pytorch_on_every_test_sequence(trained, tmp_path):
@@ -77,7 +75,7 @@ def test_onnx_export_agrees_with_pytorch_on_every_test_sequence(trained, tmp_pat
 
     sidecar = json.loads(Path(f"{target}.json").read_text())
     assert sidecar["class_index_to_gesture"] == list(range(1, 21)) and sidecar["format"] == "onnx"
-    assert sidecar["model"]["hidden"] == 16 and len(sidecar["data_md5"]) == 32
+    assert sidecar["model"]["net"]["hidden"] == 16 and len(sidecar["data_md5"]) == 32
     assert set(sidecar["inputs"]) == {"accel", "lengths"} and sidecar["sampling_rate_hz"] > 0
 
 
@@ -150,30 +148,33 @@ def test_predict_rejects_other_formats_naming_file_and_line(trained, tmp_path, t
         )
 
 
-def test_the_mlflow_model_loads_back_with_pyfunc_and_predicts_a_batch(trained, tmp_path):
+def test_the_mlflow_model_loads_back_with_pyfunc_and_predicts_a_batch(trained, tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = mlflow.MlflowClient(uri)
     experiment = client.create_experiment("deploy", artifact_location=str(tmp_path / "artifacts"))
     run_id = client.create_run(experiment).info.run_id
-    model = load_checkpoint(str(trained["checkpoint"]))
-    model_uri = log_mlflow_model(model, run_id, uri)
+    tracking_before = mlflow.get_tracking_uri()
+    model_uri = log_mlflow_model(load_net(str(trained["checkpoint"])), client, run_id, experiment)
+    assert mlflow.get_tracking_uri() == tracking_before, "no process-global tracking URI set"
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert [m.source_run_id for m in client.search_logged_models([experiment])] == [run_id]
 
-    mlflow.set_tracking_uri(uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     loaded = mlflow.pyfunc.load_model(model_uri)
     sequences = trained["test_sequences"][:5]
-    accel, _ = padded_batch(sequences, pad=float("nan"))
+    accel, _ = padded_batch(sequences, pad_value=float("nan"))
     got = np.asarray(loaded.predict(accel.numpy()))
     assert got.shape == (5, 20)
     np.testing.assert_allclose(got, torch_probabilities(trained["checkpoint"], sequences), atol=1e-5)
 
 
 def test_the_padded_export_path_equals_the_packed_training_path(trained):
-    model = load_checkpoint(str(trained["checkpoint"]))
+    wrapper = GestureProbabilities(load_net(str(trained["checkpoint"])))
     sequences = trained["test_sequences"]
     accel, lengths = padded_batch(sequences)
     with torch.no_grad():
-        exported = GestureProbabilities(model)(accel, lengths).numpy()
-        nan_padded = GestureProbabilities(model)(padded_batch(sequences, pad=float("nan"))[0]).numpy()
+        exported = wrapper(accel, lengths).numpy()
+        nan_padded = wrapper(padded_batch(sequences, pad_value=float("nan"))[0]).numpy()
     expected = torch_probabilities(trained["checkpoint"], sequences)
     np.testing.assert_allclose(exported, expected, atol=1e-5)
     np.testing.assert_allclose(nan_padded, expected, atol=1e-5)

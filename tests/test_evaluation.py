@@ -12,13 +12,13 @@ import pytest
 from conftest import PROJECT_ROOT, SYNTH_USERS, compose_train_config, zip_folder
 
 import gesture_rnn
+from gesture_rnn.artifacts import confusion_matrix, per_class_scores, per_user_accuracy
 from gesture_rnn.data import GestureDataModule
-from gesture_rnn.evaluation import confusion_matrix, per_class_scores, per_user_accuracy
 from gesture_rnn.reports import ablation_report, loso_report, study_report
 from gesture_rnn.sweep import find_trials
 
 TINY = [
-    "model.hidden=16",
+    "model.net.hidden=16",
     "trainer.max_epochs=2",
     "data.batch_size=16",
     "model.optimizer.lr=0.01",
@@ -53,7 +53,9 @@ def zip_with_duplicates(synthetic_folder, tmp_path):
 
 
 def test_conflicting_duplicates_are_dropped_and_reported(zip_with_duplicates, tmp_path):
-    dm = GestureDataModule(path=str(zip_with_duplicates), cache_dir=str(tmp_path / "cache"))
+    dm = GestureDataModule.from_shipped_config(
+        path=str(zip_with_duplicates), cache_dir=str(tmp_path / "cache")
+    )
     dm.setup()
     assert dm.dropped_duplicates == [
         "gestures-dataset/U02/13/04.txt (gesture 13)",
@@ -63,7 +65,7 @@ def test_conflicting_duplicates_are_dropped_and_reported(zip_with_duplicates, tm
 
 
 def test_a_switch_keeps_conflicting_duplicates(zip_with_duplicates, tmp_path):
-    dm = GestureDataModule(
+    dm = GestureDataModule.from_shipped_config(
         path=str(zip_with_duplicates), cache_dir=str(tmp_path / "cache"), drop_conflicting_duplicates=False
     )
     dm.setup()
@@ -72,7 +74,7 @@ def test_a_switch_keeps_conflicting_duplicates(zip_with_duplicates, tmp_path):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_duplicates_never_straddle_train_and_test(zip_with_duplicates, tmp_path, seed):
-    dm = GestureDataModule(
+    dm = GestureDataModule.from_shipped_config(
         path=str(zip_with_duplicates),
         cache_dir=str(tmp_path / "cache"),
         drop_conflicting_duplicates=False,
@@ -90,7 +92,7 @@ def test_duplicates_never_straddle_train_and_test(zip_with_duplicates, tmp_path,
 
 @pytest.mark.parametrize("user", SYNTH_USERS)
 def test_leave_one_user_out_folds_keep_the_user_out_of_training_and_validation(synthetic_zip, tmp_path, user):
-    dm = GestureDataModule(
+    dm = GestureDataModule.from_shipped_config(
         path=str(synthetic_zip),
         cache_dir=str(tmp_path / "cache"),
         split="users",

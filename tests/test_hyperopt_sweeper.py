@@ -12,8 +12,8 @@ import pytest
 from conftest import PROJECT_ROOT
 from omegaconf import OmegaConf
 
-from hydra_plugins.hyperopt_sweeper.space import parse_search_space
-from hydra_plugins.hyperopt_sweeper.sweeper import STATE_FILE, HyperoptSweeper
+from hydra_plugins.hyperopt_sweeper._impl import STATE_FILE, HyperoptSweeperImpl
+from hydra_plugins.hyperopt_sweeper._space import parse_search_space
 
 APP = PROJECT_ROOT / "tests" / "sweep_app.py"
 
@@ -39,7 +39,7 @@ def results(sweep_dir: Path) -> dict:
 
 
 def trial_params(sweep_dir: Path) -> list[dict]:
-    state = HyperoptSweeper._load_state_file(sweep_dir / STATE_FILE)
+    state = HyperoptSweeperImpl._load_state_file(sweep_dir / STATE_FILE)
     return [record.params for record in state.records]
 
 
@@ -139,11 +139,21 @@ def test_an_existing_sweep_is_not_overwritten_without_resume(tmp_path):
 
 def _minimise(algo: str, seed: int, n_trials: int = 30) -> float:
     """In-process ask/tell through the sweeper's own methods on f(x, y) = (x-1)^2 + (y+2)^2."""
-    sweeper = HyperoptSweeper(algo=algo, seed=seed, n_trials=n_trials, direction="minimize")
+    sweeper = HyperoptSweeperImpl(
+        algo=algo,
+        seed=seed,
+        n_trials=n_trials,
+        n_jobs=1,
+        direction="minimize",
+        max_failure_rate=0.5,
+        resume=False,
+        params=None,
+        n_startup_trials=10,
+    )
     space, _ = parse_search_space(["x=interval(-10.0,10.0)", "y=interval(-10.0,10.0)"])
     from hyperopt.base import Domain
 
-    from hydra_plugins.hyperopt_sweeper.sweeper import SweepState, TrialRecord
+    from hydra_plugins.hyperopt_sweeper._impl import SweepState, TrialRecord
 
     domain = Domain(lambda _: 0.0, {k: d.expression for k, d in space.items()})
     state = SweepState()

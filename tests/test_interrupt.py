@@ -13,10 +13,9 @@ from conftest import PROJECT_ROOT
 from mlflow import MlflowClient
 
 TRAIN = [
-    "model.hidden=16",
+    "model.net.hidden=16",
     "trainer.max_epochs=4",
-    "trainer.enable_progress_bar=false",
-    "++callbacks.progress_bar=null",
+    "console=quiet",
     "trainer.enable_model_summary=false",
 ]
 

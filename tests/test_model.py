@@ -1,4 +1,5 @@
-"""The GRU reads each sequence's real last step: padding never changes a prediction."""
+"""Networks read each sequence's real last step (padding never changes a prediction); the
+classifier builds its network and optimizer from plain config dicts."""
 
 from __future__ import annotations
 
@@ -6,13 +7,20 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from gesture_rnn.models import GRUClassifier
+from gesture_rnn.errors import ConfigError
+from gesture_rnn.models import GestureClassifier, GRUNet
+
+ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
+
+
+def gru(hidden: int, layers: int = 1, bidirectional: bool = False, packed: bool = True) -> GRUNet:
+    return GRUNet(hidden=hidden, layers=layers, dropout=0.0, bidirectional=bidirectional, packed=packed)
 
 
 @pytest.mark.parametrize(("bidirectional", "packed"), [(False, True), (False, False), (True, True)])
 def test_a_padded_batch_gives_the_same_logits_as_each_sequence_alone(bidirectional, packed):
     torch.manual_seed(0)
-    model = GRUClassifier(hidden=16, layers=2, dropout=0.0, bidirectional=bidirectional, packed=packed)
+    model = gru(16, 2, bidirectional, packed)
     model.eval()
     model.set_normalization(torch.tensor([0.5, -0.2, 9.8]), torch.tensor([2.0, 3.0, 1.5]))
     sequences = [torch.randn(n, 3) for n in (7, 23, 2, 15)]
@@ -26,7 +34,7 @@ def test_a_padded_batch_gives_the_same_logits_as_each_sequence_alone(bidirection
 @pytest.mark.parametrize("packed", [True, False])
 def test_padding_values_are_never_read(packed):
     torch.manual_seed(0)
-    model = GRUClassifier(hidden=8, packed=packed).eval()
+    model = gru(8, packed=packed).eval()
     x = torch.randn(3, 12, 3)
     lengths = torch.tensor([12, 5, 9])
     garbage = x.clone()
@@ -39,29 +47,31 @@ def test_padding_values_are_never_read(packed):
 @pytest.mark.parametrize("layers", [1, 2])
 def test_padded_and_packed_paths_give_the_same_logits_and_gradients(layers):
     torch.manual_seed(0)
-    packed = GRUClassifier(hidden=12, layers=layers, dropout=0.0, packed=True)
-    padded = GRUClassifier(hidden=12, layers=layers, dropout=0.0, packed=False)
+    packed = gru(12, layers, packed=True)
+    padded = gru(12, layers, packed=False)
     padded.load_state_dict(packed.state_dict())
     x, lengths, y = torch.randn(5, 17, 3), torch.tensor([17, 3, 9, 2, 11]), torch.tensor([0, 4, 19, 7, 7])
     for model in (packed, padded):
-        model.loss_fn(model(x, lengths), y).backward()
+        torch.nn.functional.cross_entropy(model(x, lengths), y).backward()
     torch.testing.assert_close(padded(x, lengths), packed(x, lengths))
     for (name, a), b in zip(packed.named_parameters(), padded.parameters(), strict=True):
         torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_normalisation_statistics_travel_in_the_state_dict():
-    model = GRUClassifier(hidden=4)
+    model = gru(4)
     model.set_normalization(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([4.0, 5.0, 6.0]))
-    clone = GRUClassifier(hidden=4)
+    clone = gru(4)
     clone.load_state_dict(model.state_dict())
     assert torch.equal(clone.mean, torch.tensor([1.0, 2.0, 3.0]))
     assert torch.equal(clone.std, torch.tensor([4.0, 5.0, 6.0]))
 
 
 def test_optimizer_and_scheduler_are_built_from_config_dicts():
-    model = GRUClassifier(
-        hidden=4,
+    net = {"_target_": "gesture_rnn.models.nets.GRUNet", "hidden": 4, "layers": 1, "dropout": 0.0,
+           "bidirectional": False, "packed": True}  # fmt: skip
+    model = GestureClassifier(
+        net=net,
         optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.5, "momentum": 0.9},
         scheduler={"_target_": "torch.optim.lr_scheduler.StepLR", "_partial_": True, "step_size": 3},
     )
@@ -69,4 +79,15 @@ def test_optimizer_and_scheduler_are_built_from_config_dicts():
     optimizer = configured["optimizer"]
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["lr"] == 0.5
     assert isinstance(configured["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.StepLR)
-    assert isinstance(GRUClassifier(hidden=4).configure_optimizers(), torch.optim.Adam)
+    assert isinstance(model.net, GRUNet) and model.hparams.net == net, "rebuilt from the checkpoint's hparams"
+    assert isinstance(GestureClassifier(net=gru(4), optimizer=ADAM).configure_optimizers(), torch.optim.Adam)
+
+
+def test_only_this_projects_networks_are_built_from_a_config():
+    with pytest.raises(ConfigError, match=r"model.net._target_='os.system' is not a network of this project"):
+        GestureClassifier(net={"_target_": "os.system", "command": "true"}, optimizer=ADAM)
+
+
+def test_the_export_path_of_a_bidirectional_gru_is_refused_with_the_fix():
+    with pytest.raises(ConfigError, match=r"model\.net\.bidirectional=false"):
+        gru(4, bidirectional=True).forward_padded(torch.randn(1, 5, 3), torch.tensor([5]))

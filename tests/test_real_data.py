@@ -39,7 +39,7 @@ def test_a_short_run_on_the_real_data_learns_well_above_chance(real_data, tmp_pa
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("overrides", "floor"),
-    [([], 0.96), (["model.hidden=256", "model.layers=2", "model.dropout=0.06"], 0.985)],
+    [([], 0.96), (["model.net.hidden=256", "model.net.layers=2", "model.net.dropout=0.06"], 0.985)],
 )
 def test_twenty_epochs_reach_the_study_accuracy(real_data, tmp_path, overrides, floor):
     cfg = compose_train_config(tmp_path, [f"data.path={real_data}", "data.val_fraction=0", *overrides])

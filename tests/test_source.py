@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gesture_rnn.data.source import DATASET_DIRNAME, locate_dataset, md5_of_file
+from gesture_rnn.data.facts import DIRNAME as DATASET_DIRNAME
+from gesture_rnn.data.reading import md5_of_file
+from gesture_rnn.data.source import locate_dataset
 from gesture_rnn.errors import DataError
 
 

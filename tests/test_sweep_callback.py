@@ -9,7 +9,7 @@ from gesture_rnn.sweep import best_trial, find_trials
 
 def write_trial(sweep_dir, job: str, value: float, test_acc: float) -> None:
     (sweep_dir / job / ".hydra").mkdir(parents=True)
-    (sweep_dir / job / ".hydra" / "overrides.yaml").write_text(f"- model.hidden={job}\n")
+    (sweep_dir / job / ".hydra" / "overrides.yaml").write_text(f"- model.net.hidden={job}\n")
     metrics = {"val/acc_best": value, "test/acc": test_acc}
     (sweep_dir / job / "metrics.json").write_text(json.dumps({"metrics": metrics, "mlflow_run_ids": [job]}))
 
@@ -21,7 +21,7 @@ def test_ties_go_to_the_earliest_trial_in_numeric_order(tmp_path):
     assert [t["job"] for t in trials] == ["0", "2", "10", "11"]
     assert best_trial(trials, "val/acc_best", "maximize")["job"] == "2"
     assert best_trial(trials, "val/acc_best", "minimize")["job"] == "11"
-    assert best_trial(trials, "val/acc_best", "maximize")["overrides"] == ["model.hidden=2"]
+    assert best_trial(trials, "val/acc_best", "maximize")["overrides"] == ["model.net.hidden=2"]
 
 
 def test_trials_without_the_metric_or_with_nan_are_skipped(tmp_path):

@@ -13,9 +13,10 @@ from conftest import PROJECT_ROOT, compose_train_config
 from mlflow import MlflowClient
 
 import gesture_rnn
-from gesture_rnn.models import GRUClassifier
+from gesture_rnn.models import GestureClassifier
+from gesture_rnn.models.checkpoint import load_classifier
 
-FAST = ["model.hidden=16", "trainer.max_epochs=5", "data.batch_size=16", "model.optimizer.lr=0.01"]
+FAST = ["model.net.hidden=16", "trainer.max_epochs=5", "data.batch_size=16", "model.optimizer.lr=0.01"]
 
 
 def mlflow_runs(root: Path):
@@ -37,7 +38,7 @@ def test_train_returns_metrics_and_records_the_run_in_mlflow(train_config, tmp_p
     assert len(runs) == 1
     run = runs[0]
     assert run.info.status == "FINISHED"
-    assert run.data.params["model.hidden"] == "16"
+    assert run.data.params["model.net.hidden"] == "16"
     assert run.data.params["data.val_fraction"] == "0.2"
     assert run.data.params["model.optimizer._target_"] == "torch.optim.Adam"
     assert run.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
@@ -76,9 +77,11 @@ def test_without_validation_the_last_epoch_is_tested(train_config, tmp_path):
 def test_the_checkpoint_loads_back_with_its_normalisation(train_config, tmp_path):
     gesture_rnn.train(train_config(*FAST, "data.val_fraction=0"))
     path = tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt"
-    model = GRUClassifier.load_from_checkpoint(path, weights_only=True)
-    assert model.hparams.hidden == 16
-    assert not torch.equal(model.std, torch.ones(3)), "trained statistics, not the defaults"
+    model = load_classifier(path)
+    assert model.hparams.net["hidden"] == 16
+    assert not torch.equal(model.net.std, torch.ones(3)), "trained statistics, not the defaults"
+    lightning_loaded = GestureClassifier.load_from_checkpoint(path, weights_only=True)
+    assert torch.equal(lightning_loaded.net.gru.weight_hh_l0, model.net.gru.weight_hh_l0)
 
 
 def test_seed_zero_gives_identical_metrics_and_another_seed_different_ones(synthetic_zip, tmp_path):
@@ -95,7 +98,7 @@ def test_seed_zero_gives_identical_metrics_and_another_seed_different_ones(synth
     command = [
         sys.executable, str(PROJECT_ROOT / "train.py"), f"paths.root_dir={tmp_path / 'new'}",
         f"data.path={synthetic_zip}", f"data.cache_dir={tmp_path}/cache", *FAST, "seed=0", "logger=none",
-        "trainer.enable_progress_bar=false", "++callbacks.progress_bar=null",
+        "console=quiet",
     ]  # fmt: skip
     assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
     (record,) = (tmp_path / "new" / "outputs" / "train" / "runs").glob("*/metrics.json")
@@ -105,14 +108,14 @@ def test_seed_zero_gives_identical_metrics_and_another_seed_different_ones(synth
     assert first["test/loss"] != other["test/loss"]
     first_weights, second_weights = weights("first"), weights("second")
     assert all(torch.equal(first_weights[key], second_weights[key]) for key in first_weights)
-    assert not torch.equal(weights("first")["gru.weight_hh_l0"], weights("other")["gru.weight_hh_l0"])
+    assert not torch.equal(weights("first")["net.gru.weight_hh_l0"], weights("other")["net.gru.weight_hh_l0"])
 
 
 def test_a_run_that_crashes_is_marked_failed(train_config, tmp_path, monkeypatch):
     def explode(self, batch, batch_idx):
         raise RuntimeError("boom in test_step")
 
-    monkeypatch.setattr(GRUClassifier, "test_step", explode)
+    monkeypatch.setattr(GestureClassifier, "test_step", explode)
     with pytest.raises(RuntimeError, match="boom"):
         gesture_rnn.train(train_config(*FAST, "trainer.max_epochs=1"))
     _, runs = mlflow_runs(tmp_path)
@@ -120,8 +123,8 @@ def test_a_run_that_crashes_is_marked_failed(train_config, tmp_path, monkeypatch
 
 
 def test_an_invalid_config_fails_before_any_run_is_created(train_config, tmp_path):
-    with pytest.raises(gesture_rnn.ConfigError, match=r"model\.layers=0"):
-        gesture_rnn.train(train_config("model.layers=0"))
+    with pytest.raises(gesture_rnn.ConfigError, match=r"model\.net\.layers=0"):
+        gesture_rnn.train(train_config("model.net.layers=0"))
     _, runs = mlflow_runs(tmp_path)
     assert runs == []
 

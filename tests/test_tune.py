@@ -14,7 +14,12 @@ from conftest import PROJECT_ROOT, free_port
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
-TINY = ["trainer.max_epochs=2", "model.layers=1", "model.hidden=choice(8,16)", "model.optimizer.lr=0.01"]
+TINY = [
+    "trainer.max_epochs=2",
+    "model.net.layers=1",
+    "model.net.hidden=choice(8,16)",
+    "model.optimizer.lr=0.01",
+]
 
 
 def run_tune(tmp_path: Path, data: Path, *overrides: str, env: dict[str, str] | None = None):
@@ -82,12 +87,12 @@ def test_a_failing_trial_is_marked_failed_and_the_sweep_goes_on(synthetic_zip, t
         synthetic_zip,
         "hydra.sweeper.n_trials=4",
         "trainer.max_epochs=1",
-        "model.hidden=8",
-        "model.layers=range(0,2)",
+        "model.net.hidden=8",
+        "model.net.layers=range(0,2)",
     )
     results = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
     assert results.n_trials == 4 and 0 < results.n_failures < 4
-    assert "model.layers=0 is invalid" in results.failures[0].error
+    assert "model.net.layers=0 is invalid" in results.failures[0].error
 
 
 def test_parallel_trials_with_the_joblib_launcher(synthetic_zip, tmp_path):
@@ -145,7 +150,7 @@ def test_train_and_tune_against_a_real_tracking_server(synthetic_zip, tmp_path, 
         [
             sys.executable, str(PROJECT_ROOT / "train.py"), f"paths.root_dir={tmp_path}",
             f"data.path={synthetic_zip}", f"data.cache_dir={tmp_path}/cache", "trainer.max_epochs=2",
-            "model.hidden=8", "trainer.enable_progress_bar=false", "++callbacks.progress_bar=null",
+            "model.net.hidden=8", "console=quiet",
         ],
         capture_output=True, text=True, timeout=300, env={**os.environ, **env},
     )  # fmt: skip

@@ -1,18 +1,30 @@
-"""Dataset location, parsing, splitting and the LightningDataModule."""
+"""Dataset facts, reading, parsing, splitting and the LightningDataModule.
 
-from gesture_rnn.data.datamodule import GestureDataModule, SequenceDataset, pad_batch
-from gesture_rnn.data.parsing import GestureRecords, load_records, parse_sequence
-from gesture_rnn.data.source import locate_dataset
-from gesture_rnn.data.splits import SplitIndices, split_indices
+Attributes are imported on first use, so ``predict.py`` reading a recording does not pay for
+Lightning's import.
+"""
 
-__all__ = [
-    "GestureDataModule",
-    "GestureRecords",
-    "SequenceDataset",
-    "SplitIndices",
-    "load_records",
-    "locate_dataset",
-    "pad_batch",
-    "parse_sequence",
-    "split_indices",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "GestureDataModule": "gesture_rnn.data.datamodule",
+    "SequenceDataset": "gesture_rnn.data.datamodule",
+    "pad_batch": "gesture_rnn.data.batching",
+    "pad_sequences": "gesture_rnn.data.batching",
+    "GestureRecords": "gesture_rnn.data.parsing",
+    "load_records": "gesture_rnn.data.parsing",
+    "parse_sequence": "gesture_rnn.data.parsing",
+    "locate_dataset": "gesture_rnn.data.source",
+    "SplitIndices": "gesture_rnn.data.splits",
+    "split_indices": "gesture_rnn.data.splits",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
+from gesture_rnn.data import facts
 from gesture_rnn.data.augment import Augmentation, AugmentingCollate
+from gesture_rnn.data.batching import pad_batch
 from gesture_rnn.data.duplicates import drop_conflicting_duplicates, duplicate_groups
 from gesture_rnn.data.parsing import GestureRecords, load_records
 from gesture_rnn.data.sampling import EpochBatchSampler, derived_seed
@@ -20,8 +22,6 @@ from gesture_rnn.data.source import locate_dataset
 from gesture_rnn.data.splits import SplitIndices, keep_groups_together, split_indices
 
 log = logging.getLogger(__name__)
-
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # padded [B, T, 3], lengths [B], labels [B]
 
 
 class SequenceDataset(Dataset):
@@ -38,37 +38,33 @@ class SequenceDataset(Dataset):
         return self.sequences[index], self.labels[index]
 
 
-def pad_batch(items: list[tuple[torch.Tensor, torch.Tensor]]) -> Batch:
-    """Zero-pad to the longest sequence; ``lengths`` tells the model where each one ends."""
-    sequences, labels = zip(*items, strict=True)
-    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    return pad_sequence(list(sequences), batch_first=True), lengths, torch.stack(labels)
-
-
 class GestureDataModule(L.LightningDataModule):
     """SmartWatch Gestures: locate/download, parse (cached), split, and serve padded batches."""
 
     def __init__(
         self,
-        path: str | None = None,
-        cache_dir: str = "~/.cache/gesture_rnn",
-        url: str = "https://github.com/raoulg/gestures/raw/main/gestures-dataset.zip",
-        md5: str = "7966323b95154f314e831c312e5cc33b",
-        download: bool = True,
-        split: str = "random",
-        test_fraction: float = 0.2,
-        val_fraction: float = 0.0,
-        stratify: bool = True,
-        test_users: Sequence[str] = ("U08",),
-        drop_conflicting_duplicates: bool = True,
-        normalize: bool = True,
-        batch_size: int = 32,
-        bucket_batches: bool = False,
-        bucket_pool_batches: int = 2,
-        augment: dict[str, float] | None = None,
-        num_workers: int = 0,
-        seed: int = 0,
+        *,
+        path: str | None,
+        cache_dir: str,
+        download: bool,
+        split: str,
+        test_fraction: float,
+        val_fraction: float,
+        stratify: bool,
+        test_users: Sequence[str],
+        drop_conflicting_duplicates: bool,
+        normalize: bool,
+        batch_size: int,
+        bucket_batches: bool,
+        bucket_pool_batches: int,
+        augment: dict[str, float],
+        num_workers: int,
+        seed: int | None,
+        url: str | None = None,
+        md5: str | None = None,
     ) -> None:
+        """Every setting comes from ``conf/data/gestures.yaml`` (the one place defaults live);
+        ``url``/``md5`` default to the dataset's own (``gesture_rnn.data.facts``)."""
         super().__init__()
         # plain values only, so checkpoints load with torch.load(weights_only=True)
         test_users = [str(user) for user in test_users]
@@ -79,11 +75,25 @@ class GestureDataModule(L.LightningDataModule):
         self.records: GestureRecords | None = None
         self.split: SplitIndices | None = None
         self.dropped_duplicates: list[str] = []
-        self.mean = torch.zeros(3)
-        self.std = torch.ones(3)
+        self.mean = torch.zeros(facts.NUM_CHANNELS)
+        self.std = torch.ones(facts.NUM_CHANNELS)
         self._datasets: dict[str, SequenceDataset] = {}
         self._train_sampler: EpochBatchSampler | None = None
         self._epoch = 0
+
+    @classmethod
+    def from_shipped_config(cls, seed: int | None = 0, **overrides: Any) -> GestureDataModule:
+        """The datamodule ``conf/data/gestures.yaml`` describes, with ``overrides`` (for scripts and
+        tests; runs get theirs from Hydra)."""
+        from omegaconf import OmegaConf
+
+        from gesture_rnn.resolvers import PROJECT_ROOT
+
+        node = OmegaConf.load(PROJECT_ROOT / "conf" / "data" / "gestures.yaml")
+        node.merge_with({"seed": seed, **overrides})
+        settings = OmegaConf.to_container(node, resolve=True)
+        settings.pop("_target_")
+        return cls(**settings)
 
     @property
     def has_validation(self) -> bool:
@@ -95,7 +105,8 @@ class GestureDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         hp = self.hparams
-        self.source = locate_dataset(hp.path, hp.cache_dir, hp.url, hp.md5, hp.download)
+        url, md5 = hp.url or facts.URL, hp.md5 or facts.MD5
+        self.source = locate_dataset(hp.path, hp.cache_dir, url, md5, hp.download)
 
     def setup(self, stage: str | None = None) -> None:
         if self.split is not None:  # already set up (train() does it before the Trainer)
@@ -103,6 +114,7 @@ class GestureDataModule(L.LightningDataModule):
         hp = self.hparams
         if self.source is None:
             self.prepare_data()
+        seed = self.seed  # seed=null: drawn here once, then kept (and saved in checkpoints)
         records = load_records(self.source, hp.cache_dir)
         if hp.drop_conflicting_duplicates:
             keep, self.dropped_duplicates = drop_conflicting_duplicates(records)
@@ -115,7 +127,7 @@ class GestureDataModule(L.LightningDataModule):
             val_fraction=hp.val_fraction,
             stratify=hp.stratify,
             test_users=list(hp.test_users),
-            seed=hp.seed,
+            seed=seed,
         )
         split = keep_groups_together(split, duplicate_groups(records))
         if hp.normalize:
@@ -138,10 +150,11 @@ class GestureDataModule(L.LightningDataModule):
         )
 
     @property
-    def sampling_seed(self) -> int:
-        """``seed``, or one drawn from torch once (seed=null) and then kept for this run."""
+    def seed(self) -> int:
+        """The split's and the batch order's seed: ``seed``, or one drawn once (seed=null) and
+        then kept for this run and saved in its checkpoints (a resumed run gets the same split)."""
         if self.hparams.seed is None:
-            self.hparams.seed = int(torch.randint(0, 2**31 - 1, ()).item())
+            self.hparams.seed = int(np.random.SeedSequence().entropy % (2**31 - 1))
         return int(self.hparams.seed)
 
     def set_epoch(self, epoch: int) -> None:
@@ -154,14 +167,14 @@ class GestureDataModule(L.LightningDataModule):
         hp = self.hparams
         dataset = self._datasets[name]
         # a private generator: building an iterator never consumes torch's global RNG
-        generator = torch.Generator().manual_seed(derived_seed(self.sampling_seed, 1))
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, 1))
         batching: dict = {"batch_size": hp.batch_size, "shuffle": False}
         if name == "train":
             trainer = self.trainer
             self._train_sampler = EpochBatchSampler(
                 [len(s) for s in dataset.sequences],
                 hp.batch_size,
-                seed=self.sampling_seed,
+                seed=self.seed,
                 pool_batches=hp.bucket_pool_batches if hp.bucket_batches else None,
                 rank=trainer.global_rank if trainer is not None else 0,
                 world_size=trainer.world_size if trainer is not None else 1,
@@ -180,12 +193,18 @@ class GestureDataModule(L.LightningDataModule):
             persistent_workers=hp.num_workers > 0,
         )
 
-    def state_dict(self) -> dict[str, str | None]:
-        """Saved in every checkpoint: which data the model was trained on (export sidecar)."""
-        return {"checksum": self.checksum}
+    def state_dict(self) -> dict[str, str | int | None]:
+        """Saved in every checkpoint: which data the model was trained on (export sidecar) and
+        the seed of its split and batches."""
+        return {"checksum": self.checksum, "seed": self.seed}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        pass  # the data is located and verified again on resume
+        """Before ``setup``: take the checkpoint's seed if this run has none (seed=null), so a
+        resumed run trains and tests on the checkpoint's split. The data itself is located and
+        verified again."""
+        saved = state_dict.get("seed")
+        if self.split is None and self.hparams.seed is None and saved is not None:
+            self.hparams.seed = int(saved)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

@@ -12,7 +12,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,15 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+from gesture_rnn.atomic import atomic_write
+from gesture_rnn.data.facts import NUM_CLASSES, NUM_COLUMNS, SEQUENCE_PATH
+from gesture_rnn.data.reading import decode_text, iter_files, md5_of_file
 from gesture_rnn.errors import DataError
 
 log = logging.getLogger(__name__)
 
 # Bump when the parsed representation changes, so old cache files are ignored.
 PARSER_VERSION = 1
-NUM_CLASSES = 20
-NUM_COLUMNS = 6
-SEQUENCE_PATH = re.compile(r"(?:^|/)(U\d{2})/(\d{2})/(\d{2})\.txt$")
 
 
 @dataclass(frozen=True)
@@ -86,36 +85,23 @@ def parse_sequence(text: str, name: str, accept_xyz: bool = False) -> np.ndarray
     return np.asarray(rows, dtype=np.float32)
 
 
-def _sequence_files(names: list[str], source: Path) -> list[tuple[str, re.Match[str]]]:
-    matched = [(name, match) for name in sorted(names) if (match := SEQUENCE_PATH.search(name))]
-    if not matched:
+def _read_source(source: Path) -> Iterator[tuple[str, re.Match[str], bytes]]:
+    """Yield (name, path match, bytes) for every sequence file of a zip or folder."""
+    found = False
+    for name, content in iter_files(source, SEQUENCE_PATH.search):
+        found = True
+        yield name, SEQUENCE_PATH.search(name), content
+    if not found:
         raise DataError(
             f"{source} holds no Uxx/yy/zz.txt sequence files; expected the layout "
             f"gestures-dataset/Uxx/yy/zz.txt of gestures-dataset.zip"
         )
-    return matched
-
-
-def _read_source(source: Path) -> Iterator[tuple[str, re.Match[str], bytes]]:
-    """Yield (name, path match, bytes) for every sequence file of a zip or folder."""
-    if source.is_dir():
-        names = [p.relative_to(source).as_posix() for p in source.rglob("*.txt")]
-        for name, match in _sequence_files(names, source):
-            yield name, match, (source / name).read_bytes()
-        return
-    try:
-        with zipfile.ZipFile(source) as bundle:
-            for name, match in _sequence_files(bundle.namelist(), source):
-                yield name, match, bundle.read(name)
-    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as err:
-        raise DataError(f"{source} is a damaged zip archive ({err}); download it again") from None
 
 
 def source_checksum(source: Path) -> str:
     """md5 of a zip's bytes, or of a folder's sequence files (names and contents)."""
     if source.is_file():
-        digest = hashlib.md5(source.read_bytes())
-        return digest.hexdigest()
+        return md5_of_file(source)
     digest = hashlib.md5()
     for name, _, content in _read_source(source):
         digest.update(name.encode())
@@ -130,11 +116,7 @@ def parse_source(source: Path, checksum: str) -> GestureRecords:
         user, gesture, repetition = match.group(1), int(match.group(2)), int(match.group(3))
         if not 1 <= gesture <= NUM_CLASSES:
             raise DataError(f"{source}/{name}: gesture folder {gesture:02d} is outside 01..20")
-        try:
-            text = content.decode("ascii")
-        except UnicodeDecodeError:
-            raise DataError(f"{source}/{name}: not a text file") from None
-        sequences.append(parse_sequence(text, f"{source}/{name}"))
+        sequences.append(parse_sequence(decode_text(content, f"{source}/{name}"), f"{source}/{name}"))
         labels.append(gesture - 1)
         users.append(user)
         repetitions.append(repetition)
@@ -154,24 +136,17 @@ def _cache_file(cache_dir: Path, checksum: str) -> Path:
 
 
 def _save_cache(records: GestureRecords, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     lengths = np.asarray([len(s) for s in records.sequences], dtype=np.int64)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(
-                handle,
-                values=np.concatenate(records.sequences),
-                lengths=lengths,
-                labels=records.labels,
-                users=records.users,
-                repetitions=records.repetitions,
-                files=np.asarray(records.files),
-            )
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as handle:
+        np.savez(
+            handle,
+            values=np.concatenate(records.sequences),
+            lengths=lengths,
+            labels=records.labels,
+            users=records.users,
+            repetitions=records.repetitions,
+            files=np.asarray(records.files),
+        )
 
 
 def _load_cache(path: Path, checksum: str) -> GestureRecords | None:

@@ -7,7 +7,6 @@ once complete, so an interrupted or failed download never leaves a half-written 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -17,21 +16,14 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from gesture_rnn.data.facts import DIRNAME
+from gesture_rnn.data.reading import md5_of_file
 from gesture_rnn.errors import DataError
 
 log = logging.getLogger(__name__)
 
 DATA_ENV_VAR = "GESTURES_DATA"
-DATASET_DIRNAME = "gestures-dataset"
 DOWNLOAD_TIMEOUT_S = 60
-
-
-def md5_of_file(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_source(path: Path, origin: str) -> Path:
@@ -66,7 +58,7 @@ def locate_dataset(
     env_path = os.environ.get(DATA_ENV_VAR)
     if env_path:
         return check_source(Path(env_path).expanduser(), f"${DATA_ENV_VAR}")
-    cached = Path(cache_dir).expanduser() / DATASET_DIRNAME
+    cached = Path(cache_dir).expanduser() / DIRNAME
     if cached.is_dir():
         return cached
     if not download:
@@ -79,7 +71,7 @@ def locate_dataset(
 def download_and_extract(url: str, md5: str, cache_dir: Path) -> Path:
     """Download ``url``, verify its md5 and extract it to ``cache_dir/gestures-dataset``."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    target = cache_dir / DATASET_DIRNAME
+    target = cache_dir / DIRNAME
     manual = (
         f"download it by hand from {url} and pass data.path=/path/to/gestures-dataset.zip "
         f"(or set ${DATA_ENV_VAR})"
@@ -107,9 +99,9 @@ def download_and_extract(url: str, md5: str, cache_dir: Path) -> Path:
                 bundle.extractall(extracted)
         except zipfile.BadZipFile as err:
             raise DataError(f"downloaded archive is not a valid zip ({err}); {manual}") from err
-        root = extracted / DATASET_DIRNAME
+        root = extracted / DIRNAME
         if not root.is_dir():
-            raise DataError(f"downloaded archive has no top-level {DATASET_DIRNAME}/ folder; {manual}")
+            raise DataError(f"downloaded archive has no top-level {DIRNAME}/ folder; {manual}")
         os.replace(root, target)
     log.info("Dataset extracted to %s", target)
     return target

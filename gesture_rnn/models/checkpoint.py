@@ -1,25 +1,113 @@
-"""Load a train.py checkpoint back as a model, or fail with one clear message."""
+"""Read a train.py checkpoint — the one place that does — as a dict, a network or a classifier.
+
+Checkpoints load with ``torch.load(weights_only=True)``: plain tensors and values, no code. Those
+written before networks became their own modules (a ``GRUClassifier`` with ``gru.*``/``head.*``
+weights) are mapped to the current layout on reading.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
 
 from gesture_rnn.errors import ConfigError
-from gesture_rnn.models.gru import GRUClassifier
+from gesture_rnn.models.nets import GestureNet, build_net
+
+if TYPE_CHECKING:
+    from gesture_rnn.models.classifier import GestureClassifier
+
+NET_PREFIX = "net."
+# hyperparameters of the old GRUClassifier that now belong to its network
+_OLD_NET_KEYS = ("hidden", "layers", "dropout", "bidirectional", "packed", "input_size", "num_classes")
+_OLD_WEIGHTS = ("gru.", "head.", "mean", "std")
+# the network settings a checkpoint's weights depend on (its shape); the rest may change on resume
+SHAPE_KEYS = ("_target_", "hidden", "layers", "bidirectional", "input_size", "num_classes")
 
 
-def load_checkpoint(path: str | None) -> GRUClassifier:
-    """The model of a checkpoint written by train.py, or one clear error."""
+def upgrade_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Map a checkpoint of the old ``GRUClassifier`` to the ``GestureClassifier(net=GRUNet)``
+    layout, in place; a current checkpoint is returned unchanged."""
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, dict) or "net" in hparams or "hidden" not in hparams:
+        return checkpoint
+    net = {"_target_": "gesture_rnn.models.nets.GRUNet"}
+    net.update({key: hparams.pop(key) for key in _OLD_NET_KEYS if key in hparams})
+    hparams["net"] = net
+    state = checkpoint.get("state_dict", {})
+    for key in list(state):
+        if key.startswith(_OLD_WEIGHTS):
+            state[NET_PREFIX + key] = state.pop(key)
+    state.pop("final_train_loss", None)
+    state.setdefault("val_acc_best.max_value", torch.tensor(float("-inf")))
+    if "learning_curves" in checkpoint:
+        checkpoint.setdefault("callbacks", {})["LearningCurves"] = {
+            "history": checkpoint.pop("learning_curves")
+        }
+    return checkpoint
+
+
+def checkpoint_file(path: str | Path | None, key: str = "ckpt_path") -> Path:
     if not path:
-        raise ConfigError(
-            "ckpt_path is required: python evaluate.py ckpt_path=outputs/.../checkpoints/last.ckpt"
-        )
-    checkpoint = Path(path).expanduser()
+        raise ConfigError(f"{key} is required: {key}=outputs/.../checkpoints/last.ckpt")
+    checkpoint = Path(str(path)).expanduser()
     if not checkpoint.is_file():
-        raise ConfigError(f"ckpt_path={path} does not exist")
+        raise ConfigError(f"{key}={path} does not exist")
+    return checkpoint
+
+
+def read_checkpoint(path: str | Path | None, key: str = "ckpt_path") -> dict[str, Any]:
+    """The checkpoint as a dict in the current layout, or one ConfigError naming ``key``."""
+    file = checkpoint_file(path, key)
     try:
-        return GRUClassifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
+        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"{key}={path} is not a checkpoint written by train.py ({reason})") from None
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    if not isinstance(hparams, dict) or not ("net" in hparams or "hidden" in hparams):
+        raise ConfigError(f"{key}={path} is not a checkpoint of this project's GestureClassifier")
+    return upgrade_checkpoint(checkpoint)
+
+
+def net_from_checkpoint(checkpoint: dict[str, Any]) -> GestureNet:
+    """The trained network alone (no Lightning needed): what predict and export use."""
+    net = build_net(checkpoint["hyper_parameters"]["net"])
+    state = checkpoint["state_dict"]
+    net.load_state_dict({k[len(NET_PREFIX) :]: v for k, v in state.items() if k.startswith(NET_PREFIX)})
+    return net.eval()
+
+
+def load_net(path: str | Path | None, key: str = "ckpt_path") -> GestureNet:
+    return net_from_checkpoint(read_checkpoint(path, key))
+
+
+def load_classifier(path: str | Path | None, key: str = "ckpt_path") -> GestureClassifier:
+    """The whole LightningModule (network, loss, metrics), e.g. to test it with a Trainer."""
+    from gesture_rnn.models.classifier import GestureClassifier
+
+    checkpoint = read_checkpoint(path, key)
+    try:
+        model = GestureClassifier(**checkpoint["hyper_parameters"])
+        model.load_state_dict(checkpoint["state_dict"])
+    except (TypeError, RuntimeError, ConfigError) as err:
+        reason = str(err).strip().splitlines()[0][:160]
+        raise ConfigError(f"{key}={path} does not fit this project's GestureClassifier ({reason})") from None
+    return model
+
+
+def check_shape(checkpoint: dict[str, Any], net_cfg: Any, key: str) -> None:
+    """A clear error instead of a size-mismatch traceback: the configured network must have the
+    checkpoint's shape."""
+    saved = checkpoint["hyper_parameters"]["net"]
+    differ = [
+        f"model.net.{name}={net_cfg.get(name)!r} (checkpoint: {saved.get(name)!r})"
+        for name in SHAPE_KEYS
+        if name in net_cfg and name in saved and net_cfg.get(name) != saved.get(name)
+    ]
+    if differ:
         raise ConfigError(
-            f"ckpt_path={path} is not a checkpoint of this project's GRUClassifier ({err})"
-        ) from None
+            f"{key} was trained with another model: {', '.join(differ)}; "
+            "resume with the run's own model settings"
+        )

@@ -8,7 +8,7 @@ from hydra.core.config_store import ConfigStore
 
 @dataclass
 class HyperoptSweeperConf:
-    _target_: str = "hydra_plugins.hyperopt_sweeper.sweeper.HyperoptSweeper"
+    _target_: str = "hydra_plugins.hyperopt_sweeper.hyperopt_sweeper.HyperoptSweeper"
     # "tpe" (hyperopt.tpe.suggest, the study's method) or "random" (hyperopt.rand.suggest)
     algo: str = "tpe"
     # random trials before TPE models the results (hyperopt's own default, 20, is a whole sweep)
@@ -23,7 +23,7 @@ class HyperoptSweeperConf:
     max_failure_rate: float = 0.5
     # continue the trials saved in hydra.sweep.dir
     resume: bool = False
-    # search space in Hydra's override grammar, e.g. {model.hidden: "choice(64,128,256)"}
+    # search space in Hydra's override grammar, e.g. {model.net.hidden: "choice(64,128,256)"}
     params: Optional[Dict[str, Any]] = field(default=None)  # noqa: UP006, UP045
 
 

@@ -1,5 +1,5 @@
-"""Test-set artifacts people would rather see than read: confusion matrix, learning curves,
-per-gesture precision/recall/F1 and per-user accuracy (CSV + PNG)."""
+"""Evaluation artifacts of a test set, which people would rather see than read: confusion matrix,
+learning curves, per-gesture precision/recall/F1 and per-user accuracy (CSV + PNG)."""
 
 from __future__ import annotations
 
@@ -15,24 +15,22 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-GESTURE_NAMES = [str(g) for g in range(1, 21)]  # as numbered in the dataset's gestures.png
+from gesture_rnn.data.facts import GESTURES, NUM_CLASSES
+from gesture_rnn.inference import class_probabilities
+
+GESTURE_NAMES = [str(g) for g in GESTURES]
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
+def predict(net: torch.nn.Module, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
     """(predicted, true) class indices for every batch of ``loader``, in order."""
-    was_training = model.training
-    model.eval()
     predicted, true = [], []
-    device = next(model.parameters()).device
     for x, lengths, y in loader:
-        predicted.append(model(x.to(device), lengths).argmax(dim=1).cpu())
+        predicted.append(class_probabilities(net, x, lengths).argmax(dim=1).cpu())
         true.append(y)
-    model.train(was_training)
     return torch.cat(predicted).numpy(), torch.cat(true).numpy()
 
 
-def confusion_matrix(true: np.ndarray, predicted: np.ndarray, num_classes: int = 20) -> np.ndarray:
+def confusion_matrix(true: np.ndarray, predicted: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """Rows: true gesture, columns: predicted gesture."""
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(matrix, (true, predicted), 1)
@@ -77,8 +75,8 @@ def save_figure(fig: plt.Figure, path: Path) -> None:
 def plot_confusion_matrix(matrix: np.ndarray, path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
     image = ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(20), GESTURE_NAMES)
-    ax.set_yticks(range(20), GESTURE_NAMES)
+    ax.set_xticks(range(NUM_CLASSES), GESTURE_NAMES)
+    ax.set_yticks(range(NUM_CLASSES), GESTURE_NAMES)
     ax.set_xlabel("predicted gesture")
     ax.set_ylabel("true gesture")
     ax.set_title(title)
@@ -107,7 +105,7 @@ def plot_learning_curves(history: list[dict[str, float]], path: Path) -> None:
 
 
 def write_artifacts(
-    model: torch.nn.Module,
+    net: torch.nn.Module,
     loader: DataLoader,
     users: np.ndarray,
     history: list[dict[str, float]],
@@ -115,7 +113,7 @@ def write_artifacts(
 ) -> dict[str, float]:
     """Write every evaluation artifact of a test set into ``out_dir``; return per-user accuracies."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    predicted, true = predict(model, loader)
+    predicted, true = predict(net, loader)
     matrix = confusion_matrix(true, predicted)
     accuracy = float(np.trace(matrix) / matrix.sum())
     np.savetxt(out_dir / "confusion_matrix.csv", matrix, fmt="%d", delimiter=",")

@@ -1,9 +1,15 @@
-"""A Hydra Sweeper driven by hyperopt's own suggest functions (ask/tell over ``hyperopt.Trials``).
+"""The hyperopt sweeper's implementation, imported by ``hyperopt_sweeper.HyperoptSweeper`` only
+when a sweep runs (Hydra's plugin scan skips ``_`` modules).
 
-Unlike ``hyperopt.fmin``, the sweeper asks for a batch of trials, hands them to Hydra's launcher
-(so a parallel launcher runs them at once), and tells hyperopt the results. A trial that raises
-or returns NaN is recorded as failed and the sweep goes on; the state is saved to the sweep
-directory after every batch, so ``hydra.sweeper.resume=true`` continues where it stopped.
+A sweeper driven by hyperopt's own suggest functions (ask/tell over ``hyperopt.Trials``). Unlike
+``hyperopt.fmin``, it asks for a batch of trials, hands them to Hydra's launcher (so a parallel
+launcher runs them at once), and tells hyperopt the results. A trial that raises or returns NaN is
+recorded as failed and the sweep goes on; the state is saved to the sweep directory after every
+batch, so ``hydra.sweeper.resume=true`` continues where it stopped.
+
+Determinism: the same seed and ``n_jobs`` give the same trials. Serial and batched sweeps agree
+only during the random start-up trials (``n_startup_trials``): TPE then models the finished trials,
+and a batch's later members are asked while earlier ones are still running.
 """
 
 import functools
@@ -18,13 +24,12 @@ from typing import Any
 
 import numpy as np
 from hydra.core.plugins import Plugins
-from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Trials, rand, tpe
 from hyperopt.base import Domain
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_plugins.hyperopt_sweeper.space import Dimension, parse_search_space
+from hydra_plugins.hyperopt_sweeper._space import Dimension, parse_search_space
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +59,21 @@ class SweepState:
         return [r for r in self.records if r.error is not None]
 
 
-class HyperoptSweeper(Sweeper):
+class HyperoptSweeperImpl:
+    """Settings come from ``HyperoptSweeperConf`` (config.py), the one place their defaults live."""
+
     def __init__(
         self,
-        algo: str = "tpe",
-        seed: int | None = None,
-        n_trials: int = 20,
-        n_jobs: int = 1,
-        direction: str = "maximize",
-        max_failure_rate: float = 0.5,
-        resume: bool = False,
-        params: dict[str, Any] | None = None,
-        n_startup_trials: int = 10,
+        *,
+        algo: str,
+        seed: int | None,
+        n_trials: int,
+        n_jobs: int,
+        direction: str,
+        max_failure_rate: float,
+        resume: bool,
+        params: dict[str, Any] | None,
+        n_startup_trials: int,
     ) -> None:
         if algo not in ALGORITHMS:
             raise ValueError(f"hydra.sweeper.algo={algo!r}: choose one of {list(ALGORITHMS)}")

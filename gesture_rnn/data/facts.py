@@ -1,0 +1,17 @@
+"""The SmartWatch Gestures Dataset's facts, in one place (every other module imports them)."""
+
+from __future__ import annotations
+
+import re
+
+URL = "https://github.com/raoulg/gestures/raw/main/gestures-dataset.zip"
+MD5 = "7966323b95154f314e831c312e5cc33b"  # of gestures-dataset.zip
+DIRNAME = "gestures-dataset"  # the archive's top-level folder
+NUM_CLASSES = 20
+# class index i is the dataset's gesture number i + 1 (as drawn in the dataset's gestures.png)
+GESTURES = list(range(1, NUM_CLASSES + 1))
+SAMPLING_RATE_HZ = 9  # about 9 Hz in the recordings (≈110 ms between samples)
+NUM_CHANNELS = 3  # x y z acceleration in m/s²
+NUM_COLUMNS = 6  # per line of a recording: millis, nanos, timestamp, x, y, z
+# <user>/<gesture>/<repetition>.txt anywhere below the root
+SEQUENCE_PATH = re.compile(r"(?:^|/)(U\d{2})/(\d{2})/(\d{2})\.txt$")

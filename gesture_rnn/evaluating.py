@@ -1,0 +1,44 @@
+"""``evaluate(cfg)``: test a saved checkpoint on a chosen split, through the same data, trainer
+and run-record path as ``train(cfg)``; nothing is trained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from gesture_rnn import tracking
+from gesture_rnn.callbacks import LearningCurves, RunRecord
+from gesture_rnn.config_checks import validate_config
+from gesture_rnn.models.checkpoint import checkpoint_file, load_classifier
+from gesture_rnn.training import run_config, run_tags
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Test ``ckpt_path`` on the split that ``data.*`` and ``seed`` describe (the training run's
+    seed and split give back its own test part) and write the test artifacts."""
+    validate_config(cfg)
+    tracking.check_tracking_servers(cfg)
+    checkpoint = checkpoint_file(cfg.get("ckpt_path"))
+    model = load_classifier(checkpoint)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("test")
+    output_dir = Path(cfg.paths.output_dir)
+    record = RunRecord(output_dir, run_config(cfg), upload_checkpoint=False)
+    tags = {**run_tags(cfg, datamodule.checksum, output_dir), "evaluated_checkpoint": str(checkpoint)}
+    loggers = tracking.build_loggers(cfg, tags)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=[LearningCurves(), record], logger=loggers or False
+    )
+    with tracking.marks_failures(loggers, interrupted=lambda: False):
+        tracking.log_run_config(loggers, cfg, output_dir / "config_resolved.yaml")
+        trainer.test(
+            model, datamodule=datamodule, ckpt_path=str(checkpoint), verbose=False, weights_only=True
+        )
+    metrics = record.metrics
+    print(f"  test accuracy  {metrics['test/acc']:.4f}    macro-F1 {metrics['test/f1']:.4f}")
+    print(f"  checkpoint     {checkpoint}")
+    print(f"  artifacts      {output_dir / 'evaluation'}")
+    return metrics

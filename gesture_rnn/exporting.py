@@ -1,0 +1,124 @@
+"""A trained network as a file that runs without this project: ONNX or TorchScript, plus a JSON
+sidecar with what a deployment needs to know (classes, inputs, sampling rate, data checksum)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from gesture_rnn.atomic import write_text_atomically
+from gesture_rnn.data.facts import GESTURES, NUM_CHANNELS, NUM_CLASSES, SAMPLING_RATE_HZ
+from gesture_rnn.errors import ConfigError
+from gesture_rnn.models.checkpoint import checkpoint_file, net_from_checkpoint, read_checkpoint
+from gesture_rnn.models.nets import GestureNet
+
+ONNX_OPSET = 17
+
+
+class GestureProbabilities(nn.Module):
+    """Raw acceleration in, class probabilities out, through the network's padded path.
+
+    ``forward(accel, lengths)``: accel float32 [batch, time, 3] in m/s² (as recorded, padded
+    after each sequence's end), lengths int64 [batch]. Without ``lengths`` (MLflow's pyfunc passes
+    one tensor) padding rows are NaN and the lengths are counted from them.
+    """
+
+    def __init__(self, net: GestureNet) -> None:
+        super().__init__()
+        self.net = net.eval()
+
+    def forward(self, accel: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if lengths is None:
+            lengths = (~torch.isnan(accel[..., 0])).sum(dim=1)
+            accel = torch.nan_to_num(accel, nan=0.0)
+        return torch.softmax(self.net.forward_padded(accel, lengths), dim=1)
+
+
+def exportable(net: GestureNet) -> GestureProbabilities:
+    """The wrapper, after checking the network has a padded path (e.g. not a bidirectional GRU)."""
+    net.forward_padded(*example_inputs(net))  # raises ConfigError where there is none
+    return GestureProbabilities(net)
+
+
+def example_inputs(net: GestureNet) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    accel = torch.randn(2, 12, NUM_CHANNELS, generator=generator) * 3 + net.mean
+    return accel, torch.tensor([12, 7])
+
+
+def export_onnx(net: GestureNet, path: Path) -> Path:
+    batch, time = torch.export.Dim("batch"), torch.export.Dim("time")
+    with warnings.catch_warnings():  # the exporter's internal deprecation and naming chatter
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            exportable(net),
+            example_inputs(net),
+            str(path),
+            input_names=["accel", "lengths"],
+            output_names=["probabilities"],
+            dynamic_shapes={"accel": {0: batch, 1: time}, "lengths": {0: batch}},
+            opset_version=ONNX_OPSET,
+            dynamo=True,
+            verbose=False,
+        )
+    return path
+
+
+def export_torchscript(net: GestureNet, path: Path) -> Path:
+    with torch.no_grad():
+        traced = torch.jit.trace(exportable(net), example_inputs(net), check_trace=False)
+    traced.save(str(path))
+    return path
+
+
+def sidecar_metadata(checkpoint: dict[str, Any], net: GestureNet, source: Path) -> dict[str, Any]:
+    """What a deployment needs to know beside the weights (the sidecar JSON)."""
+    data_state = next((v for k, v in checkpoint.items() if k.endswith("GestureDataModule")), {})
+    return {
+        "classes": [f"gesture {g}" for g in GESTURES],
+        "class_index_to_gesture": GESTURES,
+        "inputs": {
+            "accel": "float32 [batch, time, 3]: x y z acceleration in m/s², as recorded (raw; "
+            "normalisation is inside the model), zero-padded after each sequence's end",
+            "lengths": "int64 [batch]: real number of time steps of each sequence",
+        },
+        "output": f"float32 [batch, {NUM_CLASSES}]: class probabilities (softmax)",
+        "sampling_rate_hz": SAMPLING_RATE_HZ,
+        "model": {"net": checkpoint["hyper_parameters"]["net"]},
+        "normalization": {"mean": net.mean.tolist(), "std": net.std.tolist()},
+        "data_md5": data_state.get("checksum"),
+        "checkpoint": str(source),
+    }
+
+
+FORMATS = {"onnx": (".onnx", export_onnx), "torchscript": (".pt", export_torchscript)}
+
+
+def run_export(cfg: DictConfig) -> Path:
+    """``export.py``: the checkpoint as ONNX or TorchScript, with its JSON sidecar."""
+    fmt = cfg.get("format")
+    if fmt not in FORMATS:
+        raise ConfigError(f"format={fmt!r} is invalid: it must be one of {list(FORMATS)}")
+    source = checkpoint_file(cfg.get("ckpt_path"))
+    checkpoint = read_checkpoint(source)
+    net = net_from_checkpoint(checkpoint)
+    suffix, export = FORMATS[fmt]
+    target = Path(cfg.out).expanduser() if cfg.get("out") else source.with_suffix(suffix)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")  # never a half-written model at target
+    try:
+        export(net, partial)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    sidecar = target.with_name(target.name + ".json")
+    metadata = {**sidecar_metadata(checkpoint, net, source), "format": fmt, "file": target.name}
+    write_text_atomically(sidecar, json.dumps(metadata, indent=2) + "\n")
+    print(f"  {fmt} model  {target}\n  sidecar     {sidecar}")
+    return target

@@ -1,0 +1,68 @@
+"""A trained network on recordings: class probabilities for a batch, and predict.py's command.
+
+Imports torch but not Lightning: classifying a recording needs the network and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from gesture_rnn.data.batching import pad_sequences
+from gesture_rnn.data.facts import GESTURES
+from gesture_rnn.data.recordings import read_recordings
+from gesture_rnn.errors import ConfigError
+from gesture_rnn.models.checkpoint import load_net
+
+OUTPUTS = ("text", "json")
+CHUNK = 256  # recordings per forward pass
+
+
+@torch.inference_mode()
+def class_probabilities(net: nn.Module, accel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Softmax of the network's logits for a padded batch, in eval mode (the one "predict a batch")."""
+    was_training = net.training
+    net.eval()
+    try:
+        device = next(net.parameters()).device
+        return torch.softmax(net(accel.to(device), lengths), dim=1)
+    finally:
+        net.train(was_training)
+
+
+def predict(net: nn.Module, recordings: list[tuple[str, np.ndarray]], top_k: int = 3) -> list[dict]:
+    """One dict per recording: file, gesture (1-20), probability, top3 [{gesture, probability}]."""
+    results = []
+    for start in range(0, len(recordings), CHUNK):
+        chunk = recordings[start : start + CHUNK]
+        probabilities = class_probabilities(net, *pad_sequences([values for _, values in chunk])).cpu()
+        best = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
+        for (name, _), values, indices in zip(chunk, best.values, best.indices, strict=True):
+            top = [
+                {"gesture": GESTURES[int(i)], "probability": round(float(p), 6)}
+                for p, i in zip(values, indices, strict=True)
+            ]
+            results.append({"file": name, **top[0], "top3": top})
+    return results
+
+
+def format_prediction(result: dict) -> str:
+    others = ", ".join(f"{t['gesture']} ({t['probability']:.3f})" for t in result["top3"])
+    return f"{result['file']}: gesture {result['gesture']} (p={result['probability']:.3f}); top 3: {others}"
+
+
+def run_predict(cfg: DictConfig) -> list[dict]:
+    """``predict.py``: classify every recording of ``input``; print text or JSON lines."""
+    if cfg.get("output") not in OUTPUTS:
+        raise ConfigError(f"output={cfg.get('output')!r} is invalid: it must be one of {list(OUTPUTS)}")
+    if not cfg.get("input"):
+        raise ConfigError("input is required: python predict.py ckpt_path=... input=recording.txt")
+    net = load_net(cfg.get("ckpt_path"))
+    results = predict(net, list(read_recordings(cfg.input)), top_k=int(cfg.get("top_k", 3)))
+    for result in results:
+        print(json.dumps(result) if cfg.output == "json" else format_prediction(result))
+    return results

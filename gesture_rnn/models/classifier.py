@@ -1,0 +1,132 @@
+"""``GestureClassifier``: the one LightningModule. It takes a network and owns the loss, the
+metrics and the optimizer; side work (curves, artifacts, seeding) lives in ``callbacks``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from gesture_rnn.data.facts import NUM_CLASSES
+from gesture_rnn.models.nets import GestureNet, build_net
+
+
+def plain(node: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A resolved plain dict of a config node: checkpoints then load with weights_only=True."""
+    if node is None:
+        return None
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+
+
+def _factory(node: Mapping[str, Any]) -> Any:
+    """A ``functools.partial`` for a {_target_: ...} dict, whether or not it says _partial_."""
+    return instantiate({**node, "_partial_": True})
+
+
+def _metrics(prefix: str) -> MetricCollection:
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes=NUM_CLASSES, average="micro"),
+            "f1": MulticlassF1Score(num_classes=NUM_CLASSES, average="macro"),
+        },
+        prefix=prefix,
+    )
+
+
+class GestureClassifier(L.LightningModule):
+    """Cross-entropy training of ``net``; logs train/val/test loss, accuracy, macro-F1 and
+    ``val/acc_best`` (the best validation accuracy so far, kept across a resume).
+
+    ``net`` is a ``{_target_: ...}`` config of a network in ``gesture_rnn.models.nets`` (saved in
+    the checkpoint, so ``load_from_checkpoint`` rebuilds it) or a ready ``GestureNet``. The
+    optimizer and scheduler are ``{_target_: ..., _partial_: true}`` configs built in
+    ``configure_optimizers``.
+    """
+
+    def __init__(
+        self,
+        net: Mapping[str, Any] | GestureNet,
+        optimizer: Mapping[str, Any],
+        scheduler: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(net, nn.Module):
+            self.save_hyperparameters(ignore=["net"], logger=False)
+            self.net = net
+        else:
+            net = plain(net)
+            self.save_hyperparameters(logger=False)
+            self.hparams.net = net
+            self.net = build_net(net)
+        self.hparams.optimizer = plain(optimizer)
+        self.hparams.scheduler = plain(scheduler)
+        self.criterion = nn.CrossEntropyLoss()
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.val_metrics, self.test_metrics = _metrics("val/"), _metrics("test/")
+        self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # in the checkpoint: a resumed run keeps its best
+
+    def forward(self, accel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.net(accel, lengths)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, lengths, y = batch
+        logits = self.net(x, lengths)
+        loss = self.criterion(logits, y)
+        accuracy = (logits.detach().argmax(dim=1) == y).float().mean()
+        # epoch means weighted by batch size, reduced across processes at the epoch's end
+        log = {"on_step": False, "on_epoch": True, "batch_size": len(y), "sync_dist": True}
+        self.log("train/loss", loss.detach(), **log)
+        self.log("train/acc", accuracy, **log)
+        return loss
+
+    def _evaluate(self, batch, loss_metric: MeanMetric, metrics: MetricCollection) -> None:
+        x, lengths, y = batch
+        logits = self.net(x, lengths)
+        loss_metric.update(self.criterion(logits, y), weight=len(y))
+        metrics.update(logits, y)
+
+    def _log_epoch(self, stage: str, loss_metric: MeanMetric, metrics: MetricCollection) -> dict:
+        values = {f"{stage}/loss": loss_metric.compute(), **metrics.compute()}
+        loss_metric.reset()
+        metrics.reset()
+        self.log_dict(values, sync_dist=True)  # torchmetrics already reduced them: same on every rank
+        return values
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_loss, self.val_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        values = self._log_epoch("val", self.val_loss, self.val_metrics)
+        if not self.trainer.sanity_checking:
+            self.val_acc_best(values["val/acc"])
+            self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, self.test_loss, self.test_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test", self.test_loss, self.test_metrics)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = _factory(self.hparams.optimizer)(self.parameters())
+        if self.hparams.scheduler is None:
+            return optimizer
+        scheduler = _factory(self.hparams.scheduler)(optimizer)
+        # "monitor" only matters for ReduceLROnPlateau; train/loss exists with or without validation.
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": "train/loss"},
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from gesture_rnn.models.checkpoint import upgrade_checkpoint
+
+        upgrade_checkpoint(checkpoint)  # resuming a checkpoint of the old GRUClassifier
