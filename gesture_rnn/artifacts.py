@@ -1,5 +1,6 @@
 """Evaluation artifacts of a test set, which people would rather see than read: confusion matrix,
-learning curves, per-gesture precision/recall/F1 and per-user accuracy (CSV + PNG)."""
+learning curves, per-gesture precision/recall/F1, per-user accuracy and every test prediction
+(CSV + PNG)."""
 
 from __future__ import annotations
 
@@ -108,6 +109,7 @@ def write_artifacts(
     net: torch.nn.Module,
     loader: DataLoader,
     users: np.ndarray,
+    files: list[str],
     history: list[dict[str, float]],
     out_dir: Path,
 ) -> dict[str, float]:
@@ -119,6 +121,11 @@ def write_artifacts(
     np.savetxt(out_dir / "confusion_matrix.csv", matrix, fmt="%d", delimiter=",")
     plot_confusion_matrix(matrix, out_dir / "confusion_matrix.png", f"test set: accuracy {accuracy:.4f}")
     write_csv(per_class_scores(matrix), out_dir / "per_class.csv")
+    predictions = [
+        {"file": file, "user": user, "gesture": GESTURES[t], "predicted": GESTURES[p]}
+        for file, user, t, p in zip(files, users.tolist(), true.tolist(), predicted.tolist(), strict=True)
+    ]
+    write_csv(predictions, out_dir / "predictions.csv")
     users_rows = per_user_accuracy(users, true, predicted)
     write_csv(users_rows, out_dir / "per_user.csv")
     if history:

@@ -154,6 +154,7 @@ class RunRecord(Callback):
             pl_module.net,
             datamodule.test_dataloader(),
             datamodule.records.users[datamodule.split.test],
+            [datamodule.records.files[i] for i in datamodule.split.test],
             curves.history if curves is not None else [],
             self.output_dir / "evaluation",
         )

@@ -55,6 +55,9 @@ def _condensed(hydra_message: str) -> str:
             options.append(line)
         return f"error: {head}; {rest[0].rstrip(':')}: {', '.join(options)}"
     hint = next((line for line in rest if re.match(r"(To append|Did you mean)", line)), None)
+    moved = re.search(r"'model\.(hidden|layers|dropout|bidirectional|packed)'", head)
+    if moved:  # the spelling before networks became a node of their own
+        hint = f"the network's settings are under model.net now: model.net.{moved.group(1)}=..."
     return f"error: {head}" + (f"\n  {hint}" if hint else "")
 
 

@@ -19,6 +19,11 @@ from gesture_rnn.training import run_config, run_tags
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test ``ckpt_path`` on the split that ``data.*`` and ``seed`` describe (the training run's
     seed and split give back its own test part) and write the test artifacts."""
+    with tracking.keeps_global_tracking_uri():
+        return _evaluate(cfg)
+
+
+def _evaluate(cfg: DictConfig) -> dict[str, float]:
     validate_config(cfg)
     tracking.check_tracking_servers(cfg)
     checkpoint = checkpoint_file(cfg.get("ckpt_path"))

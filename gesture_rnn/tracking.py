@@ -5,7 +5,9 @@ tracking URI; params, artifacts and the final status go through the logger's cli
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -105,12 +107,15 @@ def _create_run(node: DictConfig, tags: Mapping[str, str]) -> str:
 
 def build_loggers(cfg: DictConfig, tags: Mapping[str, str], run_id: str | None = None) -> list[Logger]:
     """Every logger of ``cfg.logger``; an MLflow logger gets a run created here with ``tags``
-    (or continues ``run_id``, a resumed run's)."""
+    (or continues ``run_id``, a resumed run's). Only the main process creates the run: under
+    DDP the other ranks' loggers never touch MLflow (Lightning logs from rank zero only)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
     loggers = []
     for node in (cfg.get("logger") or {}).values():
         if node is None or "_target_" not in node:
             continue
-        if _is_mlflow(node):
+        if _is_mlflow(node) and rank_zero_only.rank == 0:
             loggers.append(instantiate(node, run_id=run_id or _create_run(node, tags)))
         else:
             loggers.append(instantiate(node))
@@ -178,6 +183,21 @@ def marks_failures(loggers: Iterable[Logger], interrupted: Callable[[], bool]) -
         else:
             terminate_runs(loggers, "FAILED")
         raise
+
+
+@contextmanager
+def keeps_global_tracking_uri() -> Iterator[None]:
+    """Undo what Lightning's MLFlowLogger does on first use: ``mlflow.set_tracking_uri``, which
+    also writes ``os.environ["MLFLOW_TRACKING_URI"]`` — the next run in this process (a sweep
+    trial, a test) would resolve ``logger.mlflow.tracking_uri`` to this run's store."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        yield
+    finally:
+        if "mlflow" in sys.modules and os.environ.get("MLFLOW_TRACKING_URI") != before:
+            import mlflow
+
+            mlflow.set_tracking_uri(before)  # None: unset again, as it was
 
 
 def run_location(logger: MLFlowLogger, tracking_uri: str) -> str:

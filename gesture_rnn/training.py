@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test one model as configured; return its metrics (test/acc, val/acc_best, ...)."""
+    with tracking.keeps_global_tracking_uri():
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> dict[str, float]:
     # 1. check the config and where it resumes from, before anything is loaded or logged
     validate_config(cfg)
     tracking.check_tracking_servers(cfg)

@@ -16,3 +16,14 @@ class SignalAtEpoch(Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch == self.epoch:
             os.kill(os.getpid(), self.signal)
+
+
+class ExitAtEpoch(Callback):
+    """``sys.exit(code)`` when epoch ``epoch`` starts: an exit that is not an interrupt."""
+
+    def __init__(self, epoch: int, code: int) -> None:
+        self.epoch, self.code = epoch, code
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise SystemExit(self.code)

@@ -37,6 +37,7 @@ def run_train_py(tmp_path: Path, overrides: list[str], capfd) -> tuple[int, list
         "trainer.max_epochs=1", "console=quiet",
         "hydra.job_logging.root.level=ERROR", *overrides,
     ]  # fmt: skip
+    capfd.readouterr()  # only what this command writes
     saved_argv = sys.argv
     sys.argv = argv
     GlobalHydra.instance().clear()

@@ -62,3 +62,14 @@ def test_an_unknown_key_is_rejected_by_hydra(tmp_path):
     result = run_train(tmp_path, "model.hiden=3")
     assert result.returncode != 0
     assert "model.hiden" in result.stderr
+
+
+def test_a_sqlite_tracking_uri_from_the_environment_keeps_artifacts_under_outputs(synthetic_zip, tmp_path):
+    store = f"sqlite:///{tmp_path}/elsewhere.db"
+    overrides = [f"data.path={synthetic_zip}", "model.net.hidden=8", "trainer.max_epochs=1"]
+    result = run_train(tmp_path, *overrides, env={"MLFLOW_TRACKING_URI": store})
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "mlruns").exists(), "nothing in ./mlruns of the working directory"
+    client = MlflowClient(store)
+    (run,) = client.search_runs([client.get_experiment_by_name("gestures").experiment_id])
+    assert str(tmp_path / "outputs" / "mlartifacts") in run.info.artifact_uri

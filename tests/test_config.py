@@ -52,11 +52,11 @@ def test_shipped_configs_compose_and_validate(train_config, overrides):
 
 def test_experiment_overlays_set_the_study_configurations(train_config):
     tuned = train_config("experiment=study_tuned")
-    assert (tuned.model.hidden, tuned.model.layers, tuned.model.dropout) == (256, 2, 0.06)
+    assert (tuned.model.net.hidden, tuned.model.net.layers, tuned.model.net.dropout) == (256, 2, 0.06)
     assert tuned.data.val_fraction == 0.0 and tuned.trainer.max_epochs == 20
     default = train_config("experiment=study_default", "trainer.max_epochs=3")
-    assert (default.model.hidden, default.model.layers, default.model.dropout) == (64, 1, 0.1)
+    assert (default.model.net.hidden, default.model.net.layers, default.model.net.dropout) == (64, 1, 0.1)
     assert default.trainer.max_epochs == 3
     best = train_config("experiment=best")
-    assert (best.model.hidden, best.model.layers) == (256, 2) and best.data.augment.rotate_deg == 30
+    assert (best.model.net.hidden, best.model.net.layers) == (256, 2) and best.data.augment.rotate_deg == 30
     assert train_config().data.augment.rotate_deg == 0, "augmentation is off unless asked for"

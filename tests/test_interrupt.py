@@ -63,8 +63,14 @@ def test_a_killed_run_resumes_in_its_mlflow_run_and_ends_as_if_never_stopped(
     (run,) = client.search_runs([client.get_experiment_by_name("gestures").experiment_id])
     assert run.info.status == "KILLED"
 
+    original_config = (run_dir / "config_resolved.yaml").read_text()
     resumed = train_py(root, synthetic_zip, "ckpt_path=last")
     assert resumed.returncode == 0, resumed.stderr
+    assert list((root / "outputs" / "train" / "runs").iterdir()) == [run_dir], "one run, one folder"
+    assert (run_dir / "config_resolved.yaml").read_text() == original_config, "not overwritten"
+    assert "ckpt_path: last" in (run_dir / "config_resolved.resumed.yaml").read_text()
+    log_text = (run_dir / "train.log").read_text()
+    assert "Resuming" in log_text and log_text.count("Using") + 1 >= 1, "both parts in the run's log"
     (run_again,) = client.search_runs([run.info.experiment_id])
     assert run_again.info.run_id == run.info.run_id and run_again.info.status == "FINISHED"
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 4, "epochs 1-2, then 3-4"
@@ -74,3 +80,15 @@ def test_a_killed_run_resumes_in_its_mlflow_run_and_ends_as_if_never_stopped(
         assert got[name] == expected[name], name  # bit-identical, not approximately equal
     curves = (run_dir / "evaluation" / "learning_curves.csv").read_text().splitlines()
     assert len(curves) == 1 + 4, "the learning curves keep the epochs before the interruption"
+
+
+def test_another_exit_keeps_its_code_and_marks_the_run_failed(synthetic_zip, tmp_path):
+    """Only Ctrl-C and SIGTERM are interrupts (exit 130, KILLED); sys.exit(3) stays exit 3."""
+    exits = ["+callbacks.exit._target_=interrupt_helpers.ExitAtEpoch", "+callbacks.exit.epoch=1",
+             "+callbacks.exit.code=3"]  # fmt: skip
+    result = train_py(tmp_path, synthetic_zip, *exits)
+    assert result.returncode == 3, result.stderr
+    assert "interrupted:" not in result.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("gestures").experiment_id])
+    assert run.info.status == "FAILED"

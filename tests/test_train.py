@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -133,3 +134,32 @@ def test_early_stopping_without_validation_is_refused_with_the_fix(train_config)
     cfg = train_config(*FAST, "callbacks=early_stopping", "data.val_fraction=0")
     with pytest.raises(gesture_rnn.ConfigError, match=r"callbacks.early_stopping .*data.val_fraction > 0"):
         gesture_rnn.train(cfg)
+
+
+def test_a_run_leaves_no_global_tracking_uri_and_the_next_run_logs_to_its_own_store(synthetic_zip, tmp_path):
+    """Lightning's MLFlowLogger sets MLFLOW_TRACKING_URI for the process; a sweep's next trial or
+    the next test would then log into this run's store."""
+    for name in ("first", "second"):
+        root = tmp_path / name
+        overrides = [f"data.path={synthetic_zip}", *FAST, "log_model=false"]
+        gesture_rnn.train(compose_train_config(root, overrides))
+        assert "MLFLOW_TRACKING_URI" not in os.environ
+        _, runs = mlflow_runs(root)
+        assert len(runs) == 1, f"the {name} run is in its own store"
+
+
+def test_a_resumed_run_with_seed_null_keeps_the_checkpoints_split(synthetic_zip, tmp_path):
+    """seed=null draws a seed once; resuming must test on the same recordings, not a new split."""
+
+    def run(*overrides: str) -> list[str]:
+        cfg = compose_train_config(
+            tmp_path, [f"data.path={synthetic_zip}", *FAST, "seed=null", "logger=none", *overrides]
+        )
+        gesture_rnn.train(cfg)
+        lines = (tmp_path / "outputs" / "run" / "evaluation" / "predictions.csv").read_text().splitlines()
+        return sorted(line.split(",")[0] for line in lines[1:])
+
+    first = run("trainer.max_epochs=2")
+    checkpoint = tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt"
+    resumed = run("trainer.max_epochs=3", f"ckpt_path={checkpoint}")
+    assert len(first) > 0 and resumed == first

@@ -56,8 +56,8 @@ def check_parent_and_children(client: MlflowClient, n_trials: int) -> None:
     assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
     assert all(c.info.status == "FINISHED" for c in children)
     assert parent.data.params["optimized_metric"] == "val/acc_best"
-    assert parent.data.params["space.model.hidden"] == "choice(8,16)"
-    assert parent.data.params["best.model.hidden"] in {"8", "16"}
+    assert parent.data.params["space.model.net.hidden"] == "choice(8,16)"
+    assert parent.data.params["best.model.net.hidden"] in {"8", "16"}
     best = max(c.data.metrics["val/acc_best"] for c in children)
     assert parent.data.metrics["best/val/acc_best"] == pytest.approx(best)
     assert "best/test_acc" in parent.data.metrics
@@ -158,7 +158,7 @@ def test_train_and_tune_against_a_real_tracking_server(synthetic_zip, tmp_path, 
     client = MlflowClient(mlflow_server)
     (train_run,) = sweep_runs(client)[0]
     assert train_run.info.status == "FINISHED" and mlflow_server in single.stdout
-    assert train_run.data.params["model.hidden"] == "8"
+    assert train_run.data.params["model.net.hidden"] == "8"
     assert 0 <= train_run.data.metrics["test/acc"] <= 1
     assert [len(client.get_metric_history(train_run.info.run_id, "train/loss"))] == [2], "one value per epoch"
     train_artifacts = {a.path for a in client.list_artifacts(train_run.info.run_id, "evaluation")}
