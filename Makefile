@@ -18,7 +18,7 @@ LOSO_FOLDS := [U01],[U02],[U03],[U04],[U05],[U06],[U07],[U08]
 QUIET := console=quiet
 ABLATION_QUIET := $(QUIET) logger=none log_model=false
 
-.PHONY: help install train tune reproduce loso ablation bench soak test test-slow lint format ui clean
+.PHONY: help install train tune reproduce loso ablation bench soak test test-fast test-slow lint format ui clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ soak: install ## 50 short trainings in one process and in new ones: no memory, f
 
 test: install ## Run the test suite (real-data tests need GESTURES_DATA=/path/to/gestures-dataset.zip)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install ## Unit tests only (no training beyond a few batches, no subprocess): the edit-test loop
+	$(BIN)/python -m pytest -m "not slow and not integration" $(PYTEST_ARGS)
 
 test-slow: install ## Also run the slow tests (full-length trainings on the real data)
 	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)

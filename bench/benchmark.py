@@ -25,8 +25,9 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
 from bench.inference import timings
-from gesture_rnn.data import GestureDataModule
-from gesture_rnn.models import GRUClassifier
+from gesture_rnn.data.batching import pad_sequences
+from gesture_rnn.data.datamodule import GestureDataModule
+from gesture_rnn.models.checkpoint import load_net
 from gesture_rnn.reports import machine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -178,12 +179,12 @@ def startup_seconds(workdir: Path, data: str, cache: Path, *extra: str) -> float
 def inference(checkpoint: Path, dm: GestureDataModule) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    model = GRUClassifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).eval()
+    model = load_net(checkpoint)
     sequences = dm.test_dataloader().dataset.sequences
     with torch.inference_mode():
         latency = timings(lambda seq: model(seq[None], torch.tensor([len(seq)])), sequences)
         batch = sequences[:256]
-        x, lengths = pad_sequence(batch, batch_first=True), torch.tensor([len(s) for s in batch])
+        x, lengths = pad_sequences(batch)
         model(x, lengths)
         start = time.perf_counter()
         for _ in range(10):

@@ -17,9 +17,10 @@ import numpy as np
 import onnxruntime
 import torch
 
-from gesture_rnn.data import GestureDataModule
-from gesture_rnn.deploy import GestureProbabilities, export_onnx, export_torchscript, padded_batch
-from gesture_rnn.models.checkpoint import load_checkpoint
+from gesture_rnn.data.batching import pad_sequences
+from gesture_rnn.data.datamodule import GestureDataModule
+from gesture_rnn.exporting import GestureProbabilities, export_onnx, export_torchscript
+from gesture_rnn.models.checkpoint import load_net
 
 
 def timings(run: Callable[[np.ndarray], object], sequences: list[np.ndarray]) -> dict[str, float]:
@@ -39,7 +40,7 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("GESTURES_DATA"))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    model = load_checkpoint(str(args.checkpoint)).eval()
+    model = load_net(str(args.checkpoint))
     dm = GestureDataModule.from_shipped_config(path=args.data, cache_dir=tempfile.mkdtemp(), val_fraction=0.0)
     dm.setup()
     sequences = [s.numpy() for s in dm.test_dataloader().dataset.sequences]
@@ -62,7 +63,7 @@ def main() -> None:
     def ort(seq: np.ndarray):
         return session.run(None, {"accel": seq[None], "lengths": np.array([len(seq)], dtype=np.int64)})
 
-    accel, lengths = padded_batch(sequences[:256])
+    accel, lengths = pad_sequences(sequences[:256])
     feed = {"accel": accel.numpy(), "lengths": lengths.numpy()}
     # name -> (one gesture, the batch of 256)
     sides = {
@@ -74,8 +75,8 @@ def main() -> None:
         "TorchScript": (one(scripted), lambda: scripted(accel, lengths)),
         "onnxruntime": (ort, lambda: session.run(None, feed)),
     }
-    hp = model.hparams
-    print(f"checkpoint {args.checkpoint} (hidden {hp.hidden}, layers {hp.layers}), 1 CPU thread")
+    shape = f"hidden {model.gru.hidden_size}, layers {model.gru.num_layers}"
+    print(f"checkpoint {args.checkpoint} ({shape}), 1 CPU thread")
     print("| runtime | one gesture p50 (ms) | p99 (ms) | batch of 256 (gestures/s) |")
     print("|---|---|---|---|")
     for name, (single, batch) in sides.items():

@@ -20,6 +20,8 @@ from hydra.core.global_hydra import GlobalHydra
 
 import gesture_rnn
 
+pytestmark = pytest.mark.integration  # trains or starts processes: not in make test-fast
+
 GOOD_ROWS = recording_text(np.ones((5, 3)))
 SHORT_ROW = GOOD_ROWS + "1 2 3\n"  # line 6 has 3 columns instead of 6
 
@@ -94,22 +96,14 @@ CASES = [
     ),
     ("unknown key", lambda t, z: [f"data.path={z}", "model.hiden=3"], "model.hiden"),
     ("unknown group option", lambda t, z: [f"data.path={z}", "model=lstm"], "model/lstm"),
+    # one out-of-range value per kind of key; every rule's message is tested in test_config.py
     ("hidden 0", lambda t, z: [f"data.path={z}", "model.net.hidden=0"], "model.net.hidden=0 is invalid"),
-    ("layers 0", lambda t, z: [f"data.path={z}", "model.net.layers=0"], "model.net.layers=0 is invalid"),
-    (
-        "dropout 1.0",
-        lambda t, z: [f"data.path={z}", "model.net.dropout=1.0"],
-        "model.net.dropout=1.0 is invalid",
-    ),
-    ("negative epochs", lambda t, z: [f"data.path={z}", "trainer.max_epochs=-1"], "max_epochs=-1 is invalid"),
     ("test fraction 0", lambda t, z: [f"data.path={z}", "data.test_fraction=0"], "in (0, 1)"),
-    ("test fraction 1", lambda t, z: [f"data.path={z}", "data.test_fraction=1"], "in (0, 1)"),
     (
         "unknown test user",
         lambda t, z: [f"data.path={z}", "data.split=users", "data.test_users=[U99]"],
         "U99",
     ),
-    ("empty user list", lambda t, z: [f"data.path={z}", "data.test_users=[]"], "non-empty list"),
     ("missing checkpoint", lambda t, z: [f"data.path={z}", f"ckpt_path={t}/no.ckpt"], "does not exist"),
     (
         "not a checkpoint",

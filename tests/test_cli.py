@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import PROJECT_ROOT
 from mlflow import MlflowClient
+
+pytestmark = pytest.mark.integration  # trains or starts processes: not in make test-fast
 
 
 def run_train(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None):
@@ -58,10 +61,12 @@ def test_a_missing_data_path_exits_non_zero_naming_it(tmp_path):
     )
 
 
-def test_an_unknown_key_is_rejected_by_hydra(tmp_path):
-    result = run_train(tmp_path, "model.hiden=3")
-    assert result.returncode != 0
-    assert "model.hiden" in result.stderr
+def test_a_network_setting_in_its_old_place_gets_the_new_spelling(tmp_path):
+    result = run_train(tmp_path, "model.hidden=256")
+    assert result.returncode == 2
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 2 and "model.hidden" in lines[0]
+    assert lines[1] == "the network's settings are under model.net now: model.net.hidden=..."
 
 
 def test_a_sqlite_tracking_uri_from_the_environment_keeps_artifacts_under_outputs(synthetic_zip, tmp_path):

@@ -1,11 +1,23 @@
-"""Every shipped config composes, and out-of-range values fail before training, naming key and range."""
+"""Every shipped config builds its objects; out-of-range values fail early, naming key and range."""
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
+from conftest import CONF_DIR
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.plugins.sweeper import Sweeper
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import Callback
+from omegaconf import OmegaConf
 
 from gesture_rnn.config_checks import validate_config
+from gesture_rnn.data.datamodule import GestureDataModule
 from gesture_rnn.errors import ConfigError
+from gesture_rnn.models import GestureClassifier, GestureNet
+from gesture_rnn.training import instantiate_all
 
 
 @pytest.mark.parametrize(
@@ -32,22 +44,52 @@ def test_out_of_range_values_name_the_key_and_the_allowed_range(train_config, ov
         validate_config(train_config(override))
 
 
-@pytest.mark.parametrize(
-    "overrides",
-    [
-        [],
-        ["experiment=study_default"],
-        ["experiment=study_tuned"],
-        ["experiment=best"],
-        ["trainer=ddp_cpu"],
-        ["debug=fast"],
-        ["trainer=cpu", "logger=csv", "callbacks=early_stopping"],
-        ["logger=none", "callbacks=none"],
-        ["data.split=users", "data.test_users=[U01,U02]"],
-    ],
-)
-def test_shipped_configs_compose_and_validate(train_config, overrides):
-    validate_config(train_config(*overrides))
+def _options(group: str) -> list[str]:
+    return [f"{group}={path.stem}" for path in sorted((CONF_DIR / group).glob("*.yaml"))]
+
+
+SHIPPED = [
+    option
+    for group in ("experiment", "model", "model/net", "trainer", "logger", "callbacks", "debug", "console")
+    for option in _options(group)
+]
+# trainers that need hardware this machine may not have: their arguments are checked, not run
+NEEDS_ACCELERATOR = ("trainer=gpu", "trainer=mps", "trainer=ddp")
+
+
+def _check_arguments(node) -> None:
+    """The node's keys are arguments its _target_ accepts (a typo is an error, as at run time)."""
+    settings = {k: v for k, v in node.items() if not k.startswith("_")}
+    inspect.signature(get_class(node._target_)).bind(**settings)
+
+
+@pytest.mark.parametrize("override", SHIPPED)
+def test_every_shipped_config_builds_its_objects(train_config, override):
+    """Instantiating, not only composing: a _target_ or argument typo fails here, not in a run."""
+    cfg = train_config(override)
+    validate_config(cfg)
+    assert isinstance(instantiate(cfg.data), GestureDataModule)
+    model = instantiate(cfg.model)
+    assert isinstance(model, GestureClassifier) and isinstance(model.net, GestureNet)
+    model.configure_optimizers()
+    for callback in instantiate_all(cfg.get("callbacks")):
+        assert isinstance(callback, Callback)
+    for node in (cfg.get("logger") or {}).values():
+        _check_arguments(node)
+    if override in NEEDS_ACCELERATOR:
+        _check_arguments(cfg.trainer)
+    else:
+        instantiate(cfg.trainer, logger=False)
+
+
+@pytest.mark.parametrize("search", _options("hparams_search"))
+def test_every_search_config_builds_its_sweeper_over_one_search_space(tmp_path, search):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("tune", overrides=[search, f"paths.root_dir={tmp_path}"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    assert dict(cfg.hydra.sweeper.params) == dict(OmegaConf.load(CONF_DIR / "search_space" / "gru.yaml"))
+    assert isinstance(instantiate(cfg.hydra.sweeper), Sweeper)
 
 
 def test_experiment_overlays_set_the_study_configurations(train_config):

@@ -6,8 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import PROJECT_ROOT
 from mlflow import MlflowClient
+
+pytestmark = pytest.mark.integration  # trains or starts processes: not in make test-fast
 
 
 def test_two_process_training_on_cpu_gives_one_run_with_synced_metrics(synthetic_zip, tmp_path):

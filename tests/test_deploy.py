@@ -27,6 +27,8 @@ from gesture_rnn.inference import class_probabilities, run_predict
 from gesture_rnn.mlflow_model import log_mlflow_model
 from gesture_rnn.models.checkpoint import load_net
 
+pytestmark = pytest.mark.integration  # trains or starts processes: not in make test-fast
+
 
 @pytest.fixture(scope="module")
 def trained(synthetic_zip, tmp_path_factory) -> dict:

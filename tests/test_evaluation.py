@@ -106,6 +106,7 @@ def test_leave_one_user_out_folds_keep_the_user_out_of_training_and_validation(s
     assert len(dm.split.val) > 0, "model selection has validation data from the other users"
 
 
+@pytest.mark.integration
 def test_reports_from_small_synthetic_runs(synthetic_zip, tmp_path):
     def run(run_dir: str, *overrides: str) -> None:
         gesture_rnn.train(
@@ -151,6 +152,7 @@ def test_reports_from_small_synthetic_runs(synthetic_zip, tmp_path):
     assert rows["rotated"][4].strip() == f"{np.mean(rotated_acc) - np.mean(base_acc):+.4f}"
 
 
+@pytest.mark.integration
 def test_evaluate_py_tests_a_checkpoint_without_training(synthetic_zip, tmp_path):
     metrics = gesture_rnn.train(compose_train_config(tmp_path, [f"data.path={synthetic_zip}", *TINY]))
     checkpoint = tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt"
@@ -172,3 +174,6 @@ def test_evaluate_py_tests_a_checkpoint_without_training(synthetic_zip, tmp_path
     )
     assert missing.returncode == 2
     assert missing.stderr.strip() == f"error: ckpt_path={tmp_path}/nope.ckpt does not exist"
+    # evaluate.yaml holds only what evaluation uses: a training-only key is an error, not ignored
+    unused = subprocess.run([*command, "model.net.hidden=32"], capture_output=True, text=True)
+    assert unused.returncode == 2 and "model" in unused.stderr.splitlines()[0]

@@ -12,6 +12,8 @@ import pytest
 from conftest import PROJECT_ROOT
 from mlflow import MlflowClient
 
+pytestmark = pytest.mark.integration  # trains or starts processes: not in make test-fast
+
 TRAIN = [
     "model.net.hidden=16",
     "trainer.max_epochs=4",

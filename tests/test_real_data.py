@@ -11,6 +11,8 @@ from conftest import compose_train_config
 import gesture_rnn
 from gesture_rnn.data import load_records
 
+pytestmark = pytest.mark.integration  # trains or starts processes: not in make test-fast
+
 REAL_MD5 = "7966323b95154f314e831c312e5cc33b"
 
 

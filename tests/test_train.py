@@ -17,6 +17,8 @@ import gesture_rnn
 from gesture_rnn.models import GestureClassifier
 from gesture_rnn.models.checkpoint import load_classifier
 
+pytestmark = pytest.mark.integration  # trains or starts processes: not in make test-fast
+
 FAST = ["model.net.hidden=16", "trainer.max_epochs=5", "data.batch_size=16", "model.optimizer.lr=0.01"]
 
 

@@ -14,6 +14,8 @@ from conftest import PROJECT_ROOT, free_port
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
+pytestmark = pytest.mark.integration  # trains or starts processes: not in make test-fast
+
 TINY = [
     "trainer.max_epochs=2",
     "model.net.layers=1",
@@ -75,9 +77,16 @@ def test_tune_with_hyperopt_nests_trials_under_one_parent_run(synthetic_zip, tmp
     assert "optimization_results.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
 
 
-def test_tune_with_optuna(synthetic_zip, tmp_path):
-    run_tune(tmp_path, synthetic_zip, "hparams_search=optuna", "hydra.sweeper.n_trials=2", *TINY)
-    check_parent_and_children(MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db"), n_trials=2)
+def test_tune_with_optuna_records_a_failed_trial_and_goes_on(synthetic_zip, tmp_path):
+    """hparams_search=optuna sets max_failure_rate=1.0: Optuna's rate is per batch, so anything
+    lower would end a serial sweep at its first failed trial (layers=0 fails the config check)."""
+    overrides = [o for o in TINY if not o.startswith("model.net.layers")] + ["model.net.layers=choice(0,1)"]
+    run_tune(tmp_path, synthetic_zip, "hparams_search=optuna", "hydra.sweeper.n_trials=4", *overrides)
+    finished = sorted(path.parent.name for path in (tmp_path / "sweep").glob("*/metrics.json"))
+    assert 0 < len(finished) < 4 and (tmp_path / "sweep" / "3").is_dir(), "all 4 trials ran, some failed"
+    client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    (parent,), children = sweep_runs(client)
+    assert parent.info.status == "FINISHED" and len(children) == len(finished)
 
 
 def test_a_failing_trial_is_marked_failed_and_the_sweep_goes_on(synthetic_zip, tmp_path):
