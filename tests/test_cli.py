@@ -78,3 +78,16 @@ def test_a_sqlite_tracking_uri_from_the_environment_keeps_artifacts_under_output
     client = MlflowClient(store)
     (run,) = client.search_runs([client.get_experiment_by_name("gestures").experiment_id])
     assert str(tmp_path / "outputs" / "mlartifacts") in run.info.artifact_uri
+
+
+def test_commands_import_only_what_they_need():
+    """predict.py --help and every Hydra app's plugin scan must not pay for Lightning, MLflow or
+    hyperopt (seconds each): they are imported when a command runs that needs them."""
+    code = (
+        "import sys, gesture_rnn, gesture_rnn.cli, gesture_rnn.inference, gesture_rnn.models; "
+        "import hydra_plugins.hyperopt_sweeper.hyperopt_sweeper, hydra_plugins.hyperopt_sweeper.config; "
+        "print(sorted({'lightning', 'mlflow', 'hyperopt', 'matplotlib'} & set(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

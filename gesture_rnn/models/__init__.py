@@ -3,8 +3,7 @@ checkpoint back (``checkpoint``). Attributes are imported on first use."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from gesture_rnn.lazy import lazy_attributes
 
 _EXPORTS = {
     "GestureClassifier": "gesture_rnn.models.classifier",
@@ -13,8 +12,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)
