@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,12 @@ def train_py(root: Path, data: Path, *overrides: str) -> subprocess.CompletedPro
         f"data.cache_dir={root}/cache", *TRAIN, *overrides,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "tests")}
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    # Ctrl-C handling as in a terminal, even when the suite itself runs in the background (a
+    # non-interactive shell starts background jobs with SIGINT ignored, and children inherit that)
+    restore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    return subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=300, preexec_fn=restore_sigint
+    )
 
 
 def run_record(root: Path) -> dict:
