@@ -1,4 +1,5 @@
-"""Structured config of the sweeper, registered as ``hydra/sweeper=hyperopt``."""
+"""Structured config of the sweeper, registered as ``hydra/sweeper=hyperopt``: the one place its
+defaults live (the implementation takes every setting as a required keyword argument)."""
 
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional  # noqa: UP035  (OmegaConf structured configs need typing forms)
@@ -19,7 +20,8 @@ class HyperoptSweeperConf:
     # trials handed to the launcher together (a parallel launcher runs them at once)
     n_jobs: int = 1
     direction: str = "maximize"
-    # the sweep stops once more than this fraction of n_trials has failed
+    # the sweep stops once more than this fraction of n_trials (the whole budget) has failed; the
+    # Optuna sweeper's rate is per batch of n_jobs trials instead
     max_failure_rate: float = 0.5
     # continue the trials saved in hydra.sweep.dir
     resume: bool = False
