@@ -34,10 +34,9 @@ def _evaluate(cfg: DictConfig) -> dict[str, float]:
     record = RunRecord(output_dir, run_config(cfg), upload_checkpoint=False)
     tags = {**run_tags(cfg, datamodule.checksum, output_dir), "evaluated_checkpoint": str(checkpoint)}
     loggers = tracking.build_loggers(cfg, tags)
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=[LearningCurves(), record], logger=loggers or False
-    )
     with tracking.marks_failures(loggers, interrupted=lambda: False):
+        callbacks = [LearningCurves(), record]
+        trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
         tracking.log_run_config(loggers, cfg, output_dir / "config_resolved.yaml")
         trainer.test(
             model, datamodule=datamodule, ckpt_path=str(checkpoint), verbose=False, weights_only=True

@@ -64,10 +64,10 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     callbacks = build_callbacks(cfg, datamodule.has_validation)
     callbacks += [SeedEachEpoch(), interrupt, LearningCurves(), record]
     loggers = tracking.build_loggers(cfg, run_tags(cfg, datamodule.checksum, output_dir), plan_run_id(plan))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-
-    # 4. fit, then test the best checkpoint (without validation, the last epoch's weights)
     with tracking.marks_failures(loggers, interrupted=lambda: interrupt.interrupted_by is not None):
+        trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+        # 4. fit, then test the best checkpoint (without validation, the last epoch's weights)
         if trainer.is_global_zero:
             tracking.log_run_config(loggers, cfg, output_dir / config_file_name(plan))
             tracking.remember_run_id(loggers, output_dir / tracking.RUN_ID_FILE)

@@ -165,3 +165,11 @@ def test_a_resumed_run_with_seed_null_keeps_the_checkpoints_split(synthetic_zip,
     checkpoint = tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt"
     resumed = run("trainer.max_epochs=3", f"ckpt_path={checkpoint}")
     assert len(first) > 0 and resumed == first
+
+
+def test_a_trainer_that_cannot_be_built_leaves_its_run_failed_not_running(train_config, tmp_path):
+    """The MLflow run exists before the Trainer does: no error after it may leave it RUNNING."""
+    with pytest.raises(Exception, match="no_such_argument"):
+        gesture_rnn.train(train_config(*FAST, "+trainer.no_such_argument=1"))
+    _, runs = mlflow_runs(tmp_path)
+    assert [run.info.status for run in runs] == ["FAILED"]
