@@ -101,6 +101,12 @@ def test_predict_reads_six_and_three_column_recordings_and_prints_json(trained, 
     six.write_text(recording_text(values))
     three = tmp_path / "three.txt"
     three.write_text("\n".join(" ".join(f"{v:.6f}" for v in row) for row in values) + "\n")
+    # as a Windows editor saves it: byte-order mark, CRLF, tabs; and a folder named like a recording
+    windows = tmp_path / "windows.txt"
+    windows.write_bytes(
+        b"\xef\xbb\xbf" + "\r\n".join("\t".join(f"{v:.6f}" for v in row) for row in values).encode()
+    )
+    (tmp_path / "zz_folder.txt").mkdir()
     command = [
         sys.executable, str(PROJECT_ROOT / "predict.py"), f"ckpt_path={trained['checkpoint']}",
         f"input={tmp_path}", "output=json",
@@ -108,8 +114,9 @@ def test_predict_reads_six_and_three_column_recordings_and_prints_json(trained, 
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [Path(line["file"]).name for line in lines] == ["six.txt", "three.txt"]
-    assert lines[0]["gesture"] == lines[1]["gesture"] and lines[0]["probability"] == lines[1]["probability"]
+    assert [Path(line["file"]).name for line in lines] == ["six.txt", "three.txt", "windows.txt"]
+    assert lines[0]["gesture"] == lines[1]["gesture"] == lines[2]["gesture"]
+    assert lines[0]["probability"] == lines[1]["probability"] == lines[2]["probability"]
     first = lines[0]
     assert set(first) == {"file", "gesture", "probability", "top3"} and 1 <= first["gesture"] <= 20
     assert first["top3"][0]["gesture"] == first["gesture"] and len(first["top3"]) == 3

@@ -111,3 +111,19 @@ def test_the_cache_is_keyed_by_content_so_an_edited_dataset_is_parsed_again(synt
     index = after.files.index("U01/01/01.txt")
     np.testing.assert_array_equal(after.sequences[index], np.full((5, 3), 2.0, dtype=np.float32))
     assert len(list(Path(tmp_path / "cache" / "parsed").glob("*.npz"))) == 2
+
+
+def test_recordings_saved_with_a_byte_order_mark_crlf_and_tabs_parse_like_the_original(
+    synthetic_folder, tmp_path
+):
+    copy = tmp_path / "gestures-dataset"
+    shutil.copytree(synthetic_folder, copy)
+    recording = copy / "U01" / "02" / "03.txt"
+    original = recording.read_text()
+    windows = "\r\n".join("\t".join(line.split()) for line in original.splitlines())
+    recording.write_bytes(b"\xef\xbb\xbf" + windows.encode())
+    (copy / "U01" / "02" / "99.txt").mkdir()  # a folder named like a recording is not one
+    expected, edited = load_records(synthetic_folder, cache_dir=None), load_records(copy, cache_dir=None)
+    assert edited.files == expected.files
+    for a, b in zip(expected.sequences, edited.sequences, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -42,7 +42,9 @@ def iter_files(source: Path, wanted: Callable[[str], bool]) -> Iterator[tuple[st
 
 
 def decode_text(raw: bytes, name: str) -> str:
+    """UTF-8 text as people save it: a byte-order mark (Windows editors) is dropped; CRLF line
+    ends and tabs need nothing here (``splitlines`` and ``split`` take them)."""
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise DataError(f"{name}: not a text file") from None
