@@ -60,6 +60,9 @@ class MLflowSweepCallback(Callback):
         self.enabled = enabled
         self.client: MlflowClient | None = None
         self.parent_run_id: str | None = None
+        self.sweep_dir: Path | None = None
+        self.jobs_before = 0  # trial folders already there (a resumed sweep)
+        self.status_before: str | None = None  # a resumed parent run's status before this command
 
     # --- helpers -------------------------------------------------------------------------------
     def _open_parent_run(self, config: DictConfig, sweep_dir: Path) -> None:
@@ -76,8 +79,10 @@ class MLflowSweepCallback(Callback):
             )
         )
         id_file = sweep_dir / PARENT_RUN_FILE
+        self.jobs_before = self._jobs_started()
         if id_file.exists():  # a resumed sweep continues its parent run
             self.parent_run_id = id_file.read_text().strip()
+            self.status_before = self.client.get_run(self.parent_run_id).info.status
             self.client.update_run(self.parent_run_id, status="RUNNING")
         else:
             run = self.client.create_run(
@@ -99,19 +104,32 @@ class MLflowSweepCallback(Callback):
         atexit.register(self._fail_if_still_running)
 
     def _fail_if_still_running(self) -> None:
-        """A sweep that crashed never reaches on_multirun_end: do not leave its parent RUNNING."""
+        """A sweep that crashed never reaches on_multirun_end: do not leave its parent RUNNING.
+        One that stopped before any trial (e.g. the sweeper refused its folder) leaves no FAILED
+        parent: a new parent run is deleted, a resumed one gets its earlier status back."""
         if self.client is None or self.parent_run_id is None:
             return
         try:
-            if self.client.get_run(self.parent_run_id).info.status == "RUNNING":
+            if self.client.get_run(self.parent_run_id).info.status != "RUNNING":
+                return
+            if self._jobs_started() > self.jobs_before:
                 self.client.set_terminated(self.parent_run_id, "FAILED")
+            elif self.status_before is not None:  # a resumed sweep that ran nothing: as it was
+                self.client.set_terminated(self.parent_run_id, self.status_before)
+            else:
+                self.client.delete_run(self.parent_run_id)
+                (self.sweep_dir / PARENT_RUN_FILE).unlink(missing_ok=True)
         except Exception as err:
-            log.warning("Could not mark the sweep's MLflow run %s FAILED: %s", self.parent_run_id, err)
+            log.warning("Could not close the sweep's MLflow run %s: %s", self.parent_run_id, err)
+
+    def _jobs_started(self) -> int:
+        return sum(1 for _ in self.sweep_dir.glob("*/.hydra")) if self.sweep_dir is not None else 0
 
     # --- Hydra callback hooks -------------------------------------------------------------------
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         release_stderr()  # composed; trials may run in other processes and never release it
-        self._open_parent_run(config, Path(config.hydra.sweep.dir))
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+        self._open_parent_run(config, self.sweep_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -188,3 +189,32 @@ def test_a_resumed_sweep_continues_its_trials_and_its_parent_run(synthetic_zip, 
     check_parent_and_children(MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db"), n_trials=2)
     assert OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml").n_trials == 2
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.name.isdigit()) == ["0", "1"]
+
+
+class _Payload:
+    """Unpickling this runs a command: what a sweep folder from someone else may hold."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_foreign_sweep_state_runs_nothing_and_stops_with_one_line(synthetic_zip, tmp_path):
+    marker = tmp_path / "code-was-run"
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / "hyperopt_trials.json").write_bytes(pickle.dumps(_Payload(marker)))
+    command = [
+        sys.executable, str(PROJECT_ROOT / "tune.py"), "-m", f"paths.root_dir={tmp_path}",
+        f"data.path={synthetic_zip}", f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.resume=true",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith(("error:", "Traceback"))]
+    assert len(errors) == 1 and "is not a sweep state this sweeper wrote" in errors[0]
+    assert not marker.exists(), "the state is data, never unpickled"
+    client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    parents, children = sweep_runs(client)
+    assert parents == [] and children == [], "no FAILED (or any) parent run left behind"

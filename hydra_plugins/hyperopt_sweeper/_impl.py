@@ -12,11 +12,12 @@ only during the random start-up trials (``n_startup_trials``): TPE then models t
 and a batch's later members are asked while earlier ones are still running.
 """
 
+import dataclasses
 import functools
+import json
 import logging
 import math
 import os
-import pickle
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +36,19 @@ log = logging.getLogger(__name__)
 
 ALGORITHMS = ("tpe", "random")
 DIRECTIONS = ("maximize", "minimize")
-STATE_FILE = "hyperopt_trials.pkl"
+STATE_FILE = "hyperopt_trials.json"
+STATE_FORMAT = "hyperopt sweep state"
+STATE_VERSION = 1
 RESULTS_FILE = "optimization_results.yaml"
+
+
+class SweepStateError(ValueError):
+    """The sweep folder's state cannot be used (foreign, damaged, or present without resume)."""
+
+
+def _plain_number(value: Any) -> Any:
+    """numpy scalars as Python numbers, so the state is plain JSON."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 @dataclass
@@ -102,12 +114,15 @@ class HyperoptSweeperImpl:
             hydra_context=hydra_context, task_function=task_function, config=config
         )
         self.sweep_dir = Path(config.hydra.sweep.dir)
+        # read (and check) a saved state now, before the sweep starts: a foreign or damaged file
+        # stops the command before callbacks open anything (e.g. an MLflow parent run)
+        self.state = self._load_or_create_state()
 
     # --- state -------------------------------------------------------------------------------
     def _load_or_create_state(self) -> SweepState:
         path = self.sweep_dir / STATE_FILE
         if path.exists() and not self.resume:
-            raise RuntimeError(
+            raise SweepStateError(
                 f"{path} holds trials of an earlier sweep; pass hydra.sweeper.resume=true to continue it "
                 "or choose another hydra.sweep.dir"
             )
@@ -121,15 +136,54 @@ class HyperoptSweeperImpl:
 
     @staticmethod
     def _load_state_file(path: Path) -> SweepState:
-        with path.open("rb") as handle:
-            return pickle.load(handle)
+        """The state as data (JSON), never code: a sweep folder from someone else cannot run
+        anything. Rebuilds hyperopt's Trials from each finished trial's raw values and result."""
+        try:
+            saved = json.loads(path.read_text())
+            if saved.get("format") != STATE_FORMAT or saved.get("version") != STATE_VERSION:
+                raise ValueError(f"not a {STATE_FORMAT} of version {STATE_VERSION}")
+            records = [TrialRecord(**record) for record in saved["records"]]
+            trials = Trials()
+            trials.new_trial_ids(len(saved["trials"]))  # the saved trials hold ids 0 .. n-1
+            for trial in saved["trials"]:
+                tid = int(trial["tid"])
+                misc = {"tid": tid, "cmd": None, "workdir": None}
+                misc.update(idxs=trial["idxs"], vals=trial["vals"])
+                (doc,) = trials.new_trial_docs([tid], [None], [trial["result"]], [misc])
+                doc["state"] = JOB_STATE_DONE
+                trials.insert_trial_docs([doc])
+            trials.refresh()
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise SweepStateError(
+                f"{path} is not a sweep state this sweeper wrote ({type(err).__name__}: {err}); "
+                "move it away to start a new sweep in that folder"
+            ) from None
+        if len(records) != len(trials.trials):
+            count = f"{len(records)} records for {len(trials.trials)} trials"
+            raise SweepStateError(f"{path} is damaged: {count}")
+        return SweepState(trials, records)
 
     def _save_state(self, state: SweepState) -> None:
+        trials = [
+            {
+                "tid": int(doc["tid"]),
+                "idxs": {k: [int(i) for i in v] for k, v in doc["misc"]["idxs"].items()},
+                "vals": {k: [_plain_number(x) for x in v] for k, v in doc["misc"]["vals"].items()},
+                "result": {k: _plain_number(v) for k, v in doc["result"].items()},
+            }
+            for doc in state.trials.trials
+        ]
+        records = [dataclasses.asdict(record) for record in state.records]
+        saved = {"format": STATE_FORMAT, "version": STATE_VERSION, "trials": trials, "records": records}
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.sweep_dir, prefix=".tmp-", suffix=".pkl")
-        with os.fdopen(fd, "wb") as handle:
-            pickle.dump(state, handle)
-        os.replace(tmp, self.sweep_dir / STATE_FILE)
+        fd, tmp = tempfile.mkstemp(dir=self.sweep_dir, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(saved, handle, indent=1)
+            os.replace(tmp, self.sweep_dir / STATE_FILE)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     # --- ask / tell --------------------------------------------------------------------------
     def _trial_seed(self, number: int) -> int:
@@ -185,7 +239,7 @@ class HyperoptSweeperImpl:
         if not space:
             raise ValueError("the hyperopt sweeper needs a search space (hydra.sweeper.params or overrides)")
         domain = Domain(lambda _: 0.0, {key: dim.expression for key, dim in space.items()})
-        state = self._load_or_create_state()
+        state = self.state
         self.job_idx = len(state.records)
         log.info(
             "Hyperopt sweeper (%s, seed %s): %d trials, %d at a time",
