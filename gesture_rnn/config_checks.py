@@ -50,7 +50,14 @@ RULES = (
     Rule("data.augment.scale", "a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
     Rule("data.augment.time_warp", "a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
     Rule("data.augment.jitter", "a number >= 0", lambda v: _is_number(v) and v >= 0),
-    Rule("seed", "an integer or null", lambda v: v is None or _is_int(v)),
+    Rule("model.optimizer.lr", "a finite number > 0", lambda v: _is_number(v) and v > 0),
+    Rule("model.optimizer.weight_decay", "a finite number >= 0", lambda v: _is_number(v) and v >= 0),
+    # what numpy's and torch's seeding accept
+    Rule(
+        "seed",
+        "an integer in [0, 4294967295] or null",
+        lambda v: v is None or (_is_int(v) and 0 <= v < 2**32),
+    ),
     Rule("num_threads", "an integer >= 1 or null", lambda v: v is None or (_is_int(v) and v >= 1)),
 )
 

@@ -6,6 +6,8 @@ Imports torch but not Lightning: classifying a recording needs the network and n
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import numpy as np
 import torch
@@ -63,6 +65,10 @@ def run_predict(cfg: DictConfig) -> list[dict]:
         raise ConfigError("input is required: python predict.py ckpt_path=... input=recording.txt")
     net = load_net(cfg.get("ckpt_path"))
     results = predict(net, list(read_recordings(cfg.input)), top_k=int(cfg.get("top_k", 3)))
-    for result in results:
-        print(json.dumps(result) if cfg.output == "json" else format_prediction(result))
+    try:
+        for result in results:
+            print(json.dumps(result) if cfg.output == "json" else format_prediction(result))
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader (``| head -1``) has what it wanted: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return results

@@ -92,6 +92,11 @@ def set_up_process(cfg: DictConfig) -> None:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     threads = cfg.get("num_threads") or fair_thread_share(processes_per_run(cfg))
+    cores = os.cpu_count() or 1
+    if threads and threads > cores:
+        log.warning(
+            "num_threads=%d is more than the %d CPU cores: expect it to be slower, not faster", threads, cores
+        )
     if threads:
         torch.set_num_threads(threads)
         log.info("Using %d CPU thread(s)", threads)

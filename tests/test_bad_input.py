@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import PROJECT_ROOT, free_port, recording_text, write_dataset, zip_folder
 from hydra.core.global_hydra import GlobalHydra
 
@@ -53,6 +54,25 @@ def run_train_py(tmp_path: Path, overrides: list[str], capfd) -> tuple[int, list
         GlobalHydra.instance().clear()
     err = capfd.readouterr().err
     return code, [line for line in err.splitlines() if line.strip() and not line.startswith("[")]
+
+
+class _Code:
+    def __reduce__(self):
+        return (print, ("unpickled",))
+
+
+def pickled_checkpoint(tmp_path: Path) -> Path:
+    """A file torch.load(weights_only=False) would run code from."""
+    path = tmp_path / "pickled.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"net": _Code()}}, path)
+    return path
+
+
+def foreign_checkpoint(tmp_path: Path) -> Path:
+    """Plain tensors, but not a checkpoint of this project (no hyper_parameters)."""
+    path = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {"weight": torch.zeros(2)}, "epoch": 3}, path)
+    return path
 
 
 def truncated_zip(source: Path, target: Path) -> Path:
@@ -103,6 +123,32 @@ CASES = [
         "unknown test user",
         lambda t, z: [f"data.path={z}", "data.split=users", "data.test_users=[U99]"],
         "U99",
+    ),
+    (
+        "learning rate 0",
+        lambda t, z: [f"data.path={z}", "model.optimizer.lr=0"],
+        "model.optimizer.lr=0 is invalid",
+    ),
+    (
+        "negative seed",
+        lambda t, z: [f"data.path={z}", "seed=-1"],
+        "seed=-1 is invalid: it must be an integer in",
+    ),
+    (
+        "validation leaves too few training sequences",
+        lambda t, z: [f"data.path={z}", "data.val_fraction=0.99"],
+        "leave 0 training sequences, fewer than 20 (one per gesture)",
+    ),
+    ("checkpoint is a folder", lambda t, z: [f"data.path={z}", f"ckpt_path={t}"], "is a folder"),
+    (
+        "checkpoint with pickled code",
+        lambda t, z: [f"data.path={z}", f"ckpt_path={pickled_checkpoint(t)}"],
+        "is not a checkpoint written by train.py: unsafe or unknown content",
+    ),
+    (
+        "checkpoint-shaped file that is not Lightning's",
+        lambda t, z: [f"data.path={z}", f"ckpt_path={foreign_checkpoint(t)}"],
+        "is not a checkpoint written by train.py: unsafe or unknown content",
     ),
     ("missing checkpoint", lambda t, z: [f"data.path={z}", f"ckpt_path={t}/no.ckpt"], "does not exist"),
     (

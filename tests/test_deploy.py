@@ -187,3 +187,19 @@ def test_the_padded_export_path_equals_the_packed_training_path(trained):
     expected = torch_probabilities(trained["checkpoint"], sequences)
     np.testing.assert_allclose(exported, expected, atol=1e-5)
     np.testing.assert_allclose(nan_padded, expected, atol=1e-5)
+
+
+def test_predict_piped_into_head_stops_quietly(trained, tmp_path):
+    """More output than a pipe holds (64 KB), a reader that stops after one line: no traceback."""
+    rows = "\n".join(" ".join(f"{v:.6f}" for v in row) for row in trained["test_sequences"][0])
+    for number in range(1500):
+        (tmp_path / f"recording_{number:04d}.txt").write_text(rows)
+    command = [sys.executable, str(PROJECT_ROOT / "predict.py"), f"ckpt_path={trained['checkpoint']}",
+               f"input={tmp_path}"]  # fmt: skip
+    reader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = reader.stdout.readline()  # `| head -1`: read one line, then stop reading
+    reader.stdout.close()
+    stderr = reader.stderr.read()
+    assert reader.wait(timeout=120) == 0
+    assert "recording_0000.txt: gesture" in first
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr

@@ -218,3 +218,16 @@ def test_a_foreign_sweep_state_runs_nothing_and_stops_with_one_line(synthetic_zi
     client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
     parents, children = sweep_runs(client)
     assert parents == [] and children == [], "no FAILED (or any) parent run left behind"
+
+
+def test_an_out_of_range_sweep_setting_stops_with_one_line_and_no_parent_run(synthetic_zip, tmp_path):
+    command = [
+        sys.executable, str(PROJECT_ROOT / "tune.py"), "-m", f"paths.root_dir={tmp_path}",
+        f"data.path={synthetic_zip}", f"hydra.sweep.dir={tmp_path}/sweep", "hydra.sweeper.n_trials=0",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith(("error:", "Traceback"))]
+    assert errors == ["error: hydra.sweeper.n_trials=0 is invalid: it must be an integer >= 1"]
+    parents, _ = sweep_runs(MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db"))
+    assert parents == []

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gesture_rnn.data.facts import NUM_CLASSES
 from gesture_rnn.errors import ConfigError
 
 SPLITS = ("random", "users")
+MIN_TRAINING = NUM_CLASSES  # at least one training sequence per gesture could exist
 
 
 @dataclass(frozen=True)
@@ -67,10 +69,14 @@ def split_indices(
     else:
         raise ConfigError(f"data.split={split!r} is unknown; choose one of {list(SPLITS)}")
     train, val = hold_out(train_val, labels, val_fraction, stratify, rng)
-    if len(train) == 0 or len(test) == 0:
+    if len(test) == 0:
         raise ConfigError(
-            f"data split leaves {len(train)} training and {len(test)} test sequences; "
-            "adjust data.test_fraction / data.val_fraction"
+            "data split leaves no test sequences; raise data.test_fraction (allowed range (0, 1))"
+        )
+    if len(train) < MIN_TRAINING:
+        raise ConfigError(
+            f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction} leave {len(train)} "
+            f"training sequences, fewer than {MIN_TRAINING} (one per gesture); lower them"
         )
     return SplitIndices(train=train, val=val, test=test)
 

@@ -52,22 +52,34 @@ def checkpoint_file(path: str | Path | None, key: str = "ckpt_path") -> Path:
     if not path:
         raise ConfigError(f"{key} is required: {key}=outputs/.../checkpoints/last.ckpt")
     checkpoint = Path(str(path)).expanduser()
+    if checkpoint.is_dir():
+        raise ConfigError(
+            f"{key}={path} is a folder; pass a checkpoint file in it, e.g. checkpoints/last.ckpt"
+        )
     if not checkpoint.is_file():
         raise ConfigError(f"{key}={path} does not exist")
     return checkpoint
 
 
 def read_checkpoint(path: str | Path | None, key: str = "ckpt_path") -> dict[str, Any]:
-    """The checkpoint as a dict in the current layout, or one ConfigError naming ``key``."""
+    """The checkpoint as a dict in the current layout, or one ConfigError naming ``key``.
+
+    Anything ``torch.load(weights_only=True)`` refuses (pickled code, a damaged file, not a torch
+    file at all) and any dict that is not a Lightning checkpoint of this project get the same line.
+    """
     file = checkpoint_file(path, key)
+    refused = ConfigError(f"{key}={path} is not a checkpoint written by train.py: unsafe or unknown content")
     try:
         checkpoint = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:
-        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"{key}={path} is not a checkpoint written by train.py ({reason})") from None
+    except Exception:
+        raise refused from None
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not isinstance(hparams, dict) or not ("net" in hparams or "hidden" in hparams):
-        raise ConfigError(f"{key}={path} is not a checkpoint of this project's GestureClassifier")
+    if (
+        not isinstance(hparams, dict)
+        or not ("net" in hparams or "hidden" in hparams)
+        or not isinstance(checkpoint.get("state_dict"), dict)
+    ):
+        raise refused
     return upgrade_checkpoint(checkpoint)
 
 

@@ -43,7 +43,8 @@ RESULTS_FILE = "optimization_results.yaml"
 
 
 class SweepStateError(ValueError):
-    """The sweep folder's state cannot be used (foreign, damaged, or present without resume)."""
+    """The sweep cannot start as asked: a setting out of range, or a sweep folder whose state cannot
+    be used (foreign, damaged, or present without resume). One line for the user, exit 2."""
 
 
 def _plain_number(value: Any) -> Any:
@@ -88,13 +89,27 @@ class HyperoptSweeperImpl:
         n_startup_trials: int,
     ) -> None:
         if algo not in ALGORITHMS:
-            raise ValueError(f"hydra.sweeper.algo={algo!r}: choose one of {list(ALGORITHMS)}")
+            raise SweepStateError(
+                f"hydra.sweeper.algo={algo!r} is invalid: it must be one of {list(ALGORITHMS)}"
+            )
         if direction not in DIRECTIONS:
-            raise ValueError(f"hydra.sweeper.direction={direction!r}: choose one of {list(DIRECTIONS)}")
-        if n_trials < 1 or n_jobs < 1:
-            raise ValueError("hydra.sweeper.n_trials and hydra.sweeper.n_jobs must be >= 1")
+            raise SweepStateError(
+                f"hydra.sweeper.direction={direction!r} is invalid: it must be one of {list(DIRECTIONS)}"
+            )
+        for key, value in (
+            ("n_trials", n_trials),
+            ("n_jobs", n_jobs),
+            ("n_startup_trials", n_startup_trials),
+        ):
+            if not isinstance(value, int) or value < (0 if key == "n_startup_trials" else 1):
+                floor = 0 if key == "n_startup_trials" else 1
+                raise SweepStateError(
+                    f"hydra.sweeper.{key}={value!r} is invalid: it must be an integer >= {floor}"
+                )
         if not 0 <= max_failure_rate <= 1:
-            raise ValueError(f"hydra.sweeper.max_failure_rate={max_failure_rate} must be in [0, 1]")
+            raise SweepStateError(
+                f"hydra.sweeper.max_failure_rate={max_failure_rate} is invalid: it must be a number in [0, 1]"
+            )
         self.algo, self.seed, self.n_trials, self.n_jobs = algo, seed, n_trials, n_jobs
         self.direction, self.max_failure_rate, self.resume = direction, max_failure_rate, resume
         self.params = dict(params or {})

@@ -12,9 +12,13 @@ from omegaconf import DictConfig
 
 class HyperoptSweeper(Sweeper):
     def __init__(self, **settings: Any) -> None:
-        from hydra_plugins.hyperopt_sweeper._impl import HyperoptSweeperImpl
+        from hydra_plugins.hyperopt_sweeper._impl import HyperoptSweeperImpl, SweepStateError
 
-        self.sweeper = HyperoptSweeperImpl(**settings)
+        try:
+            self.sweeper = HyperoptSweeperImpl(**settings)
+        except SweepStateError as err:  # a setting out of range: one line, exit 2
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra_plugins.hyperopt_sweeper._impl import SweepStateError
