@@ -13,6 +13,10 @@ class DataError(GestureRNNError):
     """The dataset cannot be found, fetched, verified or parsed."""
 
 
+class StorageError(GestureRNNError):
+    """A file could not be written (a full disk, no permission); the message says which."""
+
+
 class TrackingError(GestureRNNError):
     """The MLflow tracking store or server cannot be reached."""
 

@@ -26,6 +26,7 @@ from gesture_rnn.callbacks import (
     RunRecord,
     SeedEachEpoch,
 )
+from gesture_rnn.checkpoint_io import AtomicCheckpointIO
 from gesture_rnn.config_checks import validate_config
 from gesture_rnn.errors import ConfigError, Interrupted
 from gesture_rnn.parallel import fair_thread_share, processes_per_run
@@ -65,7 +66,9 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     callbacks += [SeedEachEpoch(), interrupt, LearningCurves(), record]
     loggers = tracking.build_loggers(cfg, run_tags(cfg, datamodule.checksum, output_dir), plan_run_id(plan))
     with tracking.marks_failures(loggers, interrupted=lambda: interrupt.interrupted_by is not None):
-        trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        trainer: L.Trainer = instantiate(
+            cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+        )
 
         # 4. fit, then test the best checkpoint (without validation, the last epoch's weights)
         if trainer.is_global_zero:

@@ -7,6 +7,7 @@ subprocess itself.
 
 from __future__ import annotations
 
+import errno
 import runpy
 import sqlite3
 import sys
@@ -203,3 +204,40 @@ def test_a_checkpoint_of_another_model_size_is_refused_before_training(train_con
         "resume with the run's own model settings"
     ]
     assert not (other / "outputs" / "mlflow.db").exists(), "refused before any MLflow run was created"
+
+
+def test_a_full_disk_leaves_no_truncated_checkpoint_and_says_where(
+    synthetic_zip, tmp_path, capfd, monkeypatch
+):
+    """Simulated ENOSPC on the second checkpoint file: half its bytes are written, then the write
+    fails. The first stays whole, no .ckpt is truncated, one line says where, the run is FAILED."""
+    from contextlib import contextmanager
+
+    from gesture_rnn import checkpoint_io
+
+    real_atomic_write = checkpoint_io.atomic_write
+    writes = []
+
+    @contextmanager
+    def disk_fills_on_the_second_write(path, mode):
+        with real_atomic_write(path, mode) as handle:
+            writes.append(path)
+            if len(writes) >= 2:  # epoch_000.ckpt is written whole, then last.ckpt fails
+                real_write = handle.write
+                handle.write = lambda data: (real_write(bytes(data)[: len(data) // 2]), _full())[1]
+            yield handle
+
+    def _full():
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_io, "atomic_write", disk_fills_on_the_second_write)
+    code, lines = run_train_py(tmp_path, [f"data.path={synthetic_zip}"], capfd)
+    assert code == 2
+    assert lines[-1].startswith("error: No space left on device: writing checkpoint ")
+    (run_dir,) = (tmp_path / "outputs" / "train" / "runs").iterdir()
+    assert str(run_dir / "checkpoints") in lines[-1]
+    for checkpoint in (run_dir / "checkpoints").iterdir():  # only whole checkpoints, no temp files
+        assert checkpoint.name == "epoch_000.ckpt"
+        assert torch.load(checkpoint, weights_only=True)["epoch"] == 0
+    with sqlite3.connect(tmp_path / "outputs" / "mlflow.db") as db:
+        assert db.execute("select status from runs").fetchall() == [("FAILED",)]
