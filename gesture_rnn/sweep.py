@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
 from gesture_rnn.cli import release_stderr
-from gesture_rnn.tracking import PARENT_RUN_ENV, flatten
+from gesture_rnn.tracking import PARENT_RUN_ENV, experiment_id_of, flatten, store_set_up_lock
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +69,11 @@ class MLflowSweepCallback(Callback):
         mlflow_cfg = _select(config, "logger.mlflow")
         if not self.enabled or mlflow_cfg is None:
             return
-        self.client = MlflowClient(mlflow_cfg.tracking_uri)
-        experiment = self.client.get_experiment_by_name(mlflow_cfg.experiment_name)
-        experiment_id = (
-            experiment.experiment_id
-            if experiment
-            else self.client.create_experiment(
-                mlflow_cfg.experiment_name, artifact_location=mlflow_cfg.get("artifact_location")
+        with store_set_up_lock(mlflow_cfg.tracking_uri):
+            self.client = MlflowClient(mlflow_cfg.tracking_uri)
+            experiment_id = experiment_id_of(
+                self.client, mlflow_cfg.experiment_name, mlflow_cfg.get("artifact_location")
             )
-        )
         id_file = sweep_dir / PARENT_RUN_FILE
         self.jobs_before = self._jobs_started()
         if id_file.exists():  # a resumed sweep continues its parent run

@@ -23,6 +23,7 @@ from gesture_rnn.resolvers import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from lightning.pytorch.loggers import Logger, MLFlowLogger
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +93,40 @@ def check_tracking_servers(cfg: DictConfig, timeout_s: float = 5.0) -> None:
             ) from None
 
 
+@contextmanager
+def store_set_up_lock(tracking_uri: str) -> Iterator[None]:
+    """One process at a time sets up a local sqlite store (its tables, their migrations, the
+    experiment): two runs starting together on a new store — two users, a parallel sweep's first
+    trials — would otherwise race ("table _alembic_tmp_tags already exists", "duplicate column")."""
+    if not str(tracking_uri).startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    store = Path(str(tracking_uri)[len("sqlite:///") :])
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with open(store.with_name(store.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def experiment_id_of(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The experiment's id, created (with its artifact location) if it does not exist yet."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
 def _create_run(node: DictConfig, tags: Mapping[str, str]) -> str:
     from mlflow import MlflowClient
 
-    client = MlflowClient(node.tracking_uri)
-    experiment = client.get_experiment_by_name(node.experiment_name)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment is not None
-        else client.create_experiment(node.experiment_name, artifact_location=node.get("artifact_location"))
-    )
+    with store_set_up_lock(node.tracking_uri):
+        client = MlflowClient(node.tracking_uri)
+        experiment_id = experiment_id_of(client, node.experiment_name, node.get("artifact_location"))
     return client.create_run(experiment_id, tags=dict(tags), run_name=tags.get("mlflow.runName")).info.run_id
 
 

@@ -91,3 +91,20 @@ def test_commands_import_only_what_they_need():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_two_runs_starting_at_once_on_a_new_store_both_finish(synthetic_zip, tmp_path):
+    """Two users, or a parallel sweep's first trials: the new sqlite store is set up once."""
+    command = [sys.executable, str(PROJECT_ROOT / "train.py"), f"paths.root_dir={tmp_path}",
+               f"data.path={synthetic_zip}", "model.net.hidden=8", "trainer.max_epochs=1", "console=quiet",
+               "log_model=false"]  # fmt: skip
+    runs = [
+        subprocess.Popen([*command, f"data.cache_dir={tmp_path}/cache{i}"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]  # fmt: skip
+    errors = [run.communicate(timeout=300)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], errors[0][-1500:] + errors[1][-1500:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    finished = client.search_runs([client.get_experiment_by_name("gestures").experiment_id])
+    assert sorted(run.info.status for run in finished) == ["FINISHED", "FINISHED"]
