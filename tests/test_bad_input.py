@@ -76,6 +76,16 @@ def foreign_checkpoint(tmp_path: Path) -> Path:
     return path
 
 
+def zip_with_two_roots(tmp_path: Path) -> Path:
+    """The dataset twice in one zip, under two folders: every sequence would count double."""
+    folder = write_dataset(tmp_path / "two", users=("U01", "U02"), repetitions=2)
+    archive = zip_folder(folder, tmp_path / "two.zip")
+    with zipfile.ZipFile(archive, "a") as bundle:
+        for path in sorted(folder.rglob("*.txt")):
+            bundle.write(path, f"copy/{path.relative_to(folder.parent).as_posix()}")
+    return archive
+
+
 def truncated_zip(source: Path, target: Path) -> Path:
     data = source.read_bytes()
     target.write_bytes(data[: len(data) // 2])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +130,34 @@ def test_recordings_saved_with_a_byte_order_mark_crlf_and_tabs_parse_like_the_or
     assert edited.files == expected.files
     for a, b in zip(expected.sequences, edited.sequences, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _zip_with_extra(synthetic_zip: Path, target: Path, extra: dict[str, bytes]) -> Path:
+    shutil.copy(synthetic_zip, target)
+    with warnings.catch_warnings(), zipfile.ZipFile(target, "a") as bundle:
+        warnings.simplefilter("ignore")  # zipfile warns about a duplicate name: that is the point
+        for name, content in extra.items():
+            bundle.writestr(name, content)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            {"copy/gestures-dataset/U01/01/01.txt": b"1 2 3 4 5 6\n1 2 3 4 5 6\n"},
+            "recordings under 2 folders",
+        ),
+        ({"../evil/U01/01/01.txt": b"1 2 3 4 5 6\n1 2 3 4 5 6\n"}, "points outside the archive"),
+        (
+            {"gestures-dataset/U01/01/01.txt": b"1 2 3 4 5 6\n1 2 3 4 5 6\n"},
+            "holds 'gestures-dataset/U01/01/01.txt' twice",
+        ),
+        ({"gestures-dataset/U09/01/01.txt": b"1 2 3 4 5 6\n" * 200_000}, "more than a recording can be"),
+    ],
+    ids=["second copy", "escaping entry", "same name twice", "huge entry"],
+)
+def test_recordings_come_from_one_root_within_size_limits(synthetic_zip, tmp_path, extra, message):
+    bad = _zip_with_extra(synthetic_zip, tmp_path / "bad.zip", extra)
+    with pytest.raises(DataError, match=re.escape(message)):
+        load_records(bad, cache_dir=None)

@@ -13,7 +13,7 @@ import math
 import os
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,10 +85,26 @@ def parse_sequence(text: str, name: str, accept_xyz: bool = False) -> np.ndarray
     return np.asarray(rows, dtype=np.float32)
 
 
+def _one_root(source: Path) -> Callable[[list[str]], None]:
+    """The recordings come from exactly one dataset root: a second copy of the dataset under
+    another folder would double every sequence (and its duplicates skew the split)."""
+
+    def check(names: list[str]) -> None:
+        roots = sorted({name[: SEQUENCE_PATH.search(name).start()] for name in names})
+        if len(roots) > 1:
+            shown = ", ".join(repr(root or "./") for root in roots[:3])
+            raise DataError(
+                f"{source} holds recordings under {len(roots)} folders ({shown}); "
+                "a dataset has one root: keep one copy"
+            )
+
+    return check
+
+
 def _read_source(source: Path) -> Iterator[tuple[str, re.Match[str], bytes]]:
     """Yield (name, path match, bytes) for every sequence file of a zip or folder."""
     found = False
-    for name, content in iter_files(source, SEQUENCE_PATH.search):
+    for name, content in iter_files(source, SEQUENCE_PATH.search, check=_one_root(source)):
         found = True
         yield name, SEQUENCE_PATH.search(name), content
     if not found:

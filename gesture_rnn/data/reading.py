@@ -22,23 +22,56 @@ def md5_of_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def iter_files(source: Path, wanted: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
-    """(name, bytes) of every file of a zip or folder whose name ``wanted`` accepts, sorted by name.
+MAX_FILE_BYTES = 1 << 20  # a recording is a few kB: a larger file is an error, not an out-of-memory
 
-    Names are paths inside the source with ``/`` separators (as zip members are named).
-    """
+
+def _entries(source: Path) -> list[tuple[str, int]]:
+    """(name, size) of every file of a zip or folder; names are paths inside it with ``/``."""
     if source.is_dir():
-        names = sorted(p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file())
-        for name in filter(wanted, names):
-            yield name, (source / name).read_bytes()
-        return
+        return [
+            (p.relative_to(source).as_posix(), p.stat().st_size) for p in source.rglob("*") if p.is_file()
+        ]
     try:
         with zipfile.ZipFile(source) as bundle:
-            names = sorted(info.filename for info in bundle.infolist() if not info.is_dir())
-            for name in filter(wanted, names):
-                yield name, bundle.read(name)
+            return [(info.filename, info.file_size) for info in bundle.infolist() if not info.is_dir()]
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as err:
         raise DataError(f"{source} is a damaged zip archive ({err}); download it again") from None
+
+
+def _check(source: Path, entries: list[tuple[str, int]]) -> None:
+    seen: set[str] = set()
+    for name, size in entries:
+        if name.startswith("/") or ".." in name.split("/"):
+            raise DataError(f"{source}: entry {name!r} points outside the archive; refusing to read it")
+        if name in seen:
+            raise DataError(f"{source} holds {name!r} twice; keep one copy")
+        seen.add(name)
+        if size > MAX_FILE_BYTES:
+            raise DataError(
+                f"{source}: {name} is {size:,} bytes, more than a recording can be ({MAX_FILE_BYTES:,})"
+            )
+
+
+def iter_files(
+    source: Path, wanted: Callable[[str], bool], check: Callable[[list[str]], None] | None = None
+) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of every file of a zip or folder whose name ``wanted`` accepts, sorted by name.
+
+    Before anything is read: names that escape the source (``../``, absolute), a name twice, or a
+    file larger than ``MAX_FILE_BYTES`` are refused, and ``check`` sees the chosen names.
+    """
+    entries = sorted((name, size) for name, size in _entries(source) if wanted(name))
+    _check(source, entries)
+    names = [name for name, _ in entries]
+    if check is not None:
+        check(names)
+    if source.is_dir():
+        for name in names:
+            yield name, (source / name).read_bytes()
+        return
+    with zipfile.ZipFile(source) as bundle:
+        for name in names:
+            yield name, bundle.read(name)
 
 
 def decode_text(raw: bytes, name: str) -> str:
