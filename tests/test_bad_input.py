@@ -135,6 +135,7 @@ CASES = [
         lambda t, z: [f"data.path={z}", "data.split=users", "data.test_users=[U99]"],
         "U99",
     ),
+    ("two dataset roots", lambda t, z: [f"data.path={zip_with_two_roots(t)}"], "recordings under 2 folders"),
     (
         "learning rate 0",
         lambda t, z: [f"data.path={z}", "model.optimizer.lr=0"],
