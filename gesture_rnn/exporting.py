@@ -36,7 +36,8 @@ class GestureProbabilities(nn.Module):
     def forward(self, accel: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         if lengths is None:
             lengths = (~torch.isnan(accel[..., 0])).sum(dim=1)
-            accel = torch.nan_to_num(accel, nan=0.0)
+            # torch.where, not nan_to_num: the exporter keeps the time axis dynamic with it
+            accel = torch.where(torch.isnan(accel), torch.zeros_like(accel), accel)
         return torch.softmax(self.net.forward_padded(accel, lengths), dim=1)
 
 
@@ -52,17 +53,43 @@ def example_inputs(net: GestureNet) -> tuple[torch.Tensor, torch.Tensor]:
     return accel, torch.tensor([12, 7])
 
 
-def export_onnx(net: GestureNet, path: Path) -> Path:
+class NanPaddedProbabilities(nn.Module):
+    """One input, NaN rows after each sequence's end: the MLflow model's pyfunc convention."""
+
+    def __init__(self, net: GestureNet) -> None:
+        super().__init__()
+        self.probabilities = exportable(net)
+
+    def forward(self, accel: torch.Tensor) -> torch.Tensor:
+        return self.probabilities(accel)
+
+
+def nan_padded_example(net: GestureNet) -> torch.Tensor:
+    accel, lengths = example_inputs(net)
+    example = accel.clone()
+    example[1, int(lengths[1]) :] = float("nan")
+    return example
+
+
+def export_onnx(net: GestureNet, path: Path, nan_padded: bool = False) -> Path:
+    """ONNX with dynamic batch and time: inputs (accel, lengths), or with ``nan_padded`` one
+    NaN-padded accel (lengths counted inside the graph)."""
     batch, time = torch.export.Dim("batch"), torch.export.Dim("time")
+    if nan_padded:
+        model, inputs, names = NanPaddedProbabilities(net), (nan_padded_example(net),), ["accel"]
+        shapes = {"accel": {0: batch, 1: time}}
+    else:
+        model, inputs, names = exportable(net), example_inputs(net), ["accel", "lengths"]
+        shapes = {"accel": {0: batch, 1: time}, "lengths": {0: batch}}
     with warnings.catch_warnings():  # the exporter's internal deprecation and naming chatter
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            exportable(net),
-            example_inputs(net),
+            model,
+            inputs,
             str(path),
-            input_names=["accel", "lengths"],
+            input_names=names,
             output_names=["probabilities"],
-            dynamic_shapes={"accel": {0: batch, 1: time}, "lengths": {0: batch}},
+            dynamic_shapes=shapes,
             opset_version=ONNX_OPSET,
             dynamo=True,
             verbose=False,

@@ -1,4 +1,4 @@
-"""A callback that interrupts its own training run, as Ctrl-C or a scheduler's SIGTERM would."""
+"""Callbacks that stop their own training run: Ctrl-C, a scheduler's SIGTERM, sys.exit, a SIGKILL."""
 
 import os
 import signal
@@ -27,3 +27,38 @@ class ExitAtEpoch(Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch == self.epoch:
             raise SystemExit(self.code)
+
+
+def kill_during_the_nth_write(module, n: int) -> None:
+    """Make ``module.atomic_write`` write half of its ``n``-th file, then SIGKILL this process:
+    a hard kill in the middle of writing a checkpoint or the parse cache."""
+    from contextlib import contextmanager
+
+    real = module.atomic_write
+    count = [0]
+
+    @contextmanager
+    def dying(path, mode="w"):
+        count[0] += 1
+        with real(path, mode) as handle:
+            if count[0] == n:
+                real_write = handle.write
+
+                def write_half_then_die(data):
+                    real_write(bytes(data)[: len(data) // 2])
+                    handle.flush()
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+                handle.write = write_half_then_die
+            yield handle
+
+    module.atomic_write = dying
+
+
+class KillDuringCheckpointWrite(Callback):
+    """SIGKILL while the ``n``-th checkpoint file is being written."""
+
+    def __init__(self, n: int) -> None:
+        from gesture_rnn import checkpoint_io
+
+        kill_during_the_nth_write(checkpoint_io, n)

@@ -9,13 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from conftest import PROJECT_ROOT
 from mlflow import MlflowClient
 
 pytestmark = pytest.mark.integration  # trains or starts processes: not in make test-fast
 
 TRAIN = [
+    "log_model=false",
     "model.net.hidden=16",
     "trainer.max_epochs=4",
     "console=quiet",
@@ -100,3 +103,41 @@ def test_another_exit_keeps_its_code_and_marks_the_run_failed(synthetic_zip, tmp
     client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
     (run,) = client.search_runs([client.get_experiment_by_name("gestures").experiment_id])
     assert run.info.status == "FAILED"
+
+
+def test_killed_hard_while_writing_a_checkpoint_the_next_run_resumes(synthetic_zip, tmp_path):
+    """SIGKILL halfway through epoch 1's checkpoint: only whole checkpoints carry a .ckpt name, and
+    ckpt_path=last resumes from epoch 0's and finishes."""
+    kill = ["+callbacks.kill._target_=interrupt_helpers.KillDuringCheckpointWrite", "+callbacks.kill.n=3"]
+    killed = train_py(tmp_path, synthetic_zip, *kill)
+    assert killed.returncode == -signal.SIGKILL
+    (run_dir,) = (tmp_path / "outputs" / "train" / "runs").iterdir()
+    for checkpoint in (run_dir / "checkpoints").glob("*.ckpt"):
+        assert torch.load(checkpoint, weights_only=True)["epoch"] == 0, f"{checkpoint.name} is whole"
+    resumed = train_py(tmp_path, synthetic_zip, "ckpt_path=last")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    curves = (run_dir / "evaluation" / "learning_curves.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in curves[1:]] == ["0", "1", "2", "3"], "all epochs trained"
+    for checkpoint in (run_dir / "checkpoints").glob("*.ckpt"):
+        torch.load(checkpoint, weights_only=True)  # every file under a .ckpt name is whole
+
+
+def test_killed_hard_while_writing_the_parse_cache_the_next_run_parses_again(synthetic_zip, tmp_path):
+    cache = tmp_path / "cache"
+    program = (
+        "import runpy, sys, interrupt_helpers; from gesture_rnn.data import parsing; "
+        "interrupt_helpers.kill_during_the_nth_write(parsing, 1); "
+        f"sys.argv = ['train.py', 'paths.root_dir={tmp_path}', 'data.path={synthetic_zip}', "
+        f"'data.cache_dir={cache}', 'logger=none']; "
+        f"runpy.run_path('{PROJECT_ROOT / 'train.py'}', run_name='__main__')"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{PROJECT_ROOT / 'tests'}:{PROJECT_ROOT}"}
+    killed = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not list(cache.rglob("*.npz")), "no cache file under its final name"
+    again = train_py(tmp_path, synthetic_zip, "trainer.max_epochs=1", "logger=none")
+    assert again.returncode == 0, again.stderr[-2000:]
+    (parsed,) = cache.rglob("*.npz")
+    np.load(parsed).close()

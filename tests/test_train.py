@@ -19,7 +19,13 @@ from gesture_rnn.models.checkpoint import load_classifier
 
 pytestmark = pytest.mark.integration  # trains or starts processes: not in make test-fast
 
-FAST = ["model.net.hidden=16", "trainer.max_epochs=5", "data.batch_size=16", "model.optimizer.lr=0.01"]
+FAST = [
+    "log_model=false",
+    "model.net.hidden=16",
+    "trainer.max_epochs=5",
+    "data.batch_size=16",
+    "model.optimizer.lr=0.01",
+]
 
 
 def mlflow_runs(root: Path):
@@ -29,7 +35,7 @@ def mlflow_runs(root: Path):
 
 
 def test_train_returns_metrics_and_records_the_run_in_mlflow(train_config, tmp_path):
-    cfg = train_config(*FAST, "data.val_fraction=0.2")
+    cfg = train_config(*FAST, "data.val_fraction=0.2", "log_model=true")
     metrics = gesture_rnn.train(cfg)
 
     assert metrics["test/acc"] > 0.5, "the synthetic gestures are easy to tell apart"
