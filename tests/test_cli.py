@@ -30,7 +30,11 @@ def run_train(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None
 
 def test_train_py_trains_prints_a_summary_and_records_the_run(synthetic_zip, tmp_path):
     result = run_train(
-        tmp_path, "model.net.hidden=16", "trainer.max_epochs=2", env={"GESTURES_DATA": str(synthetic_zip)}
+        tmp_path,
+        "model.net.hidden=16",
+        "trainer.max_epochs=2",
+        "log_model=false",
+        env={"GESTURES_DATA": str(synthetic_zip)},
     )
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout and "MLflow run" in result.stdout
