@@ -73,15 +73,17 @@ def nan_padded_example(net: GestureNet) -> torch.Tensor:
 
 def export_onnx(net: GestureNet, path: Path, nan_padded: bool = False) -> Path:
     """ONNX with dynamic batch and time: inputs (accel, lengths), or with ``nan_padded`` one
-    NaN-padded accel (lengths counted inside the graph)."""
-    batch, time = torch.export.Dim("batch"), torch.export.Dim("time")
+    NaN-padded accel (lengths counted inside the graph).
+
+    The TorchScript-based exporter (``dynamo=False``): torch 2.13's dynamo exporter froze the time
+    axis to the example's length on the second export in a process (a sweep's second trial)."""
     if nan_padded:
         model, inputs, names = NanPaddedProbabilities(net), (nan_padded_example(net),), ["accel"]
-        shapes = {"accel": {0: batch, 1: time}}
+        axes = {"accel": {0: "batch", 1: "time"}}
     else:
         model, inputs, names = exportable(net), example_inputs(net), ["accel", "lengths"]
-        shapes = {"accel": {0: batch, 1: time}, "lengths": {0: batch}}
-    with warnings.catch_warnings():  # the exporter's internal deprecation and naming chatter
+        axes = {"accel": {0: "batch", 1: "time"}, "lengths": {0: "batch"}}
+    with warnings.catch_warnings():  # the exporter's deprecation and tracing chatter
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model,
@@ -89,10 +91,9 @@ def export_onnx(net: GestureNet, path: Path, nan_padded: bool = False) -> Path:
             str(path),
             input_names=names,
             output_names=["probabilities"],
-            dynamic_shapes=shapes,
+            dynamic_axes={**axes, "probabilities": {0: "batch"}},
             opset_version=ONNX_OPSET,
-            dynamo=True,
-            verbose=False,
+            dynamo=False,
         )
     return path
 

@@ -64,6 +64,7 @@ def test_onnx_export_agrees_with_pytorch_on_every_test_sequence(trained, tmp_pat
     )
     session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["accel", "lengths"]
+    assert isinstance(session.get_inputs()[0].shape[1], str), "a dynamic time axis"
     sequences = trained["test_sequences"]
     expected = torch_probabilities(trained["checkpoint"], sequences)
     accel, lengths = padded_batch(sequences)

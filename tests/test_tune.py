@@ -25,7 +25,7 @@ TINY = [
 ]
 
 
-def run_tune(tmp_path: Path, data: Path, *overrides: str, env: dict[str, str] | None = None):
+def run_tune(tmp_path: Path, data: Path, *overrides: str, env: dict[str, str] | None = None, expect: int = 0):
     command = [
         sys.executable,
         str(PROJECT_ROOT / "tune.py"),
@@ -39,7 +39,7 @@ def run_tune(tmp_path: Path, data: Path, *overrides: str, env: dict[str, str] | 
     result = subprocess.run(
         command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})}
     )
-    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.returncode == expect, result.stderr[-4000:]
     return result
 
 
@@ -99,6 +99,7 @@ def test_a_failing_trial_is_marked_failed_and_the_sweep_goes_on(synthetic_zip, t
         "trainer.max_epochs=1",
         "model.net.hidden=8",
         "model.net.layers=range(0,2)",
+        "log_model=false",
     )
     results = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
     assert results.n_trials == 4 and 0 < results.n_failures < 4
@@ -206,12 +207,7 @@ def test_a_foreign_sweep_state_runs_nothing_and_stops_with_one_line(synthetic_zi
     sweep_dir = tmp_path / "sweep"
     sweep_dir.mkdir()
     (sweep_dir / "hyperopt_trials.json").write_bytes(pickle.dumps(_Payload(marker)))
-    command = [
-        sys.executable, str(PROJECT_ROOT / "tune.py"), "-m", f"paths.root_dir={tmp_path}",
-        f"data.path={synthetic_zip}", f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.resume=true",
-    ]  # fmt: skip
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2, result.stderr[-2000:]
+    result = run_tune(tmp_path, synthetic_zip, "hydra.sweeper.resume=true", expect=2)
     errors = [line for line in result.stderr.splitlines() if line.startswith(("error:", "Traceback"))]
     assert len(errors) == 1 and "is not a sweep state this sweeper wrote" in errors[0]
     assert not marker.exists(), "the state is data, never unpickled"
@@ -221,12 +217,7 @@ def test_a_foreign_sweep_state_runs_nothing_and_stops_with_one_line(synthetic_zi
 
 
 def test_an_out_of_range_sweep_setting_stops_with_one_line_and_no_parent_run(synthetic_zip, tmp_path):
-    command = [
-        sys.executable, str(PROJECT_ROOT / "tune.py"), "-m", f"paths.root_dir={tmp_path}",
-        f"data.path={synthetic_zip}", f"hydra.sweep.dir={tmp_path}/sweep", "hydra.sweeper.n_trials=0",
-    ]  # fmt: skip
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2, result.stderr[-2000:]
+    result = run_tune(tmp_path, synthetic_zip, "hydra.sweeper.n_trials=0", expect=2)
     errors = [line for line in result.stderr.splitlines() if line.startswith(("error:", "Traceback"))]
     assert errors == ["error: hydra.sweeper.n_trials=0 is invalid: it must be an integer >= 1"]
     parents, _ = sweep_runs(MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db"))
