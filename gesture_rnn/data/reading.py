@@ -38,7 +38,8 @@ def _entries(source: Path) -> list[tuple[str, int]]:
         raise DataError(f"{source} is a damaged zip archive ({err}); download it again") from None
 
 
-def _check(source: Path, entries: list[tuple[str, int]]) -> None:
+def check_entries(source: Path, entries: list[tuple[str, int]]) -> None:
+    """Refuse names escaping ``source``, a name twice, or a file larger than ``MAX_FILE_BYTES``."""
     seen: set[str] = set()
     for name, size in entries:
         if name.startswith("/") or ".." in name.split("/"):
@@ -61,7 +62,7 @@ def iter_files(
     file larger than ``MAX_FILE_BYTES`` are refused, and ``check`` sees the chosen names.
     """
     entries = sorted((name, size) for name, size in _entries(source) if wanted(name))
-    _check(source, entries)
+    check_entries(source, entries)
     names = [name for name, _ in entries]
     if check is not None:
         check(names)

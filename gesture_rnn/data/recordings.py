@@ -10,7 +10,7 @@ import numpy as np
 
 from gesture_rnn.data.facts import SEQUENCE_PATH
 from gesture_rnn.data.parsing import parse_sequence
-from gesture_rnn.data.reading import decode_text, iter_files
+from gesture_rnn.data.reading import check_entries, decode_text, iter_files
 from gesture_rnn.errors import DataError
 
 
@@ -21,6 +21,7 @@ def read_recordings(source: str | Path) -> Iterator[tuple[str, np.ndarray]]:
     if not path.exists():
         raise DataError(f"input={source} does not exist")
     if path.is_file() and not zipfile.is_zipfile(path):
+        check_entries(path.parent, [(path.name, path.stat().st_size)])  # the size cap, as for the rest
         files = [(str(path), path.read_bytes())]
     elif path.is_file():
         files = iter_files(path, SEQUENCE_PATH.search)
