@@ -58,6 +58,8 @@ def _condensed(hydra_message: str) -> str:
     moved = re.search(r"'model\.(hidden|layers|dropout|bidirectional|packed)'", head)
     if moved:  # the spelling before networks became a node of their own
         hint = f"the network's settings are under model.net now: model.net.{moved.group(1)}=..."
+    elif re.search(r"'model\.net'", head):  # model.net=lstm: a config group is chosen with a slash
+        hint = "choose a network family with model/net=<family> (gru, lstm, rnn, conv_gru, tcn, transformer)"
     return f"error: {head}" + (f"\n  {hint}" if hint else "")
 
 

@@ -1,7 +1,8 @@
 """Validate the composed config before anything is loaded, trained or logged.
 
 Hydra already rejects unknown keys; these checks catch values that are well-formed but out of
-range, with the key and the allowed range in the message.
+range, with the key and the allowed range in the message. The network's settings are checked by
+its own class (``gesture_rnn.models.nets``), the same check that runs when it is built.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gesture_rnn.data.splits import SPLITS
 from gesture_rnn.errors import ConfigError
+from gesture_rnn.models.nets import check_net_settings
 
 
 @dataclass(frozen=True)
@@ -32,9 +34,6 @@ def _is_number(value: object) -> bool:
 
 
 RULES = (
-    Rule("model.net.hidden", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
-    Rule("model.net.layers", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
-    Rule("model.net.dropout", "a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
     Rule("trainer.max_epochs", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
     Rule("data.split", f"one of {list(SPLITS)}", lambda v: v in SPLITS),
     Rule("data.test_fraction", "a number in (0, 1)", lambda v: _is_number(v) and 0 < v < 1),
@@ -64,6 +63,9 @@ RULES = (
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError for the first value outside its allowed range."""
+    net = OmegaConf.select(cfg, "model.net")
+    if OmegaConf.is_config(net) and "_target_" in net:
+        check_net_settings(OmegaConf.to_container(net, resolve=True))
     for rule in RULES:
         if OmegaConf.select(cfg, rule.key, default="<absent>") == "<absent>":
             continue  # a config without this key (e.g. a custom model) is not ours to judge

@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gesture_rnn.errors import TrackingError
+from gesture_rnn.models.nets import NETS
 from gesture_rnn.resolvers import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -157,6 +158,16 @@ def remember_run_id(loggers: Iterable[Logger], path: Path) -> None:
         path.write_text(ids[0] + "\n")
 
 
+def run_params(cfg: DictConfig) -> dict[str, Any]:
+    """Every resolved setting, flattened (``model.net.hidden``), plus ``model.family`` (gru, lstm,
+    ...): what metrics.json records and every MLflow run gets as params."""
+    params = flatten(OmegaConf.to_container(cfg, resolve=True))
+    target = params.get("model.net._target_")
+    if target in NETS:
+        params["model.family"] = NETS[target].family
+    return params
+
+
 def log_run_config(loggers: Iterable[Logger], cfg: DictConfig, config_file: Path) -> None:
     """Log every resolved hyperparameter (flattened) and the resolved config as an artifact.
 
@@ -165,7 +176,7 @@ def log_run_config(loggers: Iterable[Logger], cfg: DictConfig, config_file: Path
     resolved = OmegaConf.to_container(cfg, resolve=True)
     config_file.parent.mkdir(parents=True, exist_ok=True)
     config_file.write_text(OmegaConf.to_yaml(resolved))
-    params = flatten(resolved)
+    params = run_params(cfg)
     mlflow = mlflow_loggers(loggers)
     for logger in loggers:
         if logger not in mlflow:

@@ -16,7 +16,7 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from gesture_rnn import resume, tracking
 from gesture_rnn.callbacks import (
@@ -134,7 +134,7 @@ def build_callbacks(cfg: DictConfig, has_validation: bool) -> list[Callback]:
 
 def run_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config, flattened (``model.net.hidden``): what metrics.json records."""
-    return tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
+    return tracking.run_params(cfg)
 
 
 def run_tags(cfg: DictConfig, data_md5: str | None, output_dir: Path) -> dict[str, str]:

@@ -11,6 +11,7 @@ NUM_CLASSES = 20
 # class index i is the dataset's gesture number i + 1 (as drawn in the dataset's gestures.png)
 GESTURES = list(range(1, NUM_CLASSES + 1))
 SAMPLING_RATE_HZ = 9  # about 9 Hz in the recordings (≈110 ms between samples)
+LONGEST_SEQUENCE = 51  # samples in the longest recording (the shortest has 10)
 NUM_CHANNELS = 3  # x y z acceleration in m/s²
 NUM_COLUMNS = 6  # per line of a recording: millis, nanos, timestamp, x, y, z
 # <user>/<gesture>/<repetition>.txt anywhere below the root

@@ -9,6 +9,11 @@ _EXPORTS = {
     "GestureClassifier": "gesture_rnn.models.classifier",
     "GestureNet": "gesture_rnn.models.nets",
     "GRUNet": "gesture_rnn.models.nets",
+    "LSTMNet": "gesture_rnn.models.nets",
+    "RNNNet": "gesture_rnn.models.nets",
+    "ConvGRUNet": "gesture_rnn.models.nets",
+    "TCNNet": "gesture_rnn.models.nets",
+    "TransformerNet": "gesture_rnn.models.nets",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from gesture_rnn.errors import ConfigError
-from gesture_rnn.models.nets import GestureNet, build_net
+from gesture_rnn.models.nets import FREE_SETTINGS, GestureNet, build_net
 
 if TYPE_CHECKING:
     from gesture_rnn.models.classifier import GestureClassifier
@@ -22,8 +22,6 @@ NET_PREFIX = "net."
 # hyperparameters of the old GRUClassifier that now belong to its network
 _OLD_NET_KEYS = ("hidden", "layers", "dropout", "bidirectional", "packed", "input_size", "num_classes")
 _OLD_WEIGHTS = ("gru.", "head.", "mean", "std")
-# the network settings a checkpoint's weights depend on (its shape); the rest may change on resume
-SHAPE_KEYS = ("_target_", "hidden", "layers", "bidirectional", "input_size", "num_classes")
 
 
 def upgrade_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -110,13 +108,13 @@ def load_classifier(path: str | Path | None, key: str = "ckpt_path") -> GestureC
 
 
 def check_shape(checkpoint: dict[str, Any], net_cfg: Any, key: str) -> None:
-    """A clear error instead of a size-mismatch traceback: the configured network must have the
-    checkpoint's shape."""
+    """A clear error instead of a size-mismatch traceback: the configured network must be the
+    checkpoint's (family and every setting but dropout and packing)."""
     saved = checkpoint["hyper_parameters"]["net"]
     differ = [
         f"model.net.{name}={net_cfg.get(name)!r} (checkpoint: {saved.get(name)!r})"
-        for name in SHAPE_KEYS
-        if name in net_cfg and name in saved and net_cfg.get(name) != saved.get(name)
+        for name in saved
+        if name not in FREE_SETTINGS and name in net_cfg and net_cfg.get(name) != saved.get(name)
     ]
     if differ:
         raise ConfigError(
