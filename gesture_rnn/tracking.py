@@ -122,13 +122,20 @@ def experiment_id_of(client: MlflowClient, name: str, artifact_location: str | N
     return client.create_experiment(name, artifact_location=artifact_location)
 
 
-def _create_run(node: DictConfig, tags: Mapping[str, str]) -> str:
+def create_run(
+    tracking_uri: str, experiment_name: str, artifact_location: str | None, tags: Mapping[str, str]
+) -> str:
+    """A new RUNNING run (its experiment created if needed); the caller finishes it."""
     from mlflow import MlflowClient
 
-    with store_set_up_lock(node.tracking_uri):
-        client = MlflowClient(node.tracking_uri)
-        experiment_id = experiment_id_of(client, node.experiment_name, node.get("artifact_location"))
+    with store_set_up_lock(tracking_uri):
+        client = MlflowClient(tracking_uri)
+        experiment_id = experiment_id_of(client, experiment_name, artifact_location)
     return client.create_run(experiment_id, tags=dict(tags), run_name=tags.get("mlflow.runName")).info.run_id
+
+
+def _create_run(node: DictConfig, tags: Mapping[str, str]) -> str:
+    return create_run(node.tracking_uri, node.experiment_name, node.get("artifact_location"), tags)
 
 
 def build_loggers(cfg: DictConfig, tags: Mapping[str, str], run_id: str | None = None) -> list[Logger]:
