@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 from gesture_rnn.artifacts import save_figure  # also selects the Agg backend
 from gesture_rnn.atomic import write_text_atomically
 from gesture_rnn.reports import machine, mean_sd
-from gesture_rnn.sweep import find_trials
+from gesture_rnn.trials import find_trials
 
 EXPERIMENT = "gestures-compare"
 # the watch recommendation: the smallest network within this much of the best new-wearer accuracy

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from gesture_rnn.artifacts import save_figure  # also selects the Agg backend
-from gesture_rnn.sweep import find_trials
+from gesture_rnn.trials import find_trials
 
 # The study's single-run test accuracies: (hidden, layers, dropout, epochs) -> accuracy
 STUDY = {(64, 1, 0.1, 3): 0.41, (64, 1, 0.1, 10): 0.89, (64, 1, 0.1, 20): 0.974, (256, 2, 0.06, 20): 0.9955}

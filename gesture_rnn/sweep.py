@@ -8,7 +8,6 @@ the ``metrics.json`` each trial writes into its own job directory.
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import math
 import os
@@ -22,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gesture_rnn.cli import release_stderr
 from gesture_rnn.tracking import PARENT_RUN_ENV, experiment_id_of, flatten, store_set_up_lock
+from gesture_rnn.trials import best_trial, find_trials
 
 log = logging.getLogger(__name__)
 
@@ -31,28 +31,6 @@ SWEEPER_KEYS = ("_target_", "algo", "seed", "n_trials", "n_jobs", "direction", "
 
 def _select(config: DictConfig, key: str, default: Any = None) -> Any:
     return OmegaConf.select(config, key, default=default)
-
-
-def find_trials(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Every finished trial of a sweep: its job number, overrides and metrics."""
-    trials = []
-    # numeric job order (2 before 10), so ties resolve to the earliest trial, as the sweepers do
-    files = sorted(sweep_dir.glob("*/metrics.json"), key=lambda f: (len(f.parent.name), f.parent.name))
-    for metrics_file in files:
-        job_dir = metrics_file.parent
-        overrides_file = job_dir / ".hydra" / "overrides.yaml"
-        overrides = OmegaConf.to_container(OmegaConf.load(overrides_file)) if overrides_file.exists() else []
-        trials.append({"job": job_dir.name, "overrides": overrides, **json.loads(metrics_file.read_text())})
-    return trials
-
-
-def best_trial(trials: list[dict[str, Any]], metric: str, direction: str) -> dict[str, Any] | None:
-    scored = [t for t in trials if isinstance(t["metrics"].get(metric), float | int)]
-    scored = [t for t in scored if not math.isnan(t["metrics"][metric])]
-    if not scored:
-        return None
-    pick = max if direction == "maximize" else min
-    return pick(scored, key=lambda t: t["metrics"][metric])
 
 
 class MLflowSweepCallback(Callback):

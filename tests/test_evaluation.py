@@ -15,7 +15,7 @@ import gesture_rnn
 from gesture_rnn.artifacts import confusion_matrix, per_class_scores, per_user_accuracy
 from gesture_rnn.data import GestureDataModule
 from gesture_rnn.reports import ablation_report, loso_report, study_report
-from gesture_rnn.sweep import find_trials
+from gesture_rnn.trials import find_trials
 
 TINY = [
     "model.net.hidden=16",
