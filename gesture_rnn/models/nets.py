@@ -56,9 +56,10 @@ def gather_last_step(outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tens
     return outputs.gather(1, index).squeeze(1)
 
 
-def padding_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
-    """[B, T] True at the padding (steps at or after each sequence's length)."""
-    return torch.arange(steps, device=lengths.device).unsqueeze(0) >= lengths.unsqueeze(1)
+def padding_mask(lengths: torch.Tensor, steps: int, device: torch.device) -> torch.Tensor:
+    """[B, T] True at the padding (steps at or after each sequence's length), on ``device``
+    (lengths may stay on the CPU, as packing needs them)."""
+    return torch.arange(steps, device=device).unsqueeze(0) >= lengths.to(device).unsqueeze(1)
 
 
 class GestureNet(nn.Module):
@@ -380,7 +381,7 @@ class TransformerNet(GestureNet):
         steps = accel.shape[1]
         x = self.project(self.normalize(accel))
         x = x + sinusoidal_positions(steps, x.shape[2], accel.device)
-        real = ~padding_mask(lengths, steps)  # [B, T]
+        real = ~padding_mask(lengths, steps, x.device)  # [B, T]
         keep = real[:, None, None, :]
         for layer in self.layers:
             x = layer(x, keep)
