@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,26 +53,45 @@ SIZES: dict[str, dict[str, list[str]]] = {
 }
 # the study's protocol; quiet, no MLflow run per training (the report is logged once instead)
 PROTOCOL = ["trainer.max_epochs=20", "data.val_fraction=0", "console=quiet", "logger=none", "log_model=false"]
-SPLITS: dict[str, list[str]] = {
-    "screen": ["data.split=users", f"data.test_users={','.join(f'[{u}]' for u in HARD_USERS)}", "seed=0"],
-    "random": ["data.split=random", "seed=0,1,2"],
-    "loso": ["data.split=users", f"data.test_users={','.join(f'[{u}]' for u in USERS)}", "seed=0"],
+
+
+@dataclass(frozen=True)
+class Split:
+    fixed: list[str]  # overrides every job of the split gets
+    key: str  # the swept key: one job per value
+    values: list[str]
+
+
+SPLITS = {
+    "screen": Split(["data.split=users", "seed=0"], "data.test_users", [f"[{u}]" for u in HARD_USERS]),
+    "random": Split(["data.split=random"], "seed", ["0", "1", "2"]),
+    "loso": Split(["data.split=users", "seed=0"], "data.test_users", [f"[{u}]" for u in USERS]),
 }
-RUNS_PER_SPLIT = {"screen": len(HARD_USERS), "random": 3, "loso": len(USERS)}
 PHASE_SPLITS = {"screen": ["screen"], "full": ["random", "loso"]}
 
 
-def finished(sweep_dir: Path) -> int:
-    return len(list(sweep_dir.glob("*/metrics.json")))
+def finished_values(sweep_dir: Path, key: str) -> dict[str, float]:
+    """Swept value -> test accuracy of every finished job below ``sweep_dir`` (any part)."""
+    done = {}
+    for metrics_file in sweep_dir.glob("part*/*/metrics.json"):
+        record = json.loads(metrics_file.read_text())
+        value = record["config"][key]
+        done[f"[{','.join(value)}]" if isinstance(value, list) else str(value)] = record["metrics"][
+            "test/acc"
+        ]
+    return done
 
 
-def run_multirun(split: str, family: str, size: str, args: argparse.Namespace) -> str:
-    """One family and size on one protocol, as a train.py multirun; returns a progress line."""
-    sweep_dir = args.out / split / f"{family}-{size}"
-    expected = RUNS_PER_SPLIT[split]
-    if finished(sweep_dir) >= expected:
-        return f"{split:6s} {family}-{size}: done before"
-    sweep_dir.mkdir(parents=True, exist_ok=True)
+def run_multirun(split_name: str, family: str, size: str, args: argparse.Namespace) -> str:
+    """One family and size on one protocol, as a train.py multirun over the jobs not finished
+    yet (in a new ``part<n>`` folder, so a continued comparison never overwrites a finished job);
+    returns a progress line."""
+    split, name = SPLITS[split_name], f"{family}-{size}"
+    sweep_dir = args.out / split_name / name
+    missing = [v for v in split.values if v not in finished_values(sweep_dir, split.key)]
+    if not missing:
+        return f"{split_name:6s} {name}: done before"
+    part = sweep_dir / f"part{len(list(sweep_dir.glob('part*')))}"
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     command = [
         sys.executable,
@@ -80,19 +100,24 @@ def run_multirun(split: str, family: str, size: str, args: argparse.Namespace) -
         f"model/net={family}",
         *SIZES[family][size],
         *PROTOCOL,
-        *SPLITS[split],
+        *split.fixed,
+        f"{split.key}={','.join(missing)}",
         f"trainer={args.trainer}",
-        f"hydra.sweep.dir={sweep_dir}",
+        f"hydra.sweep.dir={part}",
         *([f"num_threads={threads}"] if threads else []),
         *args.overrides,
     ]
     started = time.perf_counter()
-    with open(args.out / split / f"{family}-{size}.log", "w") as log:
+    part.mkdir(parents=True)
+    with open(part / "multirun.log", "w") as log:
         code = subprocess.run(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
-    runs = [json.loads(f.read_text())["metrics"]["test/acc"] for f in sweep_dir.glob("*/metrics.json")]
-    status = "" if code == 0 and len(runs) >= expected else f" FAILED (exit {code}, see {log.name})"
-    accuracy = f"test acc {statistics.mean(runs):.4f} over {len(runs)}" if runs else "no run finished"
-    return f"{split:6s} {family}-{size}: {accuracy}, {time.perf_counter() - started:.0f} s{status}"
+    done = finished_values(sweep_dir, split.key)
+    left = [v for v in split.values if v not in done]
+    status = f" FAILED (exit {code}, {len(left)} left; see {part / 'multirun.log'})" if code or left else ""
+    accuracy = (
+        f"test acc {statistics.mean(done.values()):.4f} over {len(done)}" if done else "no run finished"
+    )
+    return f"{split_name:6s} {name}: {accuracy}, {time.perf_counter() - started:.0f} s{status}"
 
 
 def describe_trainings_machine(args: argparse.Namespace) -> str:
@@ -107,9 +132,12 @@ def describe_trainings_machine(args: argparse.Namespace) -> str:
 
 
 def train_phase(phase: str, args: argparse.Namespace) -> bool:
-    (args.out / "trainings_machine.txt").write_text(describe_trainings_machine(args) + "\n")
+    machines = args.out / "trainings_machine.txt"
+    seen = machines.read_text().splitlines() if machines.is_file() else []
+    if (where := describe_trainings_machine(args)) not in seen:
+        machines.write_text("\n".join([*seen, where]) + "\n")  # a continued comparison adds its machine
     # the longest multiruns (eight folds) first: the phase ends sooner when several run at once
-    splits = sorted(PHASE_SPLITS[phase], key=lambda s: -RUNS_PER_SPLIT[s])
+    splits = sorted(PHASE_SPLITS[phase], key=lambda s: -len(SPLITS[s].values))
     tasks = [(s, f, z) for s in splits for z in reversed(args.sizes) for f in args.families]
     print(f"{phase}: {len(tasks)} multiruns, {args.jobs} at a time on trainer={args.trainer}", flush=True)
     ok = True

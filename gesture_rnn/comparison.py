@@ -1,9 +1,9 @@
 """The network-family comparison (``make compare``): a table, a plot of accuracy against size and
 the recommendation it supports, from the runs ``bench/compare.py`` leaves under its folder:
 
-    <out>/screen/<family>-<size>/<job>/metrics.json   hardest leave-one-user-out folds, one seed
-    <out>/random/<family>-<size>/<job>/metrics.json   80/20 split, seeds 0, 1, 2
-    <out>/loso/<family>-<size>/<job>/metrics.json     all eight leave-one-user-out folds
+    <out>/screen/<family>-<size>/part<n>/<job>/metrics.json   hardest LOSO folds, one seed
+    <out>/random/<family>-<size>/part<n>/<job>/metrics.json   80/20 split, seeds 0, 1, 2
+    <out>/loso/<family>-<size>/part<n>/<job>/metrics.json     all eight LOSO folds
     <out>/timing/<family>-<size>/timing.json          CPU seconds per epoch, ONNX latency
     <out>/trainings_machine.txt                       where the trainings ran
 
@@ -72,7 +72,7 @@ def collect(out_dir: Path) -> list[Row]:
         for sweep_dir in sorted(p for p in (out_dir / split).glob("*-*") if p.is_dir()):
             family, size = sweep_dir.name.rsplit("-", 1)
             row = rows.setdefault(sweep_dir.name, Row(family, size))
-            for run in find_trials(sweep_dir):
+            for run in (run for part in sorted(sweep_dir.glob("part*")) for run in find_trials(part)):
                 metrics = run["metrics"]
                 row.params = row.params or parameter_count(run["config"])
                 if split == "random":
