@@ -75,7 +75,7 @@ def main() -> None:
         "TorchScript": (one(scripted), lambda: scripted(accel, lengths)),
         "onnxruntime": (ort, lambda: session.run(None, feed)),
     }
-    shape = f"hidden {model.gru.hidden_size}, layers {model.gru.num_layers}"
+    shape = f"{model.family}, {sum(p.numel() for p in model.parameters()):,} parameters"
     print(f"checkpoint {args.checkpoint} ({shape}), 1 CPU thread")
     print("| runtime | one gesture p50 (ms) | p99 (ms) | batch of 256 (gestures/s) |")
     print("|---|---|---|---|")

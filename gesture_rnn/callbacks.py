@@ -165,7 +165,7 @@ class RunRecord(Callback):
         from gesture_rnn.mlflow_model import log_mlflow_model
 
         if getattr(pl_module.net, "bidirectional", False):
-            log.info("log_model: a bidirectional GRU does not run unpacked; no MLflow model logged")
+            log.info("log_model: a bidirectional network does not run unpacked; no MLflow model logged")
             return
         for logger in tracking.mlflow_loggers(trainer.loggers):
             uri = log_mlflow_model(pl_module.net, logger.experiment, logger.run_id, logger.experiment_id)

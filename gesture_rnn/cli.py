@@ -53,13 +53,14 @@ def _condensed(hydra_message: str) -> str:
             if line.startswith("Config search path"):
                 break
             options.append(line)
-        return f"error: {head}; {rest[0].rstrip(':')}: {', '.join(options)}"
+        message = f"error: {head}; {rest[0].rstrip(':')}: {', '.join(options)}"
+        if family := re.search(r"Could not find 'model/(\w+)'", head):  # model=lstm
+            message += f"\n  network families are chosen with model/net={family.group(1)}"
+        return message
     hint = next((line for line in rest if re.match(r"(To append|Did you mean)", line)), None)
     moved = re.search(r"'model\.(hidden|layers|dropout|bidirectional|packed)'", head)
     if moved:  # the spelling before networks became a node of their own
         hint = f"the network's settings are under model.net now: model.net.{moved.group(1)}=..."
-    elif re.search(r"'model\.net'", head):  # model.net=lstm: a config group is chosen with a slash
-        hint = "choose a network family with model/net=<family> (gru, lstm, rnn, conv_gru, tcn, transformer)"
     return f"error: {head}" + (f"\n  {hint}" if hint else "")
 
 

@@ -26,8 +26,30 @@ from gesture_rnn.reports import machine, mean_sd
 from gesture_rnn.trials import find_trials
 
 EXPERIMENT = "gestures-compare"
-# the watch recommendation: the smallest network within this much of the best new-wearer accuracy
-WATCH_TOLERANCE = 0.02
+# the watch recommendation: the best new-wearer accuracy among networks of at most this many
+# parameters (the watch-size budget)
+WATCH_PARAMS = 50_000
+CHANCE = 1 / 20
+
+
+@dataclass
+class Protocol:
+    """What the runs had in common (or "mixed"), and where they ran."""
+
+    settings: dict[str, set] = field(default_factory=dict)
+    accelerators: dict[str, int] = field(default_factory=dict)
+
+    KEYS = ("trainer.max_epochs", "model.optimizer.lr", "data.batch_size", "data.val_fraction")
+
+    def add(self, config: dict[str, Any]) -> None:
+        for key in self.KEYS:
+            self.settings.setdefault(key, set()).add(str(config.get(key)))
+        where = str(config.get("trainer.accelerator"))
+        self.accelerators[where] = self.accelerators.get(where, 0) + 1
+
+    def value(self, key: str) -> str:
+        values = self.settings.get(key, set())
+        return next(iter(values)) if len(values) == 1 else "mixed"
 
 
 @dataclass
@@ -66,14 +88,16 @@ def parameter_count(config: dict[str, Any]) -> int:
     return sum(p.numel() for p in build_net(node).parameters())
 
 
-def collect(out_dir: Path) -> list[Row]:
+def collect(out_dir: Path, protocol: Protocol | None = None) -> list[Row]:
     rows: dict[str, Row] = {}
+    protocol = protocol if protocol is not None else Protocol()
     for split in ("screen", "random", "loso"):
         for sweep_dir in sorted(p for p in (out_dir / split).glob("*-*") if p.is_dir()):
             family, size = sweep_dir.name.rsplit("-", 1)
             row = rows.setdefault(sweep_dir.name, Row(family, size))
             for run in (run for part in sorted(sweep_dir.glob("part*")) for run in find_trials(part)):
                 metrics = run["metrics"]
+                protocol.add(run["config"])
                 row.params = row.params or parameter_count(run["config"])
                 if split == "random":
                     row.random.append(metrics["test/acc"])
@@ -112,37 +136,60 @@ def recommendations(rows: list[Row]) -> list[str]:
             f"- **New wearers** (highest leave-one-user-out mean): **{best.name}**, {best.loso_mean:.4f} "
             f"(worst user {worst_user} {best.loso[worst_user]:.4f}), {best.params:,} parameters."
         )
-        close = [r for r in new if r.loso_mean >= best.loso_mean - WATCH_TOLERANCE]
-        watch = min(close, key=lambda r: (r.params or 0, -r.loso_mean))
-        latency = f", ONNX {watch.timing['onnx_p50_ms']:.3f} ms per gesture" if watch.timing else ""
+        small = [r for r in new if (r.params or 0) <= WATCH_PARAMS]
+        if small:
+            watch = max(small, key=lambda r: (r.loso_mean, -(r.params or 0)))
+            latency = f", ONNX {watch.timing['onnx_p50_ms']:.3f} ms per gesture" if watch.timing else ""
+            lines.append(
+                f"- **The watch** (highest leave-one-user-out mean with at most {WATCH_PARAMS:,} "
+                f"parameters): **{watch.name}**, {watch.loso_mean:.4f} (random split "
+                f"{mean_sd(watch.random)}) with {watch.params:,} parameters{latency}."
+            )
+    if diverged := [r.name for r in rows if r.random_mean is not None and r.random_mean < 2 * CHANCE]:
         lines.append(
-            f"- **The watch** (fewest parameters within {WATCH_TOLERANCE:.2f} of that mean): "
-            f"**{watch.name}**, {watch.loso_mean:.4f} with {watch.params:,} parameters{latency}."
+            f"- Near chance ({CHANCE:.2f}), i.e. diverged in training at this learning rate: "
+            f"{', '.join(diverged)}."
         )
     return lines
 
 
-def plot(rows: list[Row], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(8, 5))
+def plot(rows: list[Row], path: Path, floor: float = 0.75) -> None:
+    """Accuracy against parameters, one panel per protocol, one colour per family; values under
+    ``floor`` are drawn at the floor as ▼ with their value."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     colors = {family: f"C{i}" for i, family in enumerate(dict.fromkeys(r.family for r in rows))}
-    for row in rows:
-        if row.params is None:
-            continue
-        color = colors[row.family]
-        if row.random_mean is not None:
-            ax.plot(row.params, row.random_mean, "o", color=color)
-        if row.loso_mean is not None:
-            worst = min(row.loso.values())
-            ax.plot(row.params, row.loso_mean, "^", color=color)
-            ax.vlines(row.params, worst, row.loso_mean, color=color, alpha=0.4)
-        y = row.random_mean if row.random_mean is not None else row.loso_mean
-        if y is not None:
-            ax.annotate(row.name, (row.params, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters")
-    ax.set_ylabel("test accuracy")
-    ax.set_title("o random split (3 seeds)   ^ new wearers, LOSO mean (line: down to the worst user)")
-    ax.grid(alpha=0.3)
+    panels = (
+        ("random split, mean of 3 seeds", lambda r: r.random_mean, lambda r: None),
+        ("new wearers: LOSO mean (line: worst user)", lambda r: r.loso_mean, lambda r: min(r.loso.values())),
+    )
+    for ax, (title, value, low) in zip(axes, panels, strict=True):
+        for row in rows:
+            y = value(row) if row.params else None
+            if y is None:
+                continue
+            marker = "o" if row.size == "default" else "s"
+            color = colors[row.family]
+            if y < floor:
+                ax.plot(row.params, floor, "v", color=color)
+                ax.annotate(
+                    f"{y:.2f}", (row.params, floor), fontsize=7, xytext=(4, 2), textcoords="offset points"
+                )
+                continue
+            ax.plot(row.params, y, marker, color=color)
+            if (worst := low(row)) is not None:
+                ax.vlines(row.params, max(worst, floor), y, color=color, alpha=0.4)
+        ax.set_xscale("log")
+        ax.set_ylim(floor - 0.01, 1.0)
+        ax.set_xlabel("parameters")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy")
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=f) for f, c in colors.items()]
+    handles += [
+        plt.Line2D([], [], marker=m, ls="", color="gray", label=f"{z} size")
+        for m, z in (("o", "default"), ("s", "large"))
+    ]
+    axes[1].legend(handles=handles, fontsize=8, loc="lower center")
     save_figure(fig, path)
 
 
@@ -183,18 +230,30 @@ def screen_table(rows: list[Row]) -> list[str]:
 
 def models_report(out_dir: Path, report: Path, command: str, tracking_uri: str | None = None) -> None:
     """Write ``report`` (markdown) and its plot beside it; log both as an MLflow run."""
-    rows = collect(out_dir)
+    protocol = Protocol()
+    rows = collect(out_dir, protocol)
     trained_on = out_dir / "trainings_machine.txt"
+    machines = trained_on.read_text().split("\n") if trained_on.is_file() else ["unknown"]
     timed = next((r.timing for r in rows if r.timing), {})
+    counts = ", ".join(f"{n} with accelerator={name}" for name, n in sorted(protocol.accelerators.items()))
+    validation = protocol.value("data.val_fraction")
     lines = [
         "# Network families: accuracy, new wearers and cost",
         "",
-        f"Generated by `{command}`.",
-        f"Trainings ran on: {trained_on.read_text().strip() if trained_on.is_file() else 'unknown'}.",
+        f"Generated by `{command}`. Trainings: {counts}, on",
+        "",
+        *[f"- {line}" for line in machines if line.strip()],
+        "",
         f"Seconds per epoch and latency measured on: {timed.get('machine', machine())}.",
         "",
-        "Protocol (the study's): 20 epochs, Adam lr 3e-3, batch 32, no validation — the last epoch is "
-        "tested. *Random split*: 80/20 stratified, seeds 0, 1, 2 (mean ± sd). *LOSO*: each of the 8 "
+        f"Protocol: {protocol.value('trainer.max_epochs')} epochs, learning rate "
+        f"{protocol.value('model.optimizer.lr')}, batch {protocol.value('data.batch_size')}, "
+        + (
+            "no validation — the last epoch is tested (the study's)"
+            if validation in ("0", "0.0")
+            else f"validation fraction {validation}"
+        )
+        + ". *Random split*: 80/20 stratified, seeds 0, 1, 2 (mean ± sd). *LOSO*: each of the 8 "
         "users held out entirely (seed 0); mean and worst user. *test/train loss*: the study's "
         "overfitting measure on the random split (lower is better). *s / epoch*: training epoch on "
         "the CPU (median of epochs 2–3). *ONNX p50*: one gesture through the exported model, "

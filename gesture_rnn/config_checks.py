@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gesture_rnn.data.splits import SPLITS
 from gesture_rnn.errors import ConfigError
-from gesture_rnn.models.nets import check_net_settings
+from gesture_rnn.models.nets import FAMILIES, check_net_settings
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,14 @@ RULES = (
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError for the first value outside its allowed range."""
-    net = OmegaConf.select(cfg, "model.net")
-    if OmegaConf.is_config(net) and "_target_" in net:
+    net = OmegaConf.select(cfg, "model.net", default="<absent>")
+    if net != "<absent>":  # a custom model without a net node is not ours to judge
+        if not (OmegaConf.is_config(net) and "_target_" in net):
+            # e.g. model.net=lstm: Hydra accepts a value where a config group was meant
+            raise ConfigError(
+                f"model.net={net!r} is not a network config; choose a network family with "
+                f"model/net=<family> ({', '.join(FAMILIES)})"
+            )
         check_net_settings(OmegaConf.to_container(net, resolve=True))
     for rule in RULES:
         if OmegaConf.select(cfg, rule.key, default="<absent>") == "<absent>":

@@ -43,6 +43,7 @@ def test_train_py_trains_prints_a_summary_and_records_the_run(synthetic_zip, tmp
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED" and run.info.run_id in result.stdout
     assert run.data.params["data.path"] == "None", "found through $GESTURES_DATA"
+    assert run.data.params["model.family"] == "gru"
     run_dirs = list((tmp_path / "outputs" / "train" / "runs").iterdir())
     assert len(run_dirs) == 1
     assert (run_dirs[0] / "config_resolved.yaml").is_file()
@@ -50,10 +51,12 @@ def test_train_py_trains_prints_a_summary_and_records_the_run(synthetic_zip, tmp
 
 
 def test_an_invalid_value_exits_non_zero_with_one_line(synthetic_zip, tmp_path):
-    result = run_train(tmp_path, f"data.path={synthetic_zip}", "model.net.dropout=1.0")
+    result = run_train(tmp_path, f"data.path={synthetic_zip}", "model/net=transformer", "model.net.heads=3")
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines == ["error: model.net.dropout=1.0 is invalid: it must be a number in [0, 1)"]
+    assert lines == [
+        "error: model.net.heads=3 is invalid: it must be an integer >= 1 that divides model.net.d_model=32"
+    ]
 
 
 def test_a_missing_data_path_exits_non_zero_naming_it(tmp_path):
@@ -65,12 +68,19 @@ def test_a_missing_data_path_exits_non_zero_naming_it(tmp_path):
     )
 
 
-def test_a_network_setting_in_its_old_place_gets_the_new_spelling(tmp_path):
-    result = run_train(tmp_path, "model.hidden=256")
+@pytest.mark.parametrize(
+    ("override", "hint"),
+    [
+        ("model.hidden=256", "the network's settings are under model.net now: model.net.hidden=..."),
+        ("model=lstm", "network families are chosen with model/net=lstm"),
+    ],
+)
+def test_a_misplaced_network_setting_gets_the_right_spelling(tmp_path, override, hint):
+    result = run_train(tmp_path, override)
     assert result.returncode == 2
     lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 2 and "model.hidden" in lines[0]
-    assert lines[1] == "the network's settings are under model.net now: model.net.hidden=..."
+    assert len(lines) == 2 and override.split("=")[0] in lines[0]
+    assert lines[1] == hint
 
 
 def test_a_sqlite_tracking_uri_from_the_environment_keeps_artifacts_under_outputs(synthetic_zip, tmp_path):

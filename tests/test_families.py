@@ -132,6 +132,17 @@ def test_impossible_settings_are_refused_by_the_config_check(family, override, m
         build_net(OmegaConf.to_container(cfg.model.net))
 
 
+def test_a_family_given_as_a_value_instead_of_a_group_choice_is_refused(tmp_path):
+    """Hydra accepts model.net=lstm (a string where the network's node was): the check stops it
+    before any data is loaded, with the spelling that chooses the family."""
+    with pytest.raises(ConfigError) as error:
+        validate_config(compose_train_config(tmp_path, ["model.net=lstm"]))
+    assert str(error.value) == (
+        "model.net='lstm' is not a network config; choose a network family with "
+        "model/net=<family> (gru, lstm, rnn, conv_gru, tcn, transformer)"
+    )
+
+
 def test_the_tcn_receptive_field_covers_the_longest_recording():
     """Its last step must see a whole 51-sample gesture: change the first sample, the output moves."""
     net = small_net("tcn")

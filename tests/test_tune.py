@@ -23,6 +23,8 @@ TINY = [
     "model.net.hidden=choice(8,16)",
     "model.optimizer.lr=0.01",
 ]
+# the architecture as a hyperparameter (the families that share hidden/layers/dropout)
+FAMILIES = "model/net=choice(gru,lstm,conv_gru)"
 
 
 def run_tune(tmp_path: Path, data: Path, *overrides: str, env: dict[str, str] | None = None, expect: int = 0):
@@ -66,8 +68,18 @@ def check_parent_and_children(client: MlflowClient, n_trials: int) -> None:
     assert "best/test_acc" in parent.data.metrics
 
 
+def check_family_choice(client: MlflowClient) -> None:
+    """The architecture is swept like any other hyperparameter and recorded on every trial."""
+    (parent,), children = sweep_runs(client)
+    assert parent.data.params["space.model/net"] == "choice(gru,lstm,conv_gru)"
+    classes = {"gru": "GRUNet", "lstm": "LSTMNet", "conv_gru": "ConvGRUNet"}
+    for child in children:
+        family = child.data.params["model.family"]
+        assert child.data.params["model.net._target_"].endswith(classes[family])
+
+
 def test_tune_with_hyperopt_nests_trials_under_one_parent_run(synthetic_zip, tmp_path):
-    result = run_tune(tmp_path, synthetic_zip, "hydra.sweeper.n_trials=3", *TINY)
+    result = run_tune(tmp_path, synthetic_zip, "hydra.sweeper.n_trials=3", *TINY, FAMILIES)
     assert result.stdout.count("TEST accuracy") == 1, "the test accuracy is reported once, for the best trial"
     assert "test accuracy" not in result.stdout, "per-trial summaries hide the test set during the search"
     check_parent_and_children(MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db"), n_trials=3)
@@ -76,18 +88,22 @@ def test_tune_with_hyperopt_nests_trials_under_one_parent_run(synthetic_zip, tmp
     client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
     (parent,), _ = sweep_runs(client)
     assert "optimization_results.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    check_family_choice(client)
 
 
 def test_tune_with_optuna_records_a_failed_trial_and_goes_on(synthetic_zip, tmp_path):
     """hparams_search=optuna sets max_failure_rate=1.0: Optuna's rate is per batch, so anything
     lower would end a serial sweep at its first failed trial (layers=0 fails the config check)."""
     overrides = [o for o in TINY if not o.startswith("model.net.layers")] + ["model.net.layers=choice(0,1)"]
-    run_tune(tmp_path, synthetic_zip, "hparams_search=optuna", "hydra.sweeper.n_trials=4", *overrides)
+    run_tune(
+        tmp_path, synthetic_zip, "hparams_search=optuna", "hydra.sweeper.n_trials=4", *overrides, FAMILIES
+    )
     finished = sorted(path.parent.name for path in (tmp_path / "sweep").glob("*/metrics.json"))
     assert 0 < len(finished) < 4 and (tmp_path / "sweep" / "3").is_dir(), "all 4 trials ran, some failed"
     client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
     (parent,), children = sweep_runs(client)
     assert parent.info.status == "FINISHED" and len(children) == len(finished)
+    check_family_choice(client)
 
 
 def test_a_failing_trial_is_marked_failed_and_the_sweep_goes_on(synthetic_zip, tmp_path):
