@@ -152,3 +152,27 @@ def test_the_tcn_receptive_field_covers_the_longest_recording():
     lengths = torch.tensor([51])
     with torch.no_grad():
         assert not torch.allclose(net(x, lengths), net(changed, lengths))
+
+
+@pytest.mark.integration  # trains
+@pytest.mark.parametrize(
+    "overrides", [["model/net=transformer"], ["model/net=conv_gru", "model.net.stride=2"]]
+)
+def test_a_family_trains_and_its_checkpoint_predicts_like_the_tested_model(
+    train_config, synthetic_zip, tmp_path, overrides
+):
+    import gesture_rnn
+    from gesture_rnn.data import GestureDataModule
+
+    cfg = train_config(*overrides, "trainer.max_epochs=2", "logger=none", "data.val_fraction=0")
+    metrics = gesture_rnn.train(cfg)
+    net = load_net(tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt")
+    assert type(net).family == overrides[0].split("=")[1]
+    dm = GestureDataModule.from_shipped_config(
+        path=str(synthetic_zip), cache_dir=str(tmp_path / "c"), val_fraction=0.0
+    )
+    dm.setup()
+    test = dm.test_dataloader().dataset
+    predicted = class_probabilities(net, *pad_sequences(list(test.sequences))).argmax(1)
+    accuracy = (predicted == torch.as_tensor(test.labels)).float().mean().item()
+    assert accuracy == pytest.approx(metrics["test/acc"], abs=1e-6)
