@@ -18,7 +18,7 @@ LOSO_FOLDS := [U01],[U02],[U03],[U04],[U05],[U06],[U07],[U08]
 QUIET := console=quiet
 ABLATION_QUIET := $(QUIET) logger=none log_model=false
 
-.PHONY: help install train tune reproduce loso ablation compare bench soak test test-fast test-slow lint format ui clean
+.PHONY: help install train tune reproduce loso ablation compare calibration bench soak test test-fast test-slow lint format ui clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -67,6 +67,15 @@ ablation: install ## Screen options on hard LOSO folds, evaluate experiment=best
 	  hydra.sweep.dir=outputs/ablation/baseline_random $(ABLATION_QUIET) $(ARGS)
 	$(BIN)/python -m gesture_rnn.reports ablation outputs/ablation/* --out reports/ablation.md \
 	  --command "make ablation"
+
+calibration: install ## Calibrated probabilities for new wearers (LOSO, experiment=best and the default) -> reports/calibration.md
+	rm -rf outputs/calibration
+	$(BIN)/python train.py -m experiment=best data.split=users 'data.test_users=$(LOSO_FOLDS)' \
+	  hydra.sweep.dir=outputs/calibration/best $(ABLATION_QUIET) $(ARGS)
+	$(BIN)/python train.py -m data.split=users 'data.test_users=$(LOSO_FOLDS)' \
+	  hydra.sweep.dir=outputs/calibration/default $(ABLATION_QUIET) $(ARGS)
+	$(BIN)/python -m gesture_rnn.reports calibration outputs/calibration/best outputs/calibration/default \
+	  --out reports/calibration.md --command "make calibration"
 
 compare: install ## Network families x 2 sizes on both protocols + CPU cost -> reports/models.md (needs GESTURES_DATA)
 	$(BIN)/python -m bench.compare $(ARGS)

@@ -22,13 +22,16 @@ from gesture_rnn.inference import class_probabilities
 GESTURE_NAMES = [str(g) for g in GESTURES]
 
 
-def predict(net: torch.nn.Module, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted, true) class indices for every batch of ``loader``, in order."""
-    predicted, true = [], []
+def predict(net: torch.nn.Module, loader: DataLoader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(predicted, true) class indices and the predicted class's (calibrated) probability for
+    every batch of ``loader``, in order."""
+    predicted, true, confidence = [], [], []
     for x, lengths, y in loader:
-        predicted.append(class_probabilities(net, x, lengths).argmax(dim=1).cpu())
+        best = class_probabilities(net, x, lengths).max(dim=1)
+        predicted.append(best.indices.cpu())
+        confidence.append(best.values.cpu())
         true.append(y)
-    return torch.cat(predicted).numpy(), torch.cat(true).numpy()
+    return torch.cat(predicted).numpy(), torch.cat(true).numpy(), torch.cat(confidence).numpy()
 
 
 def confusion_matrix(true: np.ndarray, predicted: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
@@ -115,15 +118,23 @@ def write_artifacts(
 ) -> dict[str, float]:
     """Write every evaluation artifact of a test set into ``out_dir``; return per-user accuracies."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    predicted, true = predict(net, loader)
+    predicted, true, confidence = predict(net, loader)
     matrix = confusion_matrix(true, predicted)
     accuracy = float(np.trace(matrix) / matrix.sum())
     np.savetxt(out_dir / "confusion_matrix.csv", matrix, fmt="%d", delimiter=",")
     plot_confusion_matrix(matrix, out_dir / "confusion_matrix.png", f"test set: accuracy {accuracy:.4f}")
     write_csv(per_class_scores(matrix), out_dir / "per_class.csv")
     predictions = [
-        {"file": file, "user": user, "gesture": GESTURES[t], "predicted": GESTURES[p]}
-        for file, user, t, p in zip(files, users.tolist(), true.tolist(), predicted.tolist(), strict=True)
+        {
+            "file": file,
+            "user": user,
+            "gesture": GESTURES[t],
+            "predicted": GESTURES[p],
+            "probability": round(c, 6),
+        }
+        for file, user, t, p, c in zip(
+            files, users.tolist(), true.tolist(), predicted.tolist(), confidence.tolist(), strict=True
+        )
     ]
     write_csv(predictions, out_dir / "predictions.csv")
     users_rows = per_user_accuracy(users, true, predicted)

@@ -1,5 +1,6 @@
 """Side work of a run as Lightning callbacks: per-epoch seeding, saving on interrupt, learning
-curves, and the run record (artifacts, summary metrics, MLflow model, ``metrics.json``)."""
+curves, probability calibration, and the run record (artifacts, summary metrics, MLflow model,
+``metrics.json``)."""
 
 from __future__ import annotations
 
@@ -94,12 +95,47 @@ class LearningCurves(Callback):
         return rows[-1].get("train/loss", math.nan) if rows else math.nan
 
 
+class TemperatureScaling(Callback):
+    """Before testing, calibrate the probabilities: fit a temperature on the validation data
+    (``gesture_rnn.calibration``) for the tested weights and for ``last.ckpt``'s, and store each in
+    the network and its checkpoint file — so the test metrics, predict.py, export.py and the MLflow
+    model all give calibrated probabilities. Without validation data the temperature stays 1."""
+
+    def __init__(self) -> None:
+        self.temperature: float | None = None
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from gesture_rnn.calibration import fit_temperature, logits_and_labels
+        from gesture_rnn.models.checkpoint import net_from_checkpoint, read_checkpoint, write_temperature
+
+        datamodule = trainer.datamodule
+        if not getattr(datamodule, "has_validation", False):
+            log.info("No validation data: probabilities are not calibrated (temperature 1)")
+            return
+        loader = datamodule.val_dataloader()
+        self.temperature = fit_temperature(*logits_and_labels(pl_module.net, loader, pl_module.device))
+        pl_module.net.temperature.fill_(self.temperature)
+        log.info("Calibration: temperature %.3f (fitted on the validation data)", self.temperature)
+        if not trainer.is_global_zero:
+            return
+        tested = Path(trainer.ckpt_path) if trainer.ckpt_path else None
+        if tested is not None and tested.is_file():
+            write_temperature(tested, self.temperature)
+        checkpoint = trainer.checkpoint_callback
+        last = (
+            Path(checkpoint.dirpath) / "last.ckpt" if checkpoint is not None and checkpoint.dirpath else None
+        )
+        if last is not None and last.is_file() and (tested is None or last.resolve() != tested.resolve()):
+            net = net_from_checkpoint(read_checkpoint(last))
+            write_temperature(last, fit_temperature(*logits_and_labels(net, loader, torch.device("cpu"))))
+
+
 class RunRecord(Callback):
     """After testing (rank zero only): evaluation artifacts, the overfit ratio and per-user
     accuracy, summary metrics to the loggers, the tested checkpoint and the MLflow model as
     artifacts, and ``metrics.json`` (read by sweeps and reports). ``metrics`` holds the result."""
 
-    SUMMARY = ("time/wall_s", "test/overfit_ratio")
+    SUMMARY = ("time/wall_s", "test/overfit_ratio", "calibration/temperature")
 
     def __init__(
         self,
@@ -126,6 +162,7 @@ class RunRecord(Callback):
         # the study's overfitting measure: test loss relative to the tested weights' training loss
         train_loss = curves.tested_train_loss() if curves is not None else math.nan
         metrics["test/overfit_ratio"] = metrics.get("test/loss", math.nan) / train_loss
+        metrics["calibration/temperature"] = float(pl_module.net.temperature)
         if trainer.is_global_zero:
             metrics.update(self._write_artifacts(trainer, pl_module, curves))
         metrics["time/wall_s"] = time.perf_counter() - self.started

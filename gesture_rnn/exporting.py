@@ -38,7 +38,7 @@ class GestureProbabilities(nn.Module):
             lengths = (~torch.isnan(accel[..., 0])).sum(dim=1)
             # torch.where, not nan_to_num: the exporter keeps the time axis dynamic with it
             accel = torch.where(torch.isnan(accel), torch.zeros_like(accel), accel)
-        return torch.softmax(self.net.forward_padded(accel, lengths), dim=1)
+        return self.net.probabilities(self.net.forward_padded(accel, lengths))
 
 
 def exportable(net: GestureNet) -> GestureProbabilities:
@@ -116,10 +116,11 @@ def sidecar_metadata(checkpoint: dict[str, Any], net: GestureNet, source: Path) 
             "normalisation is inside the model), zero-padded after each sequence's end",
             "lengths": "int64 [batch]: real number of time steps of each sequence",
         },
-        "output": f"float32 [batch, {NUM_CLASSES}]: class probabilities (softmax)",
+        "output": f"float32 [batch, {NUM_CLASSES}]: class probabilities (softmax of logits / temperature)",
         "sampling_rate_hz": SAMPLING_RATE_HZ,
         "model": {"net": checkpoint["hyper_parameters"]["net"]},
         "normalization": {"mean": net.mean.tolist(), "std": net.std.tolist()},
+        "temperature": float(net.temperature),
         "data_md5": data_state.get("checksum"),
         "checkpoint": str(source),
     }

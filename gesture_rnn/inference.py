@@ -12,32 +12,39 @@ import sys
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from torch import nn
 
 from gesture_rnn.data.batching import pad_sequences
 from gesture_rnn.data.facts import GESTURES
 from gesture_rnn.data.recordings import read_recordings
 from gesture_rnn.errors import ConfigError
 from gesture_rnn.models.checkpoint import load_net
+from gesture_rnn.models.nets import GestureNet
 
 OUTPUTS = ("text", "json")
 CHUNK = 256  # recordings per forward pass
 
 
 @torch.inference_mode()
-def class_probabilities(net: nn.Module, accel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Softmax of the network's logits for a padded batch, in eval mode (the one "predict a batch")."""
+def class_probabilities(net: GestureNet, accel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The network's calibrated class probabilities for a padded batch, in eval mode (the one
+    "predict a batch")."""
     was_training = net.training
     net.eval()
     try:
         device = next(net.parameters()).device
-        return torch.softmax(net(accel.to(device), lengths), dim=1)
+        return net.probabilities(net(accel.to(device), lengths))
     finally:
         net.train(was_training)
 
 
-def predict(net: nn.Module, recordings: list[tuple[str, np.ndarray]], top_k: int = 3) -> list[dict]:
-    """One dict per recording: file, gesture (1-20), probability, top3 [{gesture, probability}]."""
+UNSURE = "unsure"
+
+
+def predict(
+    net: GestureNet, recordings: list[tuple[str, np.ndarray]], top_k: int = 3, min_probability: float = 0.0
+) -> list[dict]:
+    """One dict per recording: file, gesture (1-20), probability, top3 [{gesture, probability}].
+    Below ``min_probability`` the gesture is ``"unsure"`` and ``best_guess`` holds the top one."""
     results = []
     for start in range(0, len(recordings), CHUNK):
         chunk = recordings[start : start + CHUNK]
@@ -48,12 +55,19 @@ def predict(net: nn.Module, recordings: list[tuple[str, np.ndarray]], top_k: int
                 {"gesture": GESTURES[int(i)], "probability": round(float(p), 6)}
                 for p, i in zip(values, indices, strict=True)
             ]
-            results.append({"file": name, **top[0], "top3": top})
+            result = {"file": name, **top[0], "top3": top}
+            if result["probability"] < min_probability:
+                result = {"file": name, "gesture": UNSURE, "best_guess": top[0]["gesture"]}
+                result.update(probability=top[0]["probability"], top3=top)
+            results.append(result)
     return results
 
 
 def format_prediction(result: dict) -> str:
     others = ", ".join(f"{t['gesture']} ({t['probability']:.3f})" for t in result["top3"])
+    if result["gesture"] == UNSURE:
+        guess = f"best guess {result['best_guess']}, p={result['probability']:.3f}"
+        return f"{result['file']}: unsure ({guess}); top 3: {others}"
     return f"{result['file']}: gesture {result['gesture']} (p={result['probability']:.3f}); top 3: {others}"
 
 
@@ -63,8 +77,12 @@ def run_predict(cfg: DictConfig) -> list[dict]:
         raise ConfigError(f"output={cfg.get('output')!r} is invalid: it must be one of {list(OUTPUTS)}")
     if not cfg.get("input"):
         raise ConfigError("input is required: python predict.py ckpt_path=... input=recording.txt")
+    threshold = cfg.get("min_probability")
+    if threshold is not None and not (isinstance(threshold, int | float) and 0 <= threshold <= 1):
+        raise ConfigError(f"min_probability={threshold!r} is invalid: it must be a number in [0, 1] or null")
     net = load_net(cfg.get("ckpt_path"))
-    results = predict(net, list(read_recordings(cfg.input)), top_k=int(cfg.get("top_k", 3)))
+    recordings = list(read_recordings(cfg.input))
+    results = predict(net, recordings, top_k=int(cfg.get("top_k", 3)), min_probability=float(threshold or 0))
     try:
         for result in results:
             print(json.dumps(result) if cfg.output == "json" else format_prediction(result))

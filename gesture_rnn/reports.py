@@ -3,6 +3,7 @@
 python -m gesture_rnn.reports study outputs/reproduce/default outputs/reproduce/tuned --out reports/study.md
 python -m gesture_rnn.reports loso outputs/loso/users outputs/loso/random --out reports/loso.md
 python -m gesture_rnn.reports ablation outputs/ablation/* --out reports/ablation.md
+python -m gesture_rnn.reports calibration outputs/calibration/* --out reports/calibration.md
 """
 
 from __future__ import annotations
@@ -215,11 +216,105 @@ def ablation_report(groups: dict[str, list[dict[str, Any]]], command: str, out: 
     out.write_text("\n".join(lines))
 
 
+COVERAGES = (1.0, 0.95, 0.9, 0.8, 0.7, 0.5)
+CALIBRATION_METRICS = (
+    "test/acc",
+    "calibration/temperature",
+    "test/loss",
+    "test/nll_calibrated",
+    "test/ece",
+    "test/ece_calibrated",
+)
+ECE_GOAL = 0.03
+
+
+def _confidences(run: dict[str, Any]) -> list[tuple[float, bool]]:
+    """(probability of the predicted gesture, correct) for every test recording of a run."""
+    import csv
+
+    rows = csv.DictReader((Path(run["dir"]) / "evaluation" / "predictions.csv").open())
+    return [(float(r["probability"]), r["gesture"] == r["predicted"]) for r in rows]
+
+
+def accuracy_at_coverage(pairs: list[tuple[float, bool]], coverage: float) -> tuple[float, float]:
+    """Accuracy on the most confident ``coverage`` fraction, and the probability threshold there."""
+    ranked = sorted(pairs, key=lambda pair: -pair[0])
+    kept = ranked[: max(1, round(coverage * len(ranked)))]
+    return sum(correct for _, correct in kept) / len(kept), kept[-1][0]
+
+
+def calibration_report(groups: dict[str, list[dict[str, Any]]], command: str, out: Path) -> None:
+    """Per model (a sweep folder of leave-one-user-out folds): NLL and ECE before and after
+    temperature scaling per user, and accuracy against coverage (most confident first), plotted."""
+    all_runs = [run for runs in groups.values() for run in runs]
+    lines = _header(
+        "Confidence for new wearers: calibration and accuracy against coverage", command, all_runs
+    )
+    lines += [
+        "Each fold holds one user out entirely. The temperature is fitted on the validation part of "
+        "the other users' data (never the held-out user) and stored in the checkpoint and exported "
+        f"models. ECE: expected calibration error, 15 bins (goal ≤ {ECE_GOAL}). NLL: test loss. "
+        "Coverage: the share of gestures answered when the least confident are left `unsure` "
+        "(`predict.py min_probability=…`); the threshold is the calibrated probability at that point.",
+        "",
+    ]
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for name, runs in groups.items():
+        runs = sorted(runs, key=_held_out)
+        means = {k: statistics.mean(r["metrics"][k] for r in runs) for k in CALIBRATION_METRICS}
+        ece_after = [r["metrics"]["test/ece_calibrated"] for r in runs]
+        goal = "met" if means["test/ece_calibrated"] <= ECE_GOAL else "missed"
+        lines += [
+            f"## {name}",
+            "",
+            "| user | accuracy | temperature | NLL before | NLL after | ECE before | ECE after |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in runs:
+            m = r["metrics"]
+            lines.append(
+                f"| {_held_out(r)} | {m['test/acc']:.4f} | {m['calibration/temperature']:.2f} "
+                f"| {m['test/loss']:.3f} | {m['test/nll_calibrated']:.3f} | {m['test/ece']:.4f} "
+                f"| {m['test/ece_calibrated']:.4f} |"
+            )
+        lines += [
+            f"| **mean** | {means['test/acc']:.4f} | {means['calibration/temperature']:.2f} "
+            f"| {means['test/loss']:.3f} | {means['test/nll_calibrated']:.3f} "
+            f"| {means['test/ece']:.4f} | **{means['test/ece_calibrated']:.4f}** |",
+            "",
+            f"ECE goal ≤ {ECE_GOAL}: {goal} (mean over {len(runs)} users, worst {max(ece_after):.4f}).",
+            "",
+            "| coverage | accuracy (8 users pooled) | probability threshold |",
+            "|---|---|---|",
+        ]
+        pairs = [pair for r in runs for pair in _confidences(r)]
+        for coverage in COVERAGES:
+            accuracy, threshold = accuracy_at_coverage(pairs, coverage)
+            lines.append(f"| {coverage:.0%} | {accuracy:.4f} | {threshold:.3f} |")
+        answered = [pair for pair in pairs if pair[0] >= 0.9]
+        if answered:
+            lines += [
+                "",
+                f"`min_probability=0.9`: answers {len(answered) / len(pairs):.1%} of the gestures, "
+                f"{sum(c for _, c in answered) / len(answered):.4f} of them right.",
+            ]
+        lines.append("")
+        grid = [i / 100 for i in range(30, 101)]
+        ax.plot([c * 100 for c in grid], [accuracy_at_coverage(pairs, c)[0] for c in grid], label=name)
+    ax.set(xlabel="coverage: % of gestures answered (most confident first)", ylabel="accuracy")
+    ax.set_title("new wearers (leave-one-user-out, pooled)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_figure(fig, out.with_suffix(".png"))
+    lines += [f"![accuracy against coverage]({out.with_suffix('.png').name})", ""]
+    out.write_text("\n".join(lines))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("kind", choices=["study", "loso", "ablation"])
+    parser.add_argument("kind", choices=["study", "loso", "ablation", "calibration"])
     parser.add_argument("sweep_dirs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--command", default="python -m gesture_rnn.reports ...")
@@ -230,6 +325,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.kind == "ablation":
         groups = {d.name: load_runs([d]) for d in args.sweep_dirs}
         ablation_report(groups, args.command, args.out)
+    elif args.kind == "calibration":
+        calibration_report({d.name: load_runs([d]) for d in args.sweep_dirs}, args.command, args.out)
     else:
         if len(args.sweep_dirs) != 2:
             parser.error("loso needs two sweep folders: the user folds, then the random-split runs")

@@ -25,6 +25,7 @@ from gesture_rnn.callbacks import (
     LearningCurves,
     RunRecord,
     SeedEachEpoch,
+    TemperatureScaling,
 )
 from gesture_rnn.checkpoint_io import AtomicCheckpointIO
 from gesture_rnn.config_checks import validate_config
@@ -63,7 +64,7 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     interrupt = CheckpointOnInterrupt()
     record = RunRecord(output_dir, run_config(cfg), log_model=bool(cfg.get("log_model")))
     callbacks = build_callbacks(cfg, datamodule.has_validation)
-    callbacks += [SeedEachEpoch(), interrupt, LearningCurves(), record]
+    callbacks += [SeedEachEpoch(), interrupt, LearningCurves(), TemperatureScaling(), record]
     loggers = tracking.build_loggers(cfg, run_tags(cfg, datamodule.checksum, output_dir), plan_run_id(plan))
     with tracking.marks_failures(loggers, interrupted=lambda: interrupt.interrupted_by is not None):
         trainer: L.Trainer = instantiate(

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 
 def find_trials(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Every finished trial of a sweep: its job number, overrides and metrics."""
+    """Every finished trial of a sweep: its job number and folder, overrides and metrics."""
     trials = []
     # numeric job order (2 before 10), so ties resolve to the earliest trial, as the sweepers do
     files = sorted(sweep_dir.glob("*/metrics.json"), key=lambda f: (len(f.parent.name), f.parent.name))
@@ -20,7 +20,8 @@ def find_trials(sweep_dir: Path) -> list[dict[str, Any]]:
         job_dir = metrics_file.parent
         overrides_file = job_dir / ".hydra" / "overrides.yaml"
         overrides = OmegaConf.to_container(OmegaConf.load(overrides_file)) if overrides_file.exists() else []
-        trials.append({"job": job_dir.name, "overrides": overrides, **json.loads(metrics_file.read_text())})
+        record = json.loads(metrics_file.read_text())
+        trials.append({"job": job_dir.name, "dir": job_dir, "overrides": overrides, **record})
     return trials
 
 

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 import gesture_rnn
 from gesture_rnn.data import GestureDataModule
 from gesture_rnn.data.batching import pad_sequences as padded_batch
-from gesture_rnn.errors import DataError
+from gesture_rnn.errors import ConfigError, DataError
 from gesture_rnn.exporting import GestureProbabilities, run_export
 from gesture_rnn.inference import class_probabilities, run_predict
 from gesture_rnn.mlflow_model import log_mlflow_model
@@ -156,6 +156,34 @@ def test_predict_rejects_other_formats_naming_file_and_line(trained, tmp_path, t
         run_predict(
             OmegaConf.create({"ckpt_path": str(trained["checkpoint"]), "input": str(bad), "output": "text"})
         )
+
+
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_predict_answers_unsure_below_min_probability(trained, tmp_path, capsys, output):
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    for i, values in enumerate(trained["test_sequences"][:12]):
+        (folder / f"r{i:02d}.txt").write_text(recording_text(values))
+    settings = {"ckpt_path": str(trained["checkpoint"]), "input": str(folder), "output": output}
+    answered = run_predict(OmegaConf.create(settings))
+    threshold = sorted(r["probability"] for r in answered)[6]  # about half below it
+    capsys.readouterr()
+    results = run_predict(OmegaConf.create({**settings, "min_probability": threshold}))
+    printed = capsys.readouterr().out.splitlines()
+    for before, after, line in zip(answered, results, printed, strict=True):
+        if before["probability"] < threshold:
+            assert after["gesture"] == "unsure" and after["best_guess"] == before["gesture"]
+            if output == "json":
+                assert json.loads(line) == after
+            else:
+                assert ": unsure (best guess " in line and f"p={before['probability']:.3f}" in line
+        else:
+            assert after == before
+    assert 0 < sum(r["gesture"] == "unsure" for r in results) < len(results)
+    with pytest.raises(
+        ConfigError, match=re.escape("min_probability=1.5 is invalid: it must be a number in [0, 1]")
+    ):
+        run_predict(OmegaConf.create({**settings, "min_probability": 1.5}))
 
 
 def test_the_mlflow_model_loads_back_with_pyfunc_and_predicts_a_batch(trained, tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 
 import gesture_rnn
 from gesture_rnn.models import GestureClassifier
-from gesture_rnn.models.checkpoint import load_classifier
+from gesture_rnn.models.checkpoint import load_classifier, read_checkpoint
 
 pytestmark = pytest.mark.integration  # trains or starts processes: not in make test-fast
 
@@ -42,6 +42,16 @@ def test_train_returns_metrics_and_records_the_run_in_mlflow(train_config, tmp_p
     for name in ("train/loss", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/f1"):
         assert name in metrics
     assert metrics["test/overfit_ratio"] > 0
+    # calibrated on the validation part: the tested and the last checkpoint each carry their fit
+    temperature = metrics["calibration/temperature"]
+    assert temperature > 0 and temperature != 1.0
+    assert {"test/ece", "test/ece_calibrated", "test/nll_calibrated"} <= set(metrics)
+    checkpoints = tmp_path / "outputs" / "run" / "checkpoints"
+    (best,) = [path for path in checkpoints.glob("epoch_*.ckpt")]
+    assert float(read_checkpoint(best)["state_dict"]["net.temperature"]) == pytest.approx(temperature)
+    assert float(read_checkpoint(checkpoints / "last.ckpt")["state_dict"]["net.temperature"]) != 1.0
+    header = (tmp_path / "outputs" / "run" / "evaluation" / "predictions.csv").read_text().splitlines()[0]
+    assert header == "file,user,gesture,predicted,probability"
 
     client, runs = mlflow_runs(tmp_path)
     assert len(runs) == 1
@@ -77,6 +87,7 @@ def test_train_returns_metrics_and_records_the_run_in_mlflow(train_config, tmp_p
 def test_without_validation_the_last_epoch_is_tested(train_config, tmp_path):
     metrics = gesture_rnn.train(train_config(*FAST, "data.val_fraction=0"))
     assert "val/acc" not in metrics and "val/acc_best" not in metrics
+    assert metrics["calibration/temperature"] == 1.0, "nothing to calibrate on"
     last = torch.load(tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 4  # epochs 0..4
     ratio = metrics["test/loss"] / metrics["train/loss"]

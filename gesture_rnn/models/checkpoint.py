@@ -21,13 +21,18 @@ if TYPE_CHECKING:
 NET_PREFIX = "net."
 # hyperparameters of the old GRUClassifier that now belong to its network
 _OLD_NET_KEYS = ("hidden", "layers", "dropout", "bidirectional", "packed", "input_size", "num_classes")
-_OLD_WEIGHTS = ("gru.", "head.", "mean", "std")
+_OLD_WEIGHTS = ("gru.", "head.", "mean", "std", "temperature")
 
 
 def upgrade_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """Map a checkpoint of the old ``GRUClassifier`` to the ``GestureClassifier(net=GRUNet)``
-    layout, in place; a current checkpoint is returned unchanged."""
+    layout, in place, and give one written before calibration its temperature (1)."""
     hparams = checkpoint.get("hyper_parameters")
+    state = checkpoint.get("state_dict")
+    if isinstance(state, dict) and (NET_PREFIX + "mean" in state or "mean" in state):
+        # written before probability calibration: temperature 1 (uncalibrated), as it predicted
+        prefix = NET_PREFIX if NET_PREFIX + "mean" in state else ""
+        state.setdefault(prefix + "temperature", torch.ones(()))
     if not isinstance(hparams, dict) or "net" in hparams or "hidden" not in hparams:
         return checkpoint
     net = {"_target_": "gesture_rnn.models.nets.GRUNet"}
@@ -105,6 +110,16 @@ def load_classifier(path: str | Path | None, key: str = "ckpt_path") -> GestureC
         reason = str(err).strip().splitlines()[0][:160]
         raise ConfigError(f"{key}={path} does not fit this project's GestureClassifier ({reason})") from None
     return model
+
+
+def write_temperature(path: str | Path, temperature: float) -> None:
+    """Store a fitted temperature in a checkpoint file (written to a temporary file, then renamed)."""
+    from gesture_rnn.atomic import atomic_write
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint["state_dict"][NET_PREFIX + "temperature"] = torch.tensor(float(temperature))
+    with atomic_write(Path(path), "wb") as handle:
+        torch.save(checkpoint, handle)
 
 
 def check_shape(checkpoint: dict[str, Any], net_cfg: Any, key: str) -> None:

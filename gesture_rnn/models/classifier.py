@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassF1Score
 
 from gesture_rnn.data.facts import NUM_CLASSES
 from gesture_rnn.models.nets import GestureNet, build_net
@@ -70,6 +70,11 @@ class GestureClassifier(L.LightningModule):
         self.criterion = nn.CrossEntropyLoss()
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_metrics, self.test_metrics = _metrics("val/"), _metrics("test/")
+        # calibration on the test set: expected calibration error (15 bins) of softmax(logits) and
+        # of softmax(logits / temperature), and the NLL after (test/loss is the NLL before)
+        self.test_ece = MulticlassCalibrationError(num_classes=NUM_CLASSES, n_bins=15)
+        self.test_ece_calibrated = MulticlassCalibrationError(num_classes=NUM_CLASSES, n_bins=15)
+        self.test_nll_calibrated = MeanMetric()
         self._train_sums = torch.zeros(3)  # loss * n, correct, n over the epoch's steps so far
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # in the checkpoint: a resumed run keeps its best
@@ -101,11 +106,14 @@ class GestureClassifier(L.LightningModule):
         self.log("train/loss", loss_sum / count, **log)
         self.log("train/acc", correct / count, **log)
 
-    def _evaluate(self, batch, loss_metric: MeanMetric, metrics: MetricCollection) -> None:
+    def _evaluate(
+        self, batch, loss_metric: MeanMetric, metrics: MetricCollection
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x, lengths, y = batch
         logits = self.net(x, lengths)
         loss_metric.update(self.criterion(logits, y), weight=len(y))
         metrics.update(logits, y)
+        return logits, y
 
     def _log_epoch(self, stage: str, loss_metric: MeanMetric, metrics: MetricCollection) -> dict:
         values = {f"{stage}/loss": loss_metric.compute(), **metrics.compute()}
@@ -124,10 +132,22 @@ class GestureClassifier(L.LightningModule):
             self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._evaluate(batch, self.test_loss, self.test_metrics)
+        logits, y = self._evaluate(batch, self.test_loss, self.test_metrics)
+        calibrated = logits / self.net.temperature
+        self.test_ece.update(torch.softmax(logits, dim=1), y)
+        self.test_ece_calibrated.update(torch.softmax(calibrated, dim=1), y)
+        self.test_nll_calibrated.update(self.criterion(calibrated, y), weight=len(y))
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test", self.test_loss, self.test_metrics)
+        calibration = {
+            "test/ece": self.test_ece.compute(),
+            "test/ece_calibrated": self.test_ece_calibrated.compute(),
+            "test/nll_calibrated": self.test_nll_calibrated.compute(),
+        }
+        for metric in (self.test_ece, self.test_ece_calibrated, self.test_nll_calibrated):
+            metric.reset()
+        self.log_dict(calibration, sync_dist=True)
 
     def configure_optimizers(self) -> Any:
         optimizer = _factory(self.hparams.optimizer)(self.parameters())

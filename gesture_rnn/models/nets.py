@@ -74,6 +74,8 @@ class GestureNet(nn.Module):
         self.input_size, self.num_classes = input_size, num_classes
         self.register_buffer("mean", torch.zeros(input_size))
         self.register_buffer("std", torch.ones(input_size))
+        # probability calibration (gesture_rnn.calibration), fitted after training; 1 = none
+        self.register_buffer("temperature", torch.ones(()))
 
     @classmethod
     def check_settings(cls, settings: Mapping[str, Any]) -> None:
@@ -99,6 +101,11 @@ class GestureNet(nn.Module):
 
     def normalize(self, accel: torch.Tensor) -> torch.Tensor:
         return (accel - self.mean) / self.std
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated class probabilities: softmax(logits / temperature). Training and the loss
+        use the logits; everything a user reads (predict, export, MLflow model) uses this."""
+        return torch.softmax(logits / self.temperature, dim=1)
 
     def forward_padded(self, accel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The export path; the same logits as ``forward``. Networks whose ``forward`` packs
