@@ -13,12 +13,16 @@ ARGS ?=
 PYTEST_ARGS ?=
 UI_PORT ?= 5000
 SEEDS ?= 0,1,2
+# the leave-one-user-out models make personalize adapts (written by make calibration)
+BASE ?= outputs/calibration/best
 LOSO_FOLDS := [U01],[U02],[U03],[U04],[U05],[U06],[U07],[U08]
 # quiet multiruns: one line per job instead of a progress bar per epoch
 QUIET := console=quiet
 ABLATION_QUIET := $(QUIET) logger=none log_model=false
+# validation (model selection, calibration) on one whole training user, as new wearers are
+VAL_USER := data.val_users=1 data.val_fraction=0
 
-.PHONY: help install train tune reproduce loso ablation compare calibration bench soak test test-fast test-slow lint format ui clean
+.PHONY: help install train tune reproduce loso ablation compare calibration personalize bench soak test test-fast test-slow lint format ui clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -68,14 +72,18 @@ ablation: install ## Screen options on hard LOSO folds, evaluate experiment=best
 	$(BIN)/python -m gesture_rnn.reports ablation outputs/ablation/* --out reports/ablation.md \
 	  --command "make ablation"
 
-calibration: install ## Calibrated probabilities for new wearers (LOSO, experiment=best and the default) -> reports/calibration.md
+calibration: install ## Calibrated probabilities for new wearers (LOSO, validation on a held-out user) -> reports/calibration.md
 	rm -rf outputs/calibration
-	$(BIN)/python train.py -m experiment=best data.split=users 'data.test_users=$(LOSO_FOLDS)' \
+	$(BIN)/python train.py -m experiment=best data.split=users 'data.test_users=$(LOSO_FOLDS)' $(VAL_USER) \
 	  hydra.sweep.dir=outputs/calibration/best $(ABLATION_QUIET) $(ARGS)
-	$(BIN)/python train.py -m data.split=users 'data.test_users=$(LOSO_FOLDS)' \
+	$(BIN)/python train.py -m data.split=users 'data.test_users=$(LOSO_FOLDS)' $(VAL_USER) \
 	  hydra.sweep.dir=outputs/calibration/default $(ABLATION_QUIET) $(ARGS)
 	$(BIN)/python -m gesture_rnn.reports calibration outputs/calibration/best outputs/calibration/default \
 	  --out reports/calibration.md --command "make calibration"
+
+personalize: install ## Adapt each LOSO model (BASE=outputs/calibration/best) to its user from k recordings per gesture -> reports/personalize.md
+	@test -d $(BASE) || $(MAKE) calibration
+	$(BIN)/python -m bench.personalize $(BASE) $(ARGS)
 
 compare: install ## Network families x 2 sizes on both protocols + CPU cost -> reports/models.md (needs GESTURES_DATA)
 	$(BIN)/python -m bench.compare $(ARGS)

@@ -38,6 +38,7 @@ RULES = (
     Rule("data.split", f"one of {list(SPLITS)}", lambda v: v in SPLITS),
     Rule("data.test_fraction", "a number in (0, 1)", lambda v: _is_number(v) and 0 < v < 1),
     Rule("data.val_fraction", "a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
+    Rule("data.val_users", "an integer >= 0", lambda v: _is_int(v) and v >= 0),
     Rule("data.batch_size", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
     Rule("data.bucket_pool_batches", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
     Rule(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -56,6 +58,24 @@ def test_user_split_holds_out_every_sequence_of_the_test_users(synthetic_zip, tm
     assert set(users[dm.split.test]) == {"U02"}
     assert "U02" not in set(users[dm.split.train]) | set(users[dm.split.val])
     assert len(dm.split.test) == int((users == "U02").sum())
+
+
+def test_validation_on_whole_users_never_shares_a_person_with_training(synthetic_zip, tmp_path):
+    settings = {"split": "users", "test_users": ["U02"], "val_fraction": 0.0, "val_users": 1}
+    dm = make_datamodule(synthetic_zip, tmp_path, **settings)
+    users = dm.records.users
+    (val_user,) = set(users[dm.split.val])
+    assert val_user in {"U01", "U03"} and set(users[dm.split.train]) == {"U01", "U03"} - {val_user}
+    again = make_datamodule(synthetic_zip, tmp_path, **settings)
+    assert np.array_equal(again.split.val, dm.split.val), "drawn by seed"
+    with pytest.raises(ConfigError, match=re.escape("set data.val_fraction=0 to validate on whole users")):
+        make_datamodule(synthetic_zip, tmp_path, **{**settings, "val_fraction": 0.1})
+    with pytest.raises(
+        ConfigError, match=re.escape("data.val_users=2 leaves no training user; it must be at most 1")
+    ):
+        make_datamodule(synthetic_zip, tmp_path, **{**settings, "val_users": 2})
+    with pytest.raises(ConfigError, match=re.escape("needs data.split=users")):
+        make_datamodule(synthetic_zip, tmp_path, **{**settings, "split": "random"})
 
 
 @pytest.mark.parametrize(

@@ -50,6 +50,7 @@ def split_indices(
     stratify: bool,
     test_users: Sequence[str],
     seed: int,
+    val_users: int = 0,
 ) -> SplitIndices:
     rng = np.random.default_rng(seed)
     everything = np.arange(len(labels))
@@ -68,7 +69,10 @@ def split_indices(
         train_val, test = everything[~is_test], everything[is_test]
     else:
         raise ConfigError(f"data.split={split!r} is unknown; choose one of {list(SPLITS)}")
-    train, val = hold_out(train_val, labels, val_fraction, stratify, rng)
+    if val_users:
+        train, val = _hold_out_users(train_val, users, split, val_fraction, val_users, rng)
+    else:
+        train, val = hold_out(train_val, labels, val_fraction, stratify, rng)
     if len(test) == 0:
         raise ConfigError(
             "data split leaves no test sequences; raise data.test_fraction (allowed range (0, 1))"
@@ -79,6 +83,33 @@ def split_indices(
             f"training sequences, fewer than {MIN_TRAINING} (one per gesture); lower them"
         )
     return SplitIndices(train=train, val=val, test=test)
+
+
+def _hold_out_users(
+    indices: np.ndarray,
+    users: np.ndarray,
+    split: str,
+    val_fraction: float,
+    count: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validation = every sequence of ``count`` training users drawn by seed: model selection and
+    calibration on people the model is not trained on, as the test users are."""
+    if split != "users":
+        raise ConfigError(f"data.val_users={count} needs data.split=users (validation on whole users)")
+    if val_fraction:
+        raise ConfigError(
+            f"data.val_users={count} and data.val_fraction={val_fraction} both ask for validation data; "
+            "set data.val_fraction=0 to validate on whole users"
+        )
+    remaining = sorted(set(users[indices].tolist()))
+    if count >= len(remaining):
+        raise ConfigError(
+            f"data.val_users={count} leaves no training user; it must be at most {len(remaining) - 1}"
+        )
+    chosen = rng.choice(remaining, size=count, replace=False)
+    is_val = np.isin(users[indices], chosen)
+    return indices[~is_val], indices[is_val]
 
 
 def keep_groups_together(split: SplitIndices, groups: list[list[int]]) -> SplitIndices:
