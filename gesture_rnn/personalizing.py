@@ -110,6 +110,15 @@ def adapt(
     return net.eval()
 
 
+def user_recordings(records: GestureRecords, user: str) -> np.ndarray:
+    """Indices of ``user``'s recordings; a DataError naming the users there if there are none."""
+    mine = np.flatnonzero(records.users == user)
+    if len(mine) == 0:
+        users = ", ".join(sorted(set(records.users.tolist())))
+        raise DataError(f"user={user} has no recordings here; users in the data: {users}")
+    return mine
+
+
 @dataclass(frozen=True)
 class Personalized:
     net: GestureNet
@@ -131,11 +140,7 @@ def personalize(
     lr: float,
 ) -> Personalized:
     """Draw the shots from ``user``'s recordings, adapt, and evaluate on the user's others."""
-    mine = np.flatnonzero(records.users == user)
-    if len(mine) == 0:
-        users = ", ".join(sorted(set(records.users.tolist())))
-        raise DataError(f"user={user} has no recordings here; users in the data: {users}")
-    person = records.select(mine)
+    person = records.select(user_recordings(records, user))
     adapt_idx, eval_idx = draw_shots(person.labels, shots, seed, user)
     shots_seq = [person.sequences[i] for i in adapt_idx]
     eval_seq = [person.sequences[i] for i in eval_idx]
@@ -194,6 +199,7 @@ def _records(cfg: Any) -> tuple[GestureRecords, bool]:
 def _pick_user(cfg: Any, records: GestureRecords) -> str:
     users = sorted(set(records.users.tolist()))
     if cfg.get("user"):
+        user_recordings(records, str(cfg.user))  # one that is there
         return str(cfg.user)
     if len(users) == 1:
         return users[0]
