@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
@@ -44,3 +46,18 @@ def fair_thread_share(processes: int = 1) -> int | None:
     two threads and fight over the cores."""
     parallel = _parallel_trials() * processes
     return _physical_share(parallel) if parallel > 1 else None
+
+
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run the block on ``count`` torch CPU threads (None: as is), then restore the process's
+    setting — a library call must not leave it changed for whoever runs next."""
+    import torch
+
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -34,6 +34,7 @@ from gesture_rnn.data.parsing import GestureRecords
 from gesture_rnn.errors import ConfigError, DataError
 from gesture_rnn.inference import class_probabilities
 from gesture_rnn.models.nets import GestureNet
+from gesture_rnn.parallel import torch_threads
 
 METHODS = ("head", "all", "ncm")
 
@@ -216,18 +217,10 @@ def run_personalize(cfg: Any) -> Personalized:
     records, is_dataset = _records(cfg)
     user = _pick_user(cfg, records)
     check_unseen(checkpoint, user, is_dataset)
-    if cfg.get("num_threads"):
-        torch.set_num_threads(int(cfg.num_threads))
-    result = personalize(
-        net_from_checkpoint(checkpoint),
-        records,
-        user,
-        cfg.shots,
-        cfg.method,
-        cfg.seed,
-        cfg.steps,
-        float(cfg.lr),
-    )
+    threads = int(cfg.num_threads) if cfg.get("num_threads") else None
+    with torch_threads(threads):
+        base = net_from_checkpoint(checkpoint)
+        result = personalize(base, records, user, cfg.shots, cfg.method, cfg.seed, cfg.steps, float(cfg.lr))
     out = Path(str(cfg.out)).expanduser()
     state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(NET_PREFIX)}
     state.update({NET_PREFIX + k: v for k, v in result.net.state_dict().items()})
@@ -247,7 +240,7 @@ def run_personalize(cfg: Any) -> Personalized:
         f"{user}: {cfg.shots} shot(s) per gesture ({result.adapt_count} recordings), method {cfg.method}\n"
         f"  accuracy on {result.evaluate_count} other recordings  {result.accuracy_before:.4f} -> "
         f"{result.accuracy_after:.4f}\n"
-        f"  adapted in     {result.adapt_seconds:.2f} s ({torch.get_num_threads()} thread(s))\n"
+        f"  adapted in     {result.adapt_seconds:.2f} s ({threads or torch.get_num_threads()} thread(s))\n"
         f"  checkpoint     {out}" + (f"\n  MLflow run     {run_id}" if run_id else "")
     )
     return result

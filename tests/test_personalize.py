@@ -80,9 +80,11 @@ def test_a_shifted_user_is_learned_from_two_recordings_per_gesture(
     shifted_dataset, base_checkpoint, tmp_path, method
 ):
     steps = {"all": 60}.get(method, 100)
+    threads = torch.get_num_threads()
     result = run_personalize(
         settings(tmp_path, base_checkpoint, shifted_dataset, method=method, steps=steps, lr=0.01)
     )
+    assert torch.get_num_threads() == threads, "num_threads=1 applied to the adaptation only"
     assert result.accuracy_before < 0.3, "the base model mistakes U03's gestures for others"
     assert result.accuracy_after > 0.8 and result.evaluate_count == 40
     saved = read_checkpoint(tmp_path / "me.ckpt")
