@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 
 from gesture_rnn.artifacts import save_figure  # also selects the Agg backend
 from gesture_rnn.atomic import write_text_atomically
-from gesture_rnn.reports import machine, mean_sd
+from gesture_rnn.reports import held_out, machine, mean_sd
 from gesture_rnn.trials import find_trials
 
 EXPERIMENT = "gestures-compare"
@@ -76,10 +76,6 @@ class Row:
         return statistics.mean(self.random) if self.random else None
 
 
-def _held_out(run: dict[str, Any]) -> str:
-    return str(run["config"]["data.test_users"]).strip("[]'\" ")
-
-
 def parameter_count(config: dict[str, Any]) -> int:
     """The parameters of the network a run's flattened config describes (built, never trained)."""
     from gesture_rnn.models.nets import build_net
@@ -103,7 +99,7 @@ def collect(out_dir: Path, protocol: Protocol | None = None) -> list[Row]:
                     row.random.append(metrics["test/acc"])
                     row.ratios.append(metrics.get("test/overfit_ratio", float("nan")))
                 else:
-                    getattr(row, split)[_held_out(run)] = metrics["test/acc"]
+                    getattr(row, split)[held_out(run)] = metrics["test/acc"]
     for timing_file in (out_dir / "timing").glob("*/timing.json"):
         family, size = timing_file.parent.name.rsplit("-", 1)
         row = rows.setdefault(timing_file.parent.name, Row(family, size))
@@ -288,16 +284,13 @@ def log_comparison(rows: list[Row], report: Path, command: str, tracking_uri: st
         if "sqlite" in tracking_uri
         else ""
     )
-    run_id = tracking.create_run(
-        tracking_uri,
-        EXPERIMENT,
-        artifact_location(tracking_uri, local) if local else None,
-        {"mlflow.runName": "compare", "command": command, "mlflow.source.git.commit": tracking.git_commit()},
-    )
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    try:
+    location = artifact_location(tracking_uri, local) if local else None
+    tags = {
+        "mlflow.runName": "compare",
+        "command": command,
+        "mlflow.source.git.commit": tracking.git_commit(),
+    }
+    with tracking.finished_run(tracking_uri, EXPERIMENT, location, tags) as (client, run_id):
         for r in rows:
             key = f"{r.family}-{r.size}"
             values = {"params": r.params, "random_acc": r.random_mean, "loso_mean": r.loso_mean}
@@ -308,8 +301,4 @@ def log_comparison(rows: list[Row], report: Path, command: str, tracking_uri: st
                     client.log_metric(run_id, f"{name}/{key}", float(value))
         client.log_artifact(run_id, str(report))
         client.log_artifact(run_id, str(report.with_suffix(".png")))
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
-    client.set_terminated(run_id, "FINISHED")
     return run_id

@@ -8,7 +8,7 @@ its own class (``gesture_rnn.models.nets``), the same check that runs when it is
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
@@ -25,40 +25,40 @@ class Rule:
     check: Callable[[object], bool]
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> bool:
-    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+def is_number(value: object) -> bool:
+    return is_int(value) or (isinstance(value, float) and math.isfinite(value))
 
 
 RULES = (
-    Rule("trainer.max_epochs", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    Rule("trainer.max_epochs", "an integer >= 1", lambda v: is_int(v) and v >= 1),
     Rule("data.split", f"one of {list(SPLITS)}", lambda v: v in SPLITS),
-    Rule("data.test_fraction", "a number in (0, 1)", lambda v: _is_number(v) and 0 < v < 1),
-    Rule("data.val_fraction", "a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
-    Rule("data.val_users", "an integer >= 0", lambda v: _is_int(v) and v >= 0),
-    Rule("data.batch_size", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
-    Rule("data.bucket_pool_batches", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    Rule("data.test_fraction", "a number in (0, 1)", lambda v: is_number(v) and 0 < v < 1),
+    Rule("data.val_fraction", "a number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1),
+    Rule("data.val_users", "an integer >= 0", lambda v: is_int(v) and v >= 0),
+    Rule("data.batch_size", "an integer >= 1", lambda v: is_int(v) and v >= 1),
+    Rule("data.bucket_pool_batches", "an integer >= 1", lambda v: is_int(v) and v >= 1),
     Rule(
         "data.test_users",
         "a non-empty list of user names such as [U08]",
         lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(u, str) for u in v),
     ),
-    Rule("data.augment.rotate_deg", "a number in [0, 180]", lambda v: _is_number(v) and 0 <= v <= 180),
-    Rule("data.augment.scale", "a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
-    Rule("data.augment.time_warp", "a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
-    Rule("data.augment.jitter", "a number >= 0", lambda v: _is_number(v) and v >= 0),
-    Rule("model.optimizer.lr", "a finite number > 0", lambda v: _is_number(v) and v > 0),
-    Rule("model.optimizer.weight_decay", "a finite number >= 0", lambda v: _is_number(v) and v >= 0),
+    Rule("data.augment.rotate_deg", "a number in [0, 180]", lambda v: is_number(v) and 0 <= v <= 180),
+    Rule("data.augment.scale", "a number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1),
+    Rule("data.augment.time_warp", "a number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1),
+    Rule("data.augment.jitter", "a number >= 0", lambda v: is_number(v) and v >= 0),
+    Rule("model.optimizer.lr", "a finite number > 0", lambda v: is_number(v) and v > 0),
+    Rule("model.optimizer.weight_decay", "a finite number >= 0", lambda v: is_number(v) and v >= 0),
     # what numpy's and torch's seeding accept
     Rule(
         "seed",
         "an integer in [0, 4294967295] or null",
-        lambda v: v is None or (_is_int(v) and 0 <= v < 2**32),
+        lambda v: v is None or (is_int(v) and 0 <= v < 2**32),
     ),
-    Rule("num_threads", "an integer >= 1 or null", lambda v: v is None or (_is_int(v) and v >= 1)),
+    Rule("num_threads", "an integer >= 1 or null", lambda v: v is None or (is_int(v) and v >= 1)),
 )
 
 
@@ -73,9 +73,15 @@ def validate_config(cfg: DictConfig) -> None:
                 f"model/net=<family> ({', '.join(FAMILIES)})"
             )
         check_net_settings(OmegaConf.to_container(net, resolve=True))
-    for rule in RULES:
+    check_rules(cfg, RULES)
+
+
+def check_rules(cfg: DictConfig, rules: Iterable[Rule]) -> None:
+    """Raise ConfigError for the first key whose value breaks its rule; absent keys are skipped
+    (a config without one, e.g. a custom model, is not ours to judge)."""
+    for rule in rules:
         if OmegaConf.select(cfg, rule.key, default="<absent>") == "<absent>":
-            continue  # a config without this key (e.g. a custom model) is not ours to judge
+            continue
         value = OmegaConf.select(cfg, rule.key)
         if OmegaConf.is_config(value):
             value = OmegaConf.to_container(value, resolve=True)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from gesture_rnn.config_checks import Rule, check_rules, is_number
 from gesture_rnn.data.batching import pad_sequences
 from gesture_rnn.data.facts import GESTURES
 from gesture_rnn.data.recordings import read_recordings
@@ -38,6 +39,9 @@ def class_probabilities(net: GestureNet, accel: torch.Tensor, lengths: torch.Ten
 
 
 UNSURE = "unsure"
+MIN_PROBABILITY = Rule(
+    "min_probability", "a number in [0, 1] or null", lambda v: v is None or (is_number(v) and 0 <= v <= 1)
+)
 
 
 def predict(
@@ -77,9 +81,8 @@ def run_predict(cfg: DictConfig) -> list[dict]:
         raise ConfigError(f"output={cfg.get('output')!r} is invalid: it must be one of {list(OUTPUTS)}")
     if not cfg.get("input"):
         raise ConfigError("input is required: python predict.py ckpt_path=... input=recording.txt")
+    check_rules(cfg, [MIN_PROBABILITY])
     threshold = cfg.get("min_probability")
-    if threshold is not None and not (isinstance(threshold, int | float) and 0 <= threshold <= 1):
-        raise ConfigError(f"min_probability={threshold!r} is invalid: it must be a number in [0, 1] or null")
     net = load_net(cfg.get("ckpt_path"))
     recordings = list(read_recordings(cfg.input))
     results = predict(net, recordings, top_k=int(cfg.get("top_k", 3)), min_probability=float(threshold or 0))

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from gesture_rnn.config_checks import Rule, check_rules, is_int, is_number
 from gesture_rnn.data.batching import pad_sequences
 from gesture_rnn.data.facts import NUM_CLASSES
 from gesture_rnn.data.parsing import GestureRecords
@@ -172,17 +173,13 @@ def check_unseen(checkpoint: dict[str, Any], user: str, source_is_dataset: bool)
         )
 
 
-def _check_settings(cfg: Any) -> None:
-    checks = (
-        ("shots", "an integer >= 1", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1),
-        ("method", f"one of {list(METHODS)}", lambda v: v in METHODS),
-        ("steps", "an integer >= 1", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1),
-        ("lr", "a number > 0", lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v > 0),
-        ("seed", "an integer >= 0", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
-    )
-    for key, allowed, check in checks:
-        if not check(cfg.get(key)):
-            raise ConfigError(f"{key}={cfg.get(key)!r} is invalid: it must be {allowed}")
+SETTINGS = (
+    Rule("shots", "an integer >= 1", lambda v: is_int(v) and v >= 1),
+    Rule("method", f"one of {list(METHODS)}", lambda v: v in METHODS),
+    Rule("steps", "an integer >= 1", lambda v: is_int(v) and v >= 1),
+    Rule("lr", "a number > 0", lambda v: is_number(v) and v > 0),
+    Rule("seed", "an integer >= 0", lambda v: is_int(v) and v >= 0),
+)
 
 
 def _records(cfg: Any) -> tuple[GestureRecords, bool]:
@@ -212,7 +209,7 @@ def run_personalize(cfg: Any) -> Personalized:
     from gesture_rnn.atomic import atomic_write
     from gesture_rnn.models.checkpoint import NET_PREFIX, net_from_checkpoint, read_checkpoint
 
-    _check_settings(cfg)
+    check_rules(cfg, SETTINGS)
     checkpoint = read_checkpoint(cfg.get("ckpt_path"))
     records, is_dataset = _records(cfg)
     user = _pick_user(cfg, records)
@@ -248,8 +245,6 @@ def run_personalize(cfg: Any) -> Personalized:
 
 def _log_run(cfg: Any, record: dict[str, Any], result: Personalized) -> str:
     """An MLflow run (experiment ``gestures-personalize``) tagged with the base model's run."""
-    from mlflow import MlflowClient
-
     from gesture_rnn import tracking
     from gesture_rnn.resolvers import artifact_location
 
@@ -259,11 +254,8 @@ def _log_run(cfg: Any, record: dict[str, Any], result: Personalized) -> str:
     if base_run.is_file():
         tags["base_run_id"] = base_run.read_text().strip()
     uri = str(cfg.tracking_uri)
-    run_id = tracking.create_run(
-        uri, "gestures-personalize", artifact_location(uri, str(cfg.artifact_dir)), tags
-    )
-    client = MlflowClient(uri)
-    try:
+    location = artifact_location(uri, str(cfg.artifact_dir))
+    with tracking.finished_run(uri, "gestures-personalize", location, tags) as (client, run_id):
         for key in ("user", "shots", "method", "seed"):
             client.log_param(run_id, key, record[key])
         client.log_param(run_id, "steps", cfg.steps)
@@ -271,8 +263,4 @@ def _log_run(cfg: Any, record: dict[str, Any], result: Personalized) -> str:
         for key in ("accuracy_before", "accuracy_after"):
             client.log_metric(run_id, key, record[key])
         client.log_metric(run_id, "adapt_seconds", result.adapt_seconds)
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
-    client.set_terminated(run_id, "FINISHED")
     return run_id

@@ -127,7 +127,8 @@ def _plot_accuracy_vs_epochs(groups: dict[tuple, list[dict[str, Any]]], path: Pa
     save_figure(fig, path)
 
 
-def _held_out(run: dict[str, Any]) -> str:
+def held_out(run: dict[str, Any]) -> str:
+    """The user(s) a leave-one-user-out run held out, as written in its config (U04)."""
     return str(run["config"]["data.test_users"]).strip("[]'\" ")
 
 
@@ -148,7 +149,7 @@ def loso_report(
     ]
     loso = {}
     for run in sorted(user_runs, key=lambda r: str(r["config"]["data.test_users"])):
-        loso[_held_out(run)] = run["metrics"]["test/acc"]
+        loso[held_out(run)] = run["metrics"]["test/acc"]
     random_by_user = defaultdict(list)
     for run in random_runs:
         for name, value in run["metrics"].items():
@@ -171,7 +172,7 @@ def _evaluation(runs: list[dict[str, Any]]) -> str:
     """What a group of runs measured: which users were held out, or the random split's seeds."""
     config = runs[0]["config"]
     if config["data.split"] == "users":
-        users = sorted({_held_out(r) for r in runs})
+        users = sorted({held_out(r) for r in runs})
         return "LOSO, all 8 users" if len(users) == 8 else f"LOSO {', '.join(users)}"
     seeds = sorted({int(r["config"]["seed"]) for r in runs})
     return f"random 80/20, seeds {', '.join(map(str, seeds))}"
@@ -200,7 +201,7 @@ def ablation_report(groups: dict[str, list[dict[str, Any]]], command: str, out: 
         overfit = statistics.median(r["metrics"].get("test/overfit_ratio", float("nan")) for r in runs)
         worst = "–"
         if runs[0]["config"]["data.split"] == "users":
-            by_user = {_held_out(r): r["metrics"]["test/acc"] for r in runs}
+            by_user = {held_out(r): r["metrics"]["test/acc"] for r in runs}
             user = min(by_user, key=by_user.get)
             worst = f"{user} {by_user[user]:.4f}"
         base = baselines.get(evaluation)
@@ -260,7 +261,7 @@ def calibration_report(groups: dict[str, list[dict[str, Any]]], command: str, ou
     ]
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for name, runs in groups.items():
-        runs = sorted(runs, key=_held_out)
+        runs = sorted(runs, key=held_out)
         means = {k: statistics.mean(r["metrics"][k] for r in runs) for k in CALIBRATION_METRICS}
         ece_after = [r["metrics"]["test/ece_calibrated"] for r in runs]
         goal = "met" if means["test/ece_calibrated"] <= ECE_GOAL else "missed"
@@ -273,7 +274,7 @@ def calibration_report(groups: dict[str, list[dict[str, Any]]], command: str, ou
         for r in runs:
             m = r["metrics"]
             lines.append(
-                f"| {_held_out(r)} | {m['test/acc']:.4f} | {m['calibration/temperature']:.2f} "
+                f"| {held_out(r)} | {m['test/acc']:.4f} | {m['calibration/temperature']:.2f} "
                 f"| {m['test/loss']:.3f} | {m['test/nll_calibrated']:.3f} | {m['test/ece']:.4f} "
                 f"| {m['test/ece_calibrated']:.4f} |"
             )

@@ -134,6 +134,24 @@ def create_run(
     return client.create_run(experiment_id, tags=dict(tags), run_name=tags.get("mlflow.runName")).info.run_id
 
 
+@contextmanager
+def finished_run(
+    tracking_uri: str, experiment_name: str, artifact_location: str | None, tags: Mapping[str, str]
+) -> Iterator[tuple[MlflowClient, str]]:
+    """A new run for code outside training (reports, personalisation): yields (client, run id);
+    the run ends FINISHED, or FAILED if the block raises — never left RUNNING."""
+    from mlflow import MlflowClient
+
+    run_id = create_run(tracking_uri, experiment_name, artifact_location, tags)
+    client = MlflowClient(tracking_uri)
+    try:
+        yield client, run_id
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+
+
 def _create_run(node: DictConfig, tags: Mapping[str, str]) -> str:
     return create_run(node.tracking_uri, node.experiment_name, node.get("artifact_location"), tags)
 
