@@ -22,7 +22,7 @@ ABLATION_QUIET := $(QUIET) logger=none log_model=false
 # validation (model selection, calibration) on one whole training user, as new wearers are
 VAL_USER := data.val_users=1 data.val_fraction=0
 
-.PHONY: help install train tune reproduce loso ablation compare calibration personalize bench soak test test-fast test-slow lint format ui clean
+.PHONY: help install train tune reproduce loso ablation compare new_wearer calibration personalize bench soak test test-fast test-slow lint format ui clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ ablation: install ## Screen options on hard LOSO folds, evaluate experiment=best
 	  hydra.sweep.dir=outputs/ablation/baseline_random $(ABLATION_QUIET) $(ARGS)
 	$(BIN)/python -m gesture_rnn.reports ablation outputs/ablation/* --out reports/ablation.md \
 	  --command "make ablation"
+
+new_wearer: install ## New wearers out of the box: options screened, then 8 folds x 3 seeds, ensembles -> reports/new_wearer.md
+	$(BIN)/python -m bench.new_wearer $(ARGS)
 
 calibration: install ## Calibrated probabilities for new wearers (LOSO, validation on a held-out user) -> reports/calibration.md
 	rm -rf outputs/calibration

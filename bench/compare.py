@@ -28,14 +28,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from bench.multirun import PROJECT_ROOT, run_missing
+
 USERS = [f"U0{i}" for i in range(1, 9)]
 HARD_USERS = ["U02", "U04", "U08"]  # the lowest leave-one-user-out accuracies (reports/loso.md)
 
@@ -70,54 +70,33 @@ SPLITS = {
 PHASE_SPLITS = {"screen": ["screen"], "full": ["random", "loso"]}
 
 
-def finished_values(sweep_dir: Path, key: str) -> dict[str, float]:
-    """Swept value -> test accuracy of every finished job below ``sweep_dir`` (any part)."""
-    done = {}
-    for metrics_file in sweep_dir.glob("part*/*/metrics.json"):
-        record = json.loads(metrics_file.read_text())
-        value = record["config"][key]
-        done[f"[{','.join(value)}]" if isinstance(value, list) else str(value)] = record["metrics"][
-            "test/acc"
-        ]
-    return done
-
-
 def run_multirun(split_name: str, family: str, size: str, args: argparse.Namespace) -> str:
     """One family and size on one protocol, as a train.py multirun over the jobs not finished
-    yet (in a new ``part<n>`` folder, so a continued comparison never overwrites a finished job);
-    returns a progress line."""
+    yet (``bench.multirun.run_missing``); returns a progress line."""
     split, name = SPLITS[split_name], f"{family}-{size}"
-    sweep_dir = args.out / split_name / name
-    missing = [v for v in split.values if v not in finished_values(sweep_dir, split.key)]
-    if not missing:
-        return f"{split_name:6s} {name}: done before"
-    part = sweep_dir / f"part{len(list(sweep_dir.glob('part*')))}"
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
-    command = [
-        sys.executable,
-        str(PROJECT_ROOT / "train.py"),
-        "-m",
+    overrides = [
         f"model/net={family}",
         *SIZES[family][size],
         *PROTOCOL,
         *split.fixed,
-        f"{split.key}={','.join(missing)}",
         f"trainer={args.trainer}",
-        f"hydra.sweep.dir={part}",
         *([f"num_threads={threads}"] if threads else []),
         *args.overrides,
     ]
-    started = time.perf_counter()
-    part.mkdir(parents=True)
-    with open(part / "multirun.log", "w") as log:
-        code = subprocess.run(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
-    done = finished_values(sweep_dir, split.key)
-    left = [v for v in split.values if v not in done]
-    status = f" FAILED (exit {code}, {len(left)} left; see {part / 'multirun.log'})" if code or left else ""
+    result = run_missing(args.out / split_name / name, overrides, split.key, split.values)
+    if result.log is None:
+        return f"{split_name:6s} {name}: done before"
+    status = (
+        f" FAILED (exit {result.code}, {len(result.left)} left; see {result.log})"
+        if result.code or result.left
+        else ""
+    )
+    done = result.done
     accuracy = (
         f"test acc {statistics.mean(done.values()):.4f} over {len(done)}" if done else "no run finished"
     )
-    return f"{split_name:6s} {name}: {accuracy}, {time.perf_counter() - started:.0f} s{status}"
+    return f"{split_name:6s} {name}: {accuracy}, {result.seconds:.0f} s{status}"
 
 
 def describe_trainings_machine(args: argparse.Namespace) -> str:

@@ -27,16 +27,10 @@ from gesture_rnn.data.datamodule import GestureDataModule
 from gesture_rnn.models.checkpoint import net_from_checkpoint, read_checkpoint
 from gesture_rnn.personalizing import accuracy, check_unseen, personalize
 from gesture_rnn.reports import machine
-from gesture_rnn.trials import find_trials
+from gesture_rnn.trials import find_trials, tested_checkpoint
 
 GOALS = {1: (0.985, None), 3: (0.99, 0.98)}  # k -> (mean, worst user)
 SETTINGS = {"head": (100, 0.01), "ncm": (1, 0.01), "all": (30, 0.001)}  # method -> (steps, lr)
-
-
-def tested_checkpoint(job_dir: Path) -> Path:
-    """The fold's tested checkpoint: the best by validation if there is one, else last.ckpt."""
-    best = sorted((job_dir / "checkpoints").glob("epoch_*.ckpt"))
-    return best[-1] if best else job_dir / "checkpoints" / "last.ckpt"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -277,14 +277,8 @@ def models_report(out_dir: Path, report: Path, command: str, tracking_uri: str |
 def log_comparison(rows: list[Row], report: Path, command: str, tracking_uri: str) -> str:
     """One MLflow run: each row's accuracies as metrics, the report and the plot as artifacts."""
     from gesture_rnn import tracking
-    from gesture_rnn.resolvers import artifact_location
 
-    local = (
-        str(Path(tracking_uri[len("sqlite:///") :]).parent / "mlartifacts")
-        if "sqlite" in tracking_uri
-        else ""
-    )
-    location = artifact_location(tracking_uri, local) if local else None
+    location = tracking.store_artifact_location(tracking_uri)
     tags = {
         "mlflow.runName": "compare",
         "command": command,

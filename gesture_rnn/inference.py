@@ -11,9 +11,9 @@ import sys
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
-from gesture_rnn.config_checks import Rule, check_rules, is_number
+from gesture_rnn.config_checks import Rule, check_rules, is_int, is_number
 from gesture_rnn.data.batching import pad_sequences
 from gesture_rnn.data.facts import GESTURES
 from gesture_rnn.data.recordings import read_recordings
@@ -42,6 +42,25 @@ UNSURE = "unsure"
 MIN_PROBABILITY = Rule(
     "min_probability", "a number in [0, 1] or null", lambda v: v is None or (is_number(v) and 0 <= v <= 1)
 )
+ROTATIONS = Rule("rotations", "an integer >= 1", lambda v: v is None or (is_int(v) and v >= 1))
+ROTATION_DEGREES = Rule(
+    "rotation_degrees", "a number in (0, 180]", lambda v: v is None or (is_number(v) and 0 < v <= 180)
+)
+
+
+def load_predictor(ckpt_path: object, rotations: int = 1, rotation_degrees: float = 20.0) -> GestureNet:
+    """What predict.py classifies with: one checkpoint's network, or — given several checkpoints
+    (``ckpt_path=[a.ckpt,b.ckpt]``) or ``rotations`` > 1 — their calibrated probabilities
+    averaged over every checkpoint and rotation (``gesture_rnn.ensembling``)."""
+    from gesture_rnn.ensembling import AveragedNet, fixed_rotations
+
+    paths = list(ckpt_path) if isinstance(ckpt_path, list | tuple | ListConfig) else [ckpt_path]
+    if not paths:
+        raise ConfigError("ckpt_path=[] names no checkpoint: give one, or a list of them to average")
+    nets = [load_net(path) for path in paths]
+    if len(nets) == 1 and rotations == 1:
+        return nets[0]
+    return AveragedNet(nets, fixed_rotations(rotations, rotation_degrees))
 
 
 def predict(
@@ -81,9 +100,9 @@ def run_predict(cfg: DictConfig) -> list[dict]:
         raise ConfigError(f"output={cfg.get('output')!r} is invalid: it must be one of {list(OUTPUTS)}")
     if not cfg.get("input"):
         raise ConfigError("input is required: python predict.py ckpt_path=... input=recording.txt")
-    check_rules(cfg, [MIN_PROBABILITY])
+    check_rules(cfg, [MIN_PROBABILITY, ROTATIONS, ROTATION_DEGREES])
     threshold = cfg.get("min_probability")
-    net = load_net(cfg.get("ckpt_path"))
+    net = load_predictor(cfg.get("ckpt_path"), cfg.get("rotations") or 1, cfg.get("rotation_degrees") or 20.0)
     recordings = list(read_recordings(cfg.input))
     results = predict(net, recordings, top_k=int(cfg.get("top_k", 3)), min_probability=float(threshold or 0))
     try:

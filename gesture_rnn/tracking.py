@@ -134,6 +134,14 @@ def create_run(
     return client.create_run(experiment_id, tags=dict(tags), run_name=tags.get("mlflow.runName")).info.run_id
 
 
+def store_artifact_location(tracking_uri: str) -> str | None:
+    """Where a report's run keeps its artifacts: ``mlartifacts/`` beside a sqlite store, as
+    training runs do; a server or another store decides for itself (None)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return str(Path(tracking_uri[len("sqlite:///") :]).parent / "mlartifacts")
+
+
 @contextmanager
 def finished_run(
     tracking_uri: str, experiment_name: str, artifact_location: str | None, tags: Mapping[str, str]

@@ -32,3 +32,9 @@ def best_trial(trials: list[dict[str, Any]], metric: str, direction: str) -> dic
         return None
     pick = max if direction == "maximize" else min
     return pick(scored, key=lambda t: t["metrics"][metric])
+
+
+def tested_checkpoint(job_dir: Path) -> Path:
+    """A job's tested checkpoint: the best by validation if it kept one, else last.ckpt."""
+    best = sorted((job_dir / "checkpoints").glob("epoch_*.ckpt"))
+    return best[-1] if best else job_dir / "checkpoints" / "last.ckpt"

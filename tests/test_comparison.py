@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from bench import compare
+from bench import compare, multirun
 from gesture_rnn.comparison import models_report
 
 GRU = {
@@ -95,7 +95,7 @@ def test_a_continued_comparison_runs_only_the_missing_folds_in_a_new_part(tmp_pa
             write_run(sweep_dir / str(job), {**GRU, "data.test_users": [user.strip("[]")]}, 0.9)
         return subprocess.CompletedProcess(command, 0)
 
-    monkeypatch.setattr(compare.subprocess, "run", fake_train)
+    monkeypatch.setattr(multirun.subprocess, "run", fake_train)
     args = argparse.Namespace(out=tmp_path, jobs=1, trainer="cpu", overrides=[])
     line = compare.run_multirun("loso", "gru", "default", args)
     (command,) = commands

@@ -186,6 +186,31 @@ def test_predict_answers_unsure_below_min_probability(trained, tmp_path, capsys,
         run_predict(OmegaConf.create({**settings, "min_probability": 1.5}))
 
 
+def test_predict_averages_several_checkpoints_and_rotations(trained, tmp_path):
+    """ckpt_path=[...] and rotations=N: the mean calibrated probability over every checkpoint
+    and rotation, as the new-wearer report measured it."""
+    from gesture_rnn.ensembling import AveragedNet, fixed_rotations
+
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    for i, values in enumerate(trained["test_sequences"][:5]):
+        (folder / f"r{i}.txt").write_text(recording_text(values))
+    checkpoint = str(trained["checkpoint"])
+    settings = {"input": str(folder), "output": "json", "rotations": 3, "rotation_degrees": 30}
+    results = run_predict(OmegaConf.create({**settings, "ckpt_path": [checkpoint, checkpoint]}))
+    averaged = AveragedNet([load_net(checkpoint)], fixed_rotations(3, 30.0))
+    expected = class_probabilities(averaged, *padded_batch(trained["test_sequences"][:5]))
+    for result, row in zip(results, expected, strict=True):
+        assert result["gesture"] == int(row.argmax()) + 1
+        assert result["probability"] == pytest.approx(float(row.max()), abs=1e-5)
+    single = run_predict(OmegaConf.create({**settings, "ckpt_path": checkpoint, "rotations": 1}))
+    assert [r["probability"] for r in single] != [r["probability"] for r in results]
+    for key, value, allowed in (("rotations", 0, "an integer >= 1"), ("rotation_degrees", 200, "(0, 180]")):
+        with pytest.raises(ConfigError, match=re.escape(f"{key}={value} is invalid: it must be")) as error:
+            run_predict(OmegaConf.create({**settings, "ckpt_path": checkpoint, key: value}))
+        assert allowed in str(error.value)
+
+
 def test_the_mlflow_model_loads_back_with_pyfunc_and_predicts_a_batch(trained, tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = mlflow.MlflowClient(uri)

@@ -20,6 +20,8 @@ from gesture_rnn.models.checkpoint import NET_PREFIX, check_shape, load_net
 from gesture_rnn.models.nets import FAMILIES, GestureNet, build_net
 
 SHIPPED = sorted(path.stem for path in (CONF_DIR / "model" / "net").glob("*.yaml"))
+# every family, plus the other inputs (model.net.inputs) on families that read them differently
+VARIANTS = [*SHIPPED, "gru:motion", "tcn:separated", "transformer:separated"]
 
 
 def shipped_settings(family: str, **changes) -> dict:
@@ -29,11 +31,13 @@ def shipped_settings(family: str, **changes) -> dict:
     }
 
 
-def small_net(family: str) -> GestureNet:
-    """The shipped family with real normalisation; convolutions strided where they can be."""
+def small_net(variant: str) -> GestureNet:
+    """The shipped family (``family`` or ``family:inputs``) with real normalisation;
+    convolutions strided where they can be."""
     torch.manual_seed(0)
+    family, _, inputs = variant.partition(":")
     changes = {"stride": 2} if family == "conv_gru" else {}
-    net = build_net(shipped_settings(family, **changes)).eval()
+    net = build_net(shipped_settings(family, **changes, inputs=inputs or "raw")).eval()
     net.set_normalization(torch.tensor([0.5, -0.2, 9.8]), torch.tensor([2.0, 3.0, 1.5]))
     return net
 
@@ -47,7 +51,7 @@ def test_every_family_is_shipped_as_a_config():
     assert sorted(FAMILIES) == SHIPPED
 
 
-@pytest.mark.parametrize("family", SHIPPED)
+@pytest.mark.parametrize("family", VARIANTS)
 def test_padding_never_changes_a_prediction(family):
     """More padding, garbage in the padding, or each recording alone: the same logits."""
     net = small_net(family)
@@ -65,7 +69,7 @@ def test_padding_never_changes_a_prediction(family):
         torch.testing.assert_close(net.forward_padded(garbage, lengths), logits, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("family", SHIPPED)
+@pytest.mark.parametrize("family", VARIANTS)
 def test_the_onnx_export_gives_the_pytorch_probabilities_for_any_batch_and_length(family, tmp_path):
     net = small_net(family)
     sequences = recordings()
@@ -103,7 +107,41 @@ def test_a_checkpoint_of_every_family_loads_back_with_weights_only(family, tmp_p
         check_shape(checkpoint, {**other, "_target_": another}, "ckpt_path")
 
 
+def test_motion_inputs_ignore_how_the_watch_sits_and_separated_inputs_keep_it():
+    """A constant offset on a recording (gravity seen at another tilt) does not change what a
+    ``motion`` network predicts; ``separated`` keeps it as its own channels, so it may."""
+    sequences = recordings()
+    accel, lengths = pad_sequences(sequences)
+    tilted, _ = pad_sequences([s + torch.tensor([2.0, -4.0, 1.0]) for s in sequences])
+    with torch.no_grad():
+        motion = small_net("gru:motion")
+        torch.testing.assert_close(motion(tilted, lengths), motion(accel, lengths), rtol=1e-4, atol=1e-4)
+        separated = small_net("gru:separated")
+        assert separated.feature_size == 6
+        assert not torch.allclose(separated(tilted, lengths), separated(accel, lengths), atol=1e-3)
+
+
+def test_a_checkpoint_from_before_the_inputs_setting_reads_raw_and_refuses_other_inputs(tmp_path):
+    net = small_net("gru")
+    settings = shipped_settings("gru")
+    settings.pop("inputs", None)  # written before model.net.inputs existed
+    checkpoint = {
+        "hyper_parameters": {"net": settings},
+        "state_dict": {NET_PREFIX + key: value for key, value in net.state_dict().items()},
+    }
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    assert load_net(tmp_path / "old.ckpt").inputs == "raw"
+    check_shape(checkpoint, {**settings, "inputs": "raw"}, "ckpt_path")
+    with pytest.raises(ConfigError, match=r"model\.net\.inputs='separated' \(checkpoint: 'raw'\)"):
+        check_shape(checkpoint, {**settings, "inputs": "separated"}, "ckpt_path")
+
+
 BAD_SETTINGS = [
+    (
+        "gru",
+        "model.net.inputs=gravity",
+        "model.net.inputs='gravity' is invalid: it must be one of raw, motion",
+    ),
     ("gru", "model.net.hidden=0", "model.net.hidden=0 is invalid: it must be an integer >= 1"),
     ("lstm", "model.net.dropout=1.0", "model.net.dropout=1.0 is invalid: it must be a number in [0, 1)"),
     ("rnn", "model.net.layers=2.5", "model.net.layers=2.5 is invalid: it must be an integer >= 1"),

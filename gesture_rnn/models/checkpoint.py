@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from gesture_rnn.errors import ConfigError
-from gesture_rnn.models.nets import FREE_SETTINGS, GestureNet, build_net
+from gesture_rnn.models.nets import COMMON_SETTINGS, FREE_SETTINGS, GestureNet, build_net
 
 if TYPE_CHECKING:
     from gesture_rnn.models.classifier import GestureClassifier
@@ -125,7 +125,8 @@ def write_temperature(path: str | Path, temperature: float) -> None:
 def check_shape(checkpoint: dict[str, Any], net_cfg: Any, key: str) -> None:
     """A clear error instead of a size-mismatch traceback: the configured network must be the
     checkpoint's (family and every setting but dropout and packing)."""
-    saved = checkpoint["hyper_parameters"]["net"]
+    # a checkpoint written before a common setting existed was trained with its default
+    saved = {**COMMON_SETTINGS, **checkpoint["hyper_parameters"]["net"]}
     differ = [
         f"model.net.{name}={net_cfg.get(name)!r} (checkpoint: {saved.get(name)!r})"
         for name in saved

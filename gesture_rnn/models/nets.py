@@ -45,6 +45,17 @@ SETTING_RULES["dropout"] = (
 SETTING_RULES["bidirectional"] = ("true or false", lambda v: isinstance(v, bool))
 SETTING_RULES["packed"] = ("true or false", lambda v: isinstance(v, bool))
 
+# What the network reads (``model.net.inputs``, every family), after the normalisation:
+#   raw        the acceleration as recorded (the study)
+#   motion     each recording minus its own mean over its real steps — the mean is mostly
+#              gravity as the watch sits on this wrist, so what is left is the movement
+#   separated  motion and that mean (gravity, repeated at every step) as separate channels
+# value: channels read per recorded channel
+INPUTS = {"raw": 1, "motion": 1, "separated": 2}
+SETTING_RULES["inputs"] = (f"one of {', '.join(INPUTS)}", lambda v: v in INPUTS)
+# settings every family takes, with the value that older checkpoints (without them) were trained with
+COMMON_SETTINGS = {"inputs": "raw"}
+
 
 def invalid(key: str, value: object, allowed: str) -> ConfigError:
     return ConfigError(f"model.net.{key}={value!r} is invalid: it must be {allowed}")
@@ -69,9 +80,15 @@ class GestureNet(nn.Module):
     # settings the family takes, besides input_size and num_classes
     settings: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, input_size: int = NUM_CHANNELS, num_classes: int = NUM_CLASSES) -> None:
+    def __init__(
+        self, input_size: int = NUM_CHANNELS, num_classes: int = NUM_CLASSES, inputs: str = "raw"
+    ) -> None:
         super().__init__()
-        self.input_size, self.num_classes = input_size, num_classes
+        if inputs not in INPUTS:
+            raise invalid("inputs", inputs, SETTING_RULES["inputs"][0])
+        self.input_size, self.num_classes, self.inputs = input_size, num_classes, inputs
+        # channels the first layer reads
+        self.feature_size = INPUTS[inputs] * input_size
         self.register_buffer("mean", torch.zeros(input_size))
         self.register_buffer("std", torch.ones(input_size))
         # probability calibration (gesture_rnn.calibration), fitted after training; 1 = none
@@ -80,7 +97,7 @@ class GestureNet(nn.Module):
     @classmethod
     def check_settings(cls, settings: Mapping[str, Any]) -> None:
         """Raise ConfigError naming the first setting that is unknown or out of range."""
-        known = (*cls.settings, "input_size", "num_classes")
+        known = (*cls.settings, *COMMON_SETTINGS, "input_size", "num_classes")
         for key, value in settings.items():
             if key == "_target_":
                 continue
@@ -101,6 +118,20 @@ class GestureNet(nn.Module):
 
     def normalize(self, accel: torch.Tensor) -> torch.Tensor:
         return (accel - self.mean) / self.std
+
+    def prepare(self, accel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Raw [B, T, 3] -> what the first layer reads [B, T, feature_size] (``inputs``). The
+        per-recording mean uses the real steps only, so padding never changes it; normalising
+        first is the same as after (centring commutes with a per-channel affine map)."""
+        x = self.normalize(accel)
+        if self.inputs == "raw":
+            return x
+        real = (~padding_mask(lengths, x.shape[1], x.device)).unsqueeze(2).to(x.dtype)  # [B, T, 1]
+        gravity = (x * real).sum(1, keepdim=True) / real.sum(1, keepdim=True)  # [B, 1, C]
+        motion = (x - gravity) * real
+        if self.inputs == "motion":
+            return motion
+        return torch.cat((motion, gravity.expand_as(motion) * real), dim=2)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Calibrated class probabilities: softmax(logits / temperature). Training and the loss
@@ -130,15 +161,16 @@ class RecurrentNet(GestureNet):
         packed: bool,
         input_size: int = NUM_CHANNELS,
         num_classes: int = NUM_CLASSES,
+        inputs: str = "raw",
     ) -> None:
         self.check_settings(
             dict(hidden=hidden, layers=layers, dropout=dropout, bidirectional=bidirectional, packed=packed)
         )
-        super().__init__(input_size, num_classes)
+        super().__init__(input_size, num_classes, inputs)
         self.bidirectional, self.packed = bidirectional, packed
         # torch applies the dropout between layers only; with one layer it would just warn.
         recurrent = self.layer(
-            input_size,
+            self.feature_size,
             hidden,
             num_layers=layers,
             dropout=dropout if layers > 1 else 0.0,
@@ -153,7 +185,7 @@ class RecurrentNet(GestureNet):
         return getattr(self, self.family)
 
     def forward(self, accel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = self.normalize(accel)
+        x = self.prepare(accel, lengths)
         if self.packed or self.bidirectional:
             return self.head(self._last_state_packed(x, lengths))
         return self.head(gather_last_step(self.recurrent(x)[0], lengths))
@@ -173,7 +205,7 @@ class RecurrentNet(GestureNet):
                 f"a bidirectional {self.family.upper()} needs packed sequences, which do not export; "
                 "use a one-directional model (model.net.bidirectional=false)"
             )
-        return self.head(gather_last_step(self.recurrent(self.normalize(accel))[0], lengths))
+        return self.head(gather_last_step(self.recurrent(self.prepare(accel, lengths))[0], lengths))
 
 
 class GRUNet(RecurrentNet):
@@ -223,19 +255,20 @@ class ConvGRUNet(GestureNet):
         dropout: float,
         input_size: int = NUM_CHANNELS,
         num_classes: int = NUM_CLASSES,
+        inputs: str = "raw",
     ) -> None:
         settings = dict(channels=channels, kernel=kernel, stride=stride, hidden=hidden, layers=layers)
         self.check_settings({**settings, "dropout": dropout})
-        super().__init__(input_size, num_classes)
+        super().__init__(input_size, num_classes, inputs)
         self.stride = stride
-        self.conv = nn.Conv1d(input_size, channels, kernel, stride=stride)
+        self.conv = nn.Conv1d(self.feature_size, channels, kernel, stride=stride)
         self.gru = nn.GRU(
             channels, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0, batch_first=True
         )
         self.head = nn.Linear(hidden, num_classes)
 
     def forward(self, accel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        features = torch.relu(causal_conv(self.normalize(accel).transpose(1, 2), self.conv))
+        features = torch.relu(causal_conv(self.prepare(accel, lengths).transpose(1, 2), self.conv))
         outputs = self.gru(features.transpose(1, 2))[0]
         steps = torch.div(lengths - 1, self.stride, rounding_mode="floor") + 1  # ceil(L / stride)
         return self.head(gather_last_step(outputs, steps))
@@ -277,12 +310,15 @@ class TCNNet(GestureNet):
         dropout: float,
         input_size: int = NUM_CHANNELS,
         num_classes: int = NUM_CLASSES,
+        inputs: str = "raw",
     ) -> None:
         self.check_settings(dict(channels=channels, kernel=kernel, levels=levels, dropout=dropout))
-        super().__init__(input_size, num_classes)
+        super().__init__(input_size, num_classes, inputs)
         self.blocks = nn.Sequential(
             *(
-                TemporalBlock(input_size if level == 0 else channels, channels, kernel, 2**level, dropout)
+                TemporalBlock(
+                    self.feature_size if level == 0 else channels, channels, kernel, 2**level, dropout
+                )
                 for level in range(levels)
             )
         )
@@ -309,7 +345,7 @@ class TCNNet(GestureNet):
             )
 
     def forward(self, accel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        features = self.blocks(self.normalize(accel).transpose(1, 2)).transpose(1, 2)
+        features = self.blocks(self.prepare(accel, lengths).transpose(1, 2)).transpose(1, 2)
         return self.head(gather_last_step(features, lengths))
 
 
@@ -367,10 +403,11 @@ class TransformerNet(GestureNet):
         dropout: float,
         input_size: int = NUM_CHANNELS,
         num_classes: int = NUM_CLASSES,
+        inputs: str = "raw",
     ) -> None:
         self.check_settings(dict(d_model=d_model, heads=heads, layers=layers, ff=ff, dropout=dropout))
-        super().__init__(input_size, num_classes)
-        self.project = nn.Linear(input_size, d_model)
+        super().__init__(input_size, num_classes, inputs)
+        self.project = nn.Linear(self.feature_size, d_model)
         self.layers = nn.ModuleList(EncoderLayer(d_model, heads, ff, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, num_classes)
@@ -386,7 +423,7 @@ class TransformerNet(GestureNet):
 
     def forward(self, accel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         steps = accel.shape[1]
-        x = self.project(self.normalize(accel))
+        x = self.project(self.prepare(accel, lengths))
         x = x + sinusoidal_positions(steps, x.shape[2], accel.device)
         real = ~padding_mask(lengths, steps, x.device)  # [B, T]
         keep = real[:, None, None, :]

@@ -1,0 +1,198 @@
+"""The new wearer out of the box: ``make new_wearer`` -> reports/new_wearer.md (+ .png, MLflow).
+
+    python -m bench.new_wearer [--phases screen full evaluate report] [--candidates ...]
+                               [--final best motion] [--seeds 0 1 2] [--out DIR]
+
+Every training is ``experiment=best`` plus one candidate's overrides, on leave-one-user-out
+folds, with model selection and calibration on one whole *training* user (``data.val_users=1``):
+the held-out user is never used for training or for choosing anything.
+
+Phases (each skips what is already finished under --out, so a stopped run continues):
+  screen    every candidate on the hardest folds (SCREEN_USERS), seed 0 — the cheap first look
+  full      the --final variants on all 8 folds for every seed
+  evaluate  from the full runs' checkpoints, per fold: each seed alone, the seeds' ensemble
+            (mean of their calibrated probabilities), each with and without test-time rotations,
+            and what each costs per gesture (ms on one CPU thread)
+  report    reports/new_wearer.md and .png, one MLflow run in experiment ``gestures-new-wearer``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bench.multirun import PROJECT_ROOT, run_missing
+from gesture_rnn.new_wearer import seed_runs
+from gesture_rnn.trials import tested_checkpoint
+
+USERS = [f"U0{i}" for i in range(1, 9)]
+# the three lowest folds of experiment=best with a validation user (reports/calibration.md)
+SCREEN_USERS = ["U03", "U04", "U07"]
+BASE = [
+    "experiment=best",
+    "data.split=users",
+    "data.val_users=1",
+    "data.val_fraction=0",
+    "console=quiet",
+    "logger=none",
+    "log_model=false",
+]
+# name -> overrides on top of experiment=best
+CANDIDATES: dict[str, list[str]] = {
+    "best": [],
+    "motion": ["model.net.inputs=motion"],
+    "separated": ["model.net.inputs=separated"],
+    "rotate15": ["data.augment.rotate_deg=15"],
+    "lstm": ["model/net=lstm", "model.net.hidden=224", "model.net.layers=2", "model.net.dropout=0.06"],
+}
+TTA_COPIES, TTA_DEGREES = 8, 20.0
+
+
+def _fold_values(users: list[str]) -> list[str]:
+    return [f"[{user}]" for user in users]
+
+
+def train_phase(sweeps: dict[Path, list[str]], users: list[str]) -> bool:
+    """Each sweep folder -> its overrides, over the given folds; prints one line per sweep."""
+    ok = True
+    for sweep_dir, overrides in sweeps.items():
+        result = run_missing(sweep_dir, [*BASE, *overrides], "data.test_users", _fold_values(users))
+        if result.log is None:
+            print(f"  {sweep_dir.relative_to(sweep_dir.parents[2])}: done before", flush=True)
+            continue
+        failed = f" FAILED (exit {result.code}; see {result.log})" if result.code or result.left else ""
+        mean = statistics.mean(result.done.values()) if result.done else float("nan")
+        print(
+            f"  {sweep_dir.relative_to(sweep_dir.parents[2])}: test acc {mean:.4f} over "
+            f"{len(result.done)} folds, {result.seconds:.0f} s{failed}",
+            flush=True,
+        )
+        ok = ok and not failed
+    return ok
+
+
+def ms_per_gesture(net: torch.nn.Module, sequences: list, repeats: int = 60) -> float:
+    """Median milliseconds to classify one recording (one thread, batch of one)."""
+    from gesture_rnn.inference import class_probabilities
+
+    times = []
+    for sequence in sequences[:repeats]:
+        accel = torch.as_tensor(sequence)[None]
+        started = time.perf_counter()
+        class_probabilities(net, accel, torch.tensor([len(sequence)]))
+        times.append((time.perf_counter() - started) * 1e3)
+    return statistics.median(times)
+
+
+def evaluate_variant(variant_dir: Path, seeds: list[int], records) -> dict:
+    """Per held-out user: accuracy of each seed, of the seeds' ensemble, and of both with
+    test-time rotations; plus the cost of each per gesture."""
+    from gesture_rnn.data.batching import pad_sequences
+    from gesture_rnn.ensembling import AveragedNet, fixed_rotations
+    from gesture_rnn.inference import class_probabilities
+    from gesture_rnn.models.checkpoint import load_net
+    from gesture_rnn.personalizing import user_recordings
+    from gesture_rnn.reports import held_out
+
+    nets: dict[str, dict[int, torch.nn.Module]] = {}
+    for seed in seeds:
+        for trial in seed_runs(variant_dir / f"seed{seed}"):
+            nets.setdefault(held_out(trial), {})[seed] = load_net(tested_checkpoint(trial["dir"]))
+    rotations = fixed_rotations(TTA_COPIES, TTA_DEGREES)
+    result: dict = {"users": {}, "tta": {"copies": TTA_COPIES, "degrees": TTA_DEGREES}}
+    for user in USERS:
+        if set(nets.get(user, {})) != set(seeds):
+            print(f"  {variant_dir.name} {user}: not every seed finished; left out", flush=True)
+            continue
+        mine = user_recordings(records, user)
+        sequences = [records.sequences[i] for i in mine]
+        labels = torch.as_tensor(records.labels[mine])
+        accel, lengths = pad_sequences(sequences)
+        members = [nets[user][seed] for seed in seeds]
+        models = {
+            **{f"seed{seed}": net for seed, net in zip(seeds, members, strict=True)},
+            **{
+                f"seed{seed}+tta": AveragedNet([net], rotations)
+                for seed, net in zip(seeds, members, strict=True)
+            },
+            "ensemble": AveragedNet(members),
+            "ensemble+tta": AveragedNet(members, rotations),
+        }
+        result["users"][user] = {
+            name: float((class_probabilities(net, accel, lengths).argmax(1) == labels).float().mean())
+            for name, net in models.items()
+        }
+        if "ms_per_gesture" not in result:
+            names = [f"seed{seeds[0]}", f"seed{seeds[0]}+tta", "ensemble", "ensemble+tta"]
+            result["ms_per_gesture"] = {name: ms_per_gesture(models[name], sequences) for name in names}
+        print(
+            f"  {variant_dir.name} {user}: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in result["users"][user].items()),
+            flush=True,
+        )
+    return result
+
+
+def evaluate_phase(out: Path, variants: list[str], seeds: list[int]) -> None:
+    from gesture_rnn.data.datamodule import GestureDataModule
+    from gesture_rnn.parallel import torch_threads
+
+    dm = GestureDataModule.from_shipped_config(cache_dir=tempfile.mkdtemp(), val_fraction=0.0)
+    dm.setup()
+    with torch_threads(1):
+        for variant in variants:
+            target = out / "full" / variant / "evaluation.json"
+            result = evaluate_variant(target.parent, seeds, dm.records)
+            target.write_text(json.dumps(result, indent=1))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--phases", nargs="+", default=["screen", "full", "evaluate", "report"])
+    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    parser.add_argument("--final", nargs="+", default=["best", "motion"], choices=list(CANDIDATES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "outputs" / "new_wearer")
+    parser.add_argument("--report", type=Path, default=PROJECT_ROOT / "reports" / "new_wearer.md")
+    parser.add_argument("--tracking-uri", default=f"sqlite:///{PROJECT_ROOT / 'outputs' / 'mlflow.db'}")
+    parser.add_argument("--command", default="make new_wearer", help="the command named in the report")
+    args = parser.parse_args(argv)
+    if unknown := set(args.phases) - {"screen", "full", "evaluate", "report"}:
+        parser.error(f"--phases: unknown {sorted(unknown)}; allowed: screen full evaluate report")
+    ok = True
+    if "screen" in args.phases:
+        print(f"screen: {len(args.candidates)} candidates on {', '.join(SCREEN_USERS)}, seed 0", flush=True)
+        sweeps = {
+            args.out / "screen" / name / "seed0": [*CANDIDATES[name], "seed=0"] for name in args.candidates
+        }
+        ok = train_phase(sweeps, SCREEN_USERS) and ok
+    if "full" in args.phases:
+        print(f"full: {', '.join(args.final)} on 8 folds, seeds {args.seeds}", flush=True)
+        sweeps = {
+            args.out / "full" / name / f"seed{seed}": [*CANDIDATES[name], f"seed={seed}"]
+            for name in args.final
+            for seed in args.seeds
+        }
+        ok = train_phase(sweeps, USERS) and ok
+    if "evaluate" in args.phases:
+        print("evaluate: seeds alone, ensembles, test-time rotations (one CPU thread)", flush=True)
+        evaluate_phase(args.out, args.final, args.seeds)
+    if "report" in args.phases:
+        from gesture_rnn.new_wearer import new_wearer_report
+
+        new_wearer_report(args.out, args.final, args.report, args.command, args.tracking_uri)
+        print(f"report: {args.report} and {args.report.with_suffix('.png')}")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

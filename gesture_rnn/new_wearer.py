@@ -1,0 +1,261 @@
+"""The new-wearer report (``make new_wearer``): leave-one-user-out accuracy of the candidates,
+of several seeds, and of their ensembles, against the goals (mean >= 0.975, no user < 0.95).
+
+Reads the layout ``bench/new_wearer.py`` writes: ``screen/<candidate>/seed0/part*/<job>`` and
+``full/<variant>/seed<k>/part*/<job>`` (each job's ``metrics.json``), and each full variant's
+``evaluation.json`` (ensembles and test-time rotations, computed from the checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+
+from gesture_rnn.artifacts import save_figure
+from gesture_rnn.atomic import write_text_atomically
+from gesture_rnn.reports import held_out, machine
+from gesture_rnn.trials import find_trials
+
+GOAL_MEAN, GOAL_WORST = 0.975, 0.95
+EXPERIMENT = "gestures-new-wearer"
+
+
+def seed_runs(seed_dir: Path) -> list[dict[str, Any]]:
+    """The finished folds of one variant and seed, over every ``part<n>``."""
+    return [trial for part in sorted(seed_dir.glob("part*")) for trial in find_trials(part)]
+
+
+def accuracies(variant_dir: Path) -> dict[int, dict[str, float]]:
+    """seed -> held-out user -> test accuracy."""
+    result: dict[int, dict[str, float]] = {}
+    for seed_dir in sorted(variant_dir.glob("seed*")):
+        runs = seed_runs(seed_dir)
+        if runs:
+            result[int(seed_dir.name[4:])] = {held_out(r): r["metrics"]["test/acc"] for r in runs}
+    return result
+
+
+def mean_seconds(variant_dir: Path) -> float:
+    runs = [r for seed_dir in variant_dir.glob("seed*") for r in seed_runs(seed_dir)]
+    return statistics.mean(r["metrics"]["time/wall_s"] for r in runs)
+
+
+def goal_text(mean: float, worst: float) -> str:
+    """'met' or 'missed by x' for both goals."""
+
+    def one(value: float, goal: float) -> str:
+        return "met" if value >= goal else f"missed by {goal - value:.4f}"
+
+    return f"mean ≥ {GOAL_MEAN}: {one(mean, GOAL_MEAN)}; no user < {GOAL_WORST}: {one(worst, GOAL_WORST)}"
+
+
+def screen_table(out_dir: Path) -> list[str]:
+    rows = {}
+    for candidate_dir in sorted((out_dir / "screen").glob("*")):
+        by_user = accuracies(candidate_dir).get(0)
+        if by_user:
+            rows[candidate_dir.name] = (by_user, mean_seconds(candidate_dir))
+    if not rows:
+        return []
+    users = sorted({user for by_user, _ in rows.values() for user in by_user})
+    lines = [
+        f"## Screen: the hardest folds ({', '.join(users)}), seed 0",
+        "",
+        f"| candidate | {' | '.join(users)} | mean | s / fold |",
+        "|---|" + "---|" * (len(users) + 2),
+    ]
+    base = rows.get("best")
+    for name, (by_user, seconds) in sorted(rows.items(), key=lambda kv: -statistics.mean(kv[1][0].values())):
+        cells = " | ".join(f"{by_user[u]:.4f}" if u in by_user else "–" for u in users)
+        mean = statistics.mean(by_user.values())
+        delta = f" ({mean - statistics.mean(base[0].values()):+.4f})" if base and name != "best" else ""
+        lines.append(f"| {name} | {cells} | {mean:.4f}{delta} | {seconds:.0f} |")
+    return [*lines, ""]
+
+
+def summarize(variant_dir: Path) -> dict[str, Any]:
+    """Single models (mean and sd over seeds of the 8-fold mean; each user's mean over seeds)
+    and the evaluation's ensembles, with their cost."""
+    by_seed = accuracies(variant_dir)
+    full = {seed: users for seed, users in by_seed.items() if len(users) == 8}
+    fold_means = [statistics.mean(users.values()) for users in full.values()]
+    per_user = {u: statistics.mean(full[s][u] for s in full) for u in sorted(next(iter(full.values())))}
+    summary: dict[str, Any] = {
+        "seeds": sorted(full),
+        "single_mean": statistics.mean(fold_means),
+        "single_sd": statistics.stdev(fold_means) if len(fold_means) > 1 else 0.0,
+        "per_user": per_user,
+        "per_seed": full,
+        "seconds_per_fold": mean_seconds(variant_dir),
+        "averaged": {},
+    }
+    evaluation_file = variant_dir / "evaluation.json"
+    if evaluation_file.is_file():
+        evaluation = json.loads(evaluation_file.read_text())
+        summary["tta"] = evaluation["tta"]
+        summary["ms_per_gesture"] = evaluation.get("ms_per_gesture", {})
+        users = evaluation["users"]
+        for name in ("ensemble", "ensemble+tta"):
+            summary["averaged"][name] = {u: users[u][name] for u in sorted(users)}
+        seeds = [k for k in next(iter(users.values())) if k.startswith("seed") and k.endswith("+tta")]
+        summary["averaged"]["single+tta"] = {
+            u: statistics.mean(users[u][k] for k in seeds) for u in sorted(users)
+        }
+    return summary
+
+
+def _row(name: str, per_user: dict[str, float], cost: str, extra: str = "") -> str:
+    mean, worst = statistics.mean(per_user.values()), min(per_user, key=per_user.get)
+    below = [u for u, acc in per_user.items() if acc < GOAL_WORST]
+    return (
+        f"| {name} | {extra or f'{mean:.4f}'} | {worst} {per_user[worst]:.4f} "
+        f"| {', '.join(below) or 'none'} | {cost} |"
+    )
+
+
+def new_wearer_report(
+    out_dir: Path, variants: list[str], report: Path, command: str, tracking_uri: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Write ``report`` (+ .png) from ``out_dir``; log it to MLflow when ``tracking_uri`` is given."""
+    summaries = {v: summarize(out_dir / "full" / v) for v in variants if (out_dir / "full" / v).is_dir()}
+    if not summaries:
+        raise SystemExit(f"error: no finished full runs under {out_dir / 'full'}; run the full phase first")
+    runs = sum(len(users) for s in summaries.values() for users in s["per_seed"].values())
+    lines = [
+        "# New wearers out of the box: leave-one-user-out",
+        "",
+        f"Generated by `{command}` from {runs} eight-fold runs' folds (and the screen).",
+        f"Machine: {machine()}.",
+        "",
+        "Every training is `experiment=best` (GRU 256/2/0.06, augmentation, 20 epochs) plus the "
+        "option named. Each fold holds one user out entirely; model selection and the temperature use "
+        "one other *training* user (`data.val_users=1 data.val_fraction=0`), so the held-out user is "
+        f"never used for training or for choosing anything. Goals: mean ≥ {GOAL_MEAN}, no user below "
+        f"{GOAL_WORST}.",
+        "",
+        *screen_table(out_dir),
+        "## All eight users",
+        "",
+        "Single model: the mean over seeds of the 8-fold mean (± sd over seeds); a user's accuracy is its "
+        "mean over seeds. Ensemble: the mean of the seeds' calibrated probabilities (one model per seed "
+        "per fold, so training costs the number of seeds times as much). Rotations: each recording "
+        "also classified turned by fixed random rotations, probabilities averaged.",
+        "",
+        "| model | LOSO mean | worst user | users < 0.95 | cost |",
+        "|---|---|---|---|---|",
+    ]
+    for name, s in summaries.items():
+        n = len(s["seeds"])
+        ms = s.get("ms_per_gesture", {})
+
+        def cost(kind: str, trainings: int, ms: dict = ms, s: dict = s) -> str:
+            latency = f", {ms[kind]:.2f} ms / gesture" if kind in ms else ""
+            return f"{trainings} × {s['seconds_per_fold']:.0f} s / fold{latency}"
+
+        first = f"seed{s['seeds'][0]}"
+        lines.append(
+            _row(
+                f"{name}, single model ({n} seeds)",
+                s["per_user"],
+                cost(first, 1),
+                f"{s['single_mean']:.4f} ± {s['single_sd']:.4f}",
+            )
+        )
+        if "single+tta" in s["averaged"]:
+            copies = s["tta"]["copies"]
+            rotations = f"{copies} rotations ≤ {s['tta']['degrees']:.0f}°"
+            lines.append(
+                _row(f"{name}, single + {rotations}", s["averaged"]["single+tta"], cost(first + "+tta", 1))
+            )
+            lines.append(
+                _row(f"{name}, ensemble of {n} seeds", s["averaged"]["ensemble"], cost("ensemble", n))
+            )
+            lines.append(
+                _row(
+                    f"{name}, ensemble + {rotations}", s["averaged"]["ensemble+tta"], cost("ensemble+tta", n)
+                )
+            )
+    lines.append("")
+    for name, s in summaries.items():
+        options = {"single model": s["per_user"], **s["averaged"]}
+        lines.append(
+            f"**{name}** — "
+            + "; ".join(
+                f"{option}: {goal_text(statistics.mean(v.values()), min(v.values()))}"
+                for option, v in options.items()
+            )
+        )
+        lines.append("")
+    for name, s in summaries.items():
+        seeds = s["seeds"]
+        extra = [k for k in ("ensemble", "ensemble+tta") if k in s["averaged"]]
+        lines += [
+            f"### {name}: per user",
+            "",
+            "| user | " + " | ".join(f"seed {k}" for k in seeds) + " | mean | " + " | ".join(extra) + " |",
+            "|---|" + "---|" * (len(seeds) + 1 + len(extra)),
+        ]
+        for user, mean in s["per_user"].items():
+            cells = [f"{s['per_seed'][k][user]:.4f}" for k in seeds] + [f"{mean:.4f}"]
+            cells += [f"{s['averaged'][k][user]:.4f}" for k in extra]
+            lines.append(f"| {user} | " + " | ".join(cells) + " |")
+        lines.append("")
+    plot = report.with_suffix(".png")
+    lines += [f"![accuracy per new wearer]({plot.name})", ""]
+    report.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(report, "\n".join(lines))
+    _plot(summaries, plot)
+    if tracking_uri:
+        _log(summaries, report, command, tracking_uri)
+    return summaries
+
+
+def _plot(summaries: dict[str, dict[str, Any]], path: Path) -> None:
+    series = []
+    for name, s in summaries.items():
+        series.append((f"{name} single", s["per_user"]))
+        series += [(f"{name} {k}", v) for k, v in s["averaged"].items() if k != "single+tta"]
+    users = list(next(iter(summaries.values()))["per_user"])
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    width = 0.8 / len(series)
+    for i, (label, per_user) in enumerate(series):
+        xs = [u + (i - (len(series) - 1) / 2) * width for u in range(len(users))]
+        mean = statistics.mean(per_user.values())
+        ax.bar(xs, [per_user.get(u, 0) for u in users], width, label=f"{label} (mean {mean:.4f})")
+    ax.axhline(GOAL_WORST, color="red", linestyle="--", linewidth=1, label=f"no user below {GOAL_WORST}")
+    ax.axhline(GOAL_MEAN, color="green", linestyle=":", linewidth=1, label=f"mean goal {GOAL_MEAN}")
+    ax.set_xticks(range(len(users)), users)
+    ax.set(
+        ylim=(0.85, 1.0), ylabel="accuracy on the user never seen", title="New wearers (leave-one-user-out)"
+    )
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    save_figure(fig, path)
+
+
+def _log(summaries: dict[str, dict[str, Any]], report: Path, command: str, tracking_uri: str) -> str:
+    """One MLflow run: mean and worst user of every model as metrics, report and plot as artifacts."""
+    from gesture_rnn import tracking
+
+    location = tracking.store_artifact_location(tracking_uri)
+    tags = {
+        "mlflow.runName": "new_wearer",
+        "command": command,
+        "mlflow.source.git.commit": tracking.git_commit(),
+    }
+    with tracking.finished_run(tracking_uri, EXPERIMENT, location, tags) as (client, run_id):
+        for name, s in summaries.items():
+            for option, per_user in {"single": s["per_user"], **s["averaged"]}.items():
+                client.log_metric(
+                    run_id, f"loso_mean/{name}/{option.replace('+', '_')}", statistics.mean(per_user.values())
+                )
+                client.log_metric(
+                    run_id, f"loso_worst/{name}/{option.replace('+', '_')}", min(per_user.values())
+                )
+        client.log_artifact(run_id, str(report))
+        client.log_artifact(run_id, str(report.with_suffix(".png")))
+    return run_id
