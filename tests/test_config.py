@@ -102,3 +102,7 @@ def test_experiment_overlays_set_the_study_configurations(train_config):
     best = train_config("experiment=best")
     assert (best.model.net.hidden, best.model.net.layers) == (256, 2) and best.data.augment.rotate_deg == 30
     assert train_config().data.augment.rotate_deg == 0, "augmentation is off unless asked for"
+    new_wearer = train_config("experiment=new_wearer", "data.test_users=[U03]")
+    assert new_wearer.model.net.hidden == 256 and new_wearer.data.augment.rotate_deg == 30, "best's recipe"
+    assert (new_wearer.data.split, new_wearer.data.val_users, new_wearer.data.val_fraction) == ("users", 1, 0)
+    assert list(new_wearer.data.test_users) == ["U03"]
