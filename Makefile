@@ -15,6 +15,8 @@ UI_PORT ?= 5000
 SEEDS ?= 0,1,2
 # the leave-one-user-out models make personalize adapts (written by make calibration)
 BASE ?= outputs/calibration/best
+# the new-wearer ensemble's members, one sweep per seed (written by make new_wearer)
+ENSEMBLE_BASES ?= $(wildcard outputs/new_wearer/full/best/seed*/part*)
 LOSO_FOLDS := [U01],[U02],[U03],[U04],[U05],[U06],[U07],[U08]
 # quiet multiruns: one line per job instead of a progress bar per epoch
 QUIET := console=quiet
@@ -84,9 +86,13 @@ calibration: install ## Calibrated probabilities for new wearers (LOSO, validati
 	$(BIN)/python -m gesture_rnn.reports calibration outputs/calibration/best outputs/calibration/default \
 	  --out reports/calibration.md --command "make calibration"
 
-personalize: install ## Adapt each LOSO model (BASE=outputs/calibration/best) to its user from k recordings per gesture -> reports/personalize.md
+personalize: install ## Adapt each LOSO model (BASE=outputs/calibration/best) to its user from k recordings per gesture -> reports/personalize.md (+ personalize_ensemble.md)
 	@test -d $(BASE) || $(MAKE) calibration
 	$(BIN)/python -m bench.personalize $(BASE) $(ARGS)
+	@if [ -n "$(ENSEMBLE_BASES)" ]; then \
+	  $(BIN)/python -m bench.personalize $(ENSEMBLE_BASES) --methods head ncm --shots 1 3 \
+	    --out reports/personalize_ensemble.md --command "make personalize (the ensemble)" $(ARGS); \
+	else echo "no ensemble bases: make new_wearer trains them"; fi
 
 compare: install ## Network families x 2 sizes on both protocols + CPU cost -> reports/models.md (needs GESTURES_DATA)
 	$(BIN)/python -m bench.compare $(ARGS)

@@ -1,9 +1,12 @@
 """Personalisation for new wearers: ``make personalize`` -> reports/personalize.md.
 
-    python -m bench.personalize BASE_SWEEP [--shots 1 2 3 5] [--methods head ncm all] [--seeds 0 1 2]
+    python -m bench.personalize BASE_SWEEP [BASE_SWEEP ...] [--shots 1 2 3 5] [--methods head ncm all]
+                                [--seeds 0 1 2]
 
 BASE_SWEEP is a leave-one-user-out multirun of train.py (one job per held-out user, e.g.
-``make calibration``'s outputs/calibration/best): each fold's base model never saw its user. For
+``make calibration``'s outputs/calibration/best): each fold's base model never saw its user.
+Several sweeps (e.g. one per training seed, ``make new_wearer``'s) make each fold's base an
+ensemble: every member is adapted on the same shots and their probabilities averaged. For
 every fold, method, k and seed, k recordings per gesture of the held-out user are drawn by seed,
 the base model is adapted on them (one CPU thread, as on a phone), and evaluated on the user's
 other recordings. k = 0 is the base model on all of the user's recordings.
@@ -24,9 +27,10 @@ import torch
 from gesture_rnn.artifacts import save_figure
 from gesture_rnn.atomic import write_text_atomically
 from gesture_rnn.data.datamodule import GestureDataModule
+from gesture_rnn.ensembling import AveragedNet
 from gesture_rnn.models.checkpoint import net_from_checkpoint, read_checkpoint
-from gesture_rnn.personalizing import accuracy, check_unseen, personalize
-from gesture_rnn.reports import machine
+from gesture_rnn.personalizing import accuracy, check_unseen, personalize, personalize_ensemble
+from gesture_rnn.reports import held_out, machine
 from gesture_rnn.trials import find_trials, tested_checkpoint
 
 GOALS = {1: (0.985, None), 3: (0.99, 0.98)}  # k -> (mean, worst user)
@@ -37,7 +41,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("base_sweep", type=Path)
+    parser.add_argument(
+        "base_sweeps",
+        type=Path,
+        nargs="+",
+        help="one sweep, or several (e.g. one per seed): an ensemble per fold",
+    )
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 2, 3, 5])
     parser.add_argument("--methods", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -48,25 +57,34 @@ def main(argv: list[str] | None = None) -> None:
     dm = GestureDataModule.from_shipped_config(cache_dir=tempfile.mkdtemp(), val_fraction=0.0)
     dm.setup()
     records = dm.records
-    folds = find_trials(args.base_sweep)
+    folds: dict[str, list[dict]] = defaultdict(list)  # held-out user -> the folds' models
+    for sweep in args.base_sweeps:
+        for fold in find_trials(sweep):
+            folds[held_out(fold)].append(fold)
     if not folds:
-        raise SystemExit(f"error: no finished runs under {args.base_sweep}; run make calibration first")
+        raise SystemExit(f"error: no finished runs under {args.base_sweeps}; run make calibration first")
+    args.members = min(len(models) for models in folds.values())
     # (method, k) -> user -> accuracies over seeds; method -> adapt seconds
     results: dict[tuple[str, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     seconds: dict[str, list[float]] = defaultdict(list)
     base_acc: dict[str, float] = {}
-    for fold in folds:
-        checkpoint = read_checkpoint(tested_checkpoint(Path(fold["dir"])))
-        (user,) = fold["config"]["data.test_users"]
-        check_unseen(checkpoint, user, source_is_dataset=True)
-        base = net_from_checkpoint(checkpoint)
+    for user, models in sorted(folds.items()):
+        bases = []
+        for fold in models[: args.members]:
+            checkpoint = read_checkpoint(tested_checkpoint(Path(fold["dir"])))
+            check_unseen(checkpoint, user, source_is_dataset=True)
+            bases.append(net_from_checkpoint(checkpoint))
+        base = bases[0] if len(bases) == 1 else AveragedNet(bases)
         mine = np.flatnonzero(records.users == user)
         base_acc[user] = accuracy(base, [records.sequences[i] for i in mine], records.labels[mine])
         for method in args.methods:
             steps, lr = SETTINGS[method]
             for k in args.shots:
                 for seed in args.seeds:
-                    result = personalize(base, records, user, k, method, seed, steps, lr)
+                    if len(bases) == 1:
+                        result = personalize(bases[0], records, user, k, method, seed, steps, lr)
+                    else:
+                        result = personalize_ensemble(bases, records, user, k, method, seed, steps, lr)
                     results[method, k][user].append(result.accuracy_after)
                     seconds[method].append(result.adapt_seconds)
             mean_3 = statistics.mean(results[method, args.shots[-1]][user])
@@ -81,7 +99,14 @@ def write_report(args, results, seconds, base_acc) -> None:
     lines = [
         "# Personalisation: a new wearer teaches the watch",
         "",
-        f"Generated by `{args.command}` from the leave-one-user-out models in `{args.base_sweep}`.",
+        f"Generated by `{args.command}` from the leave-one-user-out models in "
+        f"{', '.join(f'`{d}`' for d in args.base_sweeps)}"
+        + (
+            f": per fold an ensemble of {args.members} models, each adapted on the same shots, their "
+            "probabilities averaged (adapt time: all members together)."
+            if args.members > 1
+            else "."
+        ),
         f"Machine: {machine()}; adaptation on 1 CPU thread.",
         "",
         "Each fold's base model never saw its user. k recordings per gesture of that user are drawn "

@@ -160,6 +160,39 @@ def personalize(
     )
 
 
+def personalize_ensemble(
+    bases: list[GestureNet],
+    records: GestureRecords,
+    user: str,
+    shots: int,
+    method: str,
+    seed: int,
+    steps: int,
+    lr: float,
+) -> Personalized:
+    """Every member adapted on the same shots, evaluated as one ensemble (their probabilities
+    averaged) on the user's other recordings; the time is the members' together."""
+    from gesture_rnn.ensembling import AveragedNet
+
+    person = records.select(user_recordings(records, user))
+    adapt_idx, eval_idx = draw_shots(person.labels, shots, seed, user)
+    shots_seq = [person.sequences[i] for i in adapt_idx]
+    eval_seq, eval_labels = [person.sequences[i] for i in eval_idx], person.labels[eval_idx]
+    started = time.perf_counter()
+    ensemble = AveragedNet(
+        [adapt(base, shots_seq, person.labels[adapt_idx], method, steps, lr) for base in bases]
+    )
+    seconds = time.perf_counter() - started
+    return Personalized(
+        net=ensemble,
+        accuracy_before=accuracy(AveragedNet(bases), eval_seq, eval_labels),
+        accuracy_after=accuracy(ensemble, eval_seq, eval_labels),
+        adapt_seconds=seconds,
+        adapt_count=len(adapt_idx),
+        evaluate_count=len(eval_idx),
+    )
+
+
 def check_unseen(checkpoint: dict[str, Any], user: str, source_is_dataset: bool) -> None:
     """Evaluating on a user of the dataset is only honest if the base model never saw them."""
     if not source_is_dataset:

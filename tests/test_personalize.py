@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 import gesture_rnn
 from gesture_rnn.errors import ConfigError, DataError
 from gesture_rnn.models.checkpoint import load_net, read_checkpoint
-from gesture_rnn.personalizing import draw_shots, run_personalize
+from gesture_rnn.personalizing import draw_shots, personalize, personalize_ensemble, run_personalize
 
 
 def test_shots_are_disjoint_from_evaluation_and_reproducible_per_seed():
@@ -92,6 +92,25 @@ def test_a_shifted_user_is_learned_from_two_recordings_per_gesture(
     net = load_net(tmp_path / "me.ckpt")  # an ordinary checkpoint: weights_only, predict, export
     assert float(net.temperature) == 1.0
     torch.testing.assert_close(net.head.weight, result.net.head.weight)
+
+
+@pytest.mark.integration  # trains a base model
+def test_an_ensemble_is_personalised_member_by_member_on_the_same_shots(
+    shifted_dataset, base_checkpoint, tmp_path
+):
+    from gesture_rnn.data.parsing import load_records
+
+    records = load_records(shifted_dataset, None)
+    bases = [load_net(base_checkpoint), load_net(base_checkpoint)]
+    with torch.no_grad():
+        bases[1].head.weight.mul_(0.5)  # another member
+    result = personalize_ensemble(bases, records, "U03", 2, "head", 0, 100, 0.01)
+    assert result.accuracy_before < 0.3 and result.accuracy_after > 0.8 and result.evaluate_count == 40
+    alone = personalize(bases[1], records, "U03", 2, "head", 0, 100, 0.01)  # the same seed: the same shots
+    torch.testing.assert_close(result.net.members[1].head.weight, alone.net.head.weight)
+    assert not torch.equal(result.net.members[1].head.weight, bases[1].head.weight), (
+        "the bases stay as they were"
+    )
 
 
 @pytest.mark.integration
