@@ -9,7 +9,7 @@ from gesture_rnn.cli import exit_on_user_error, short_hydra_errors
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    from gesture_rnn.inference import run_predict  # imported when run, not for --help
+    from gesture_rnn.predicting import run_predict  # imported when run, not for --help
 
     run_predict(cfg)
 

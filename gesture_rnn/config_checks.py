@@ -7,31 +7,12 @@ its own class (``gesture_rnn.models.nets``), the same check that runs when it is
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-
 from omegaconf import DictConfig, OmegaConf
 
 from gesture_rnn.data.splits import SPLITS
 from gesture_rnn.errors import ConfigError
 from gesture_rnn.models.nets import FAMILIES, check_net_settings
-
-
-@dataclass(frozen=True)
-class Rule:
-    key: str
-    allowed: str
-    check: Callable[[object], bool]
-
-
-def is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: object) -> bool:
-    return is_int(value) or (isinstance(value, float) and math.isfinite(value))
-
+from gesture_rnn.rules import Rule, check_rules, is_int, is_number
 
 RULES = (
     Rule("trainer.max_epochs", "an integer >= 1", lambda v: is_int(v) and v >= 1),
@@ -74,16 +55,3 @@ def validate_config(cfg: DictConfig) -> None:
             )
         check_net_settings(OmegaConf.to_container(net, resolve=True))
     check_rules(cfg, RULES)
-
-
-def check_rules(cfg: DictConfig, rules: Iterable[Rule]) -> None:
-    """Raise ConfigError for the first key whose value breaks its rule; absent keys are skipped
-    (a config without one, e.g. a custom model, is not ours to judge)."""
-    for rule in rules:
-        if OmegaConf.select(cfg, rule.key, default="<absent>") == "<absent>":
-            continue
-        value = OmegaConf.select(cfg, rule.key)
-        if OmegaConf.is_config(value):
-            value = OmegaConf.to_container(value, resolve=True)
-        if not rule.check(value):
-            raise ConfigError(f"{rule.key}={value!r} is invalid: it must be {rule.allowed}")

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from gesture_rnn.config_checks import Rule, check_rules, is_int, is_number
 from gesture_rnn.data.batching import pad_sequences
 from gesture_rnn.data.facts import NUM_CLASSES
 from gesture_rnn.data.parsing import GestureRecords
@@ -36,6 +35,7 @@ from gesture_rnn.errors import ConfigError, DataError
 from gesture_rnn.inference import class_probabilities
 from gesture_rnn.models.nets import GestureNet
 from gesture_rnn.parallel import torch_threads
+from gesture_rnn.rules import Rule, check_rules, is_int, is_number
 
 METHODS = ("head", "all", "ncm")
 

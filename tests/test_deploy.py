@@ -23,9 +23,10 @@ from gesture_rnn.data import GestureDataModule
 from gesture_rnn.data.batching import pad_sequences as padded_batch
 from gesture_rnn.errors import ConfigError, DataError
 from gesture_rnn.exporting import GestureProbabilities, run_export
-from gesture_rnn.inference import class_probabilities, run_predict
+from gesture_rnn.inference import class_probabilities
 from gesture_rnn.mlflow_model import log_mlflow_model
 from gesture_rnn.models.checkpoint import load_net
+from gesture_rnn.predicting import run_predict
 
 pytestmark = pytest.mark.integration  # trains or starts processes: not in make test-fast
 
@@ -184,6 +185,31 @@ def test_predict_answers_unsure_below_min_probability(trained, tmp_path, capsys,
         ConfigError, match=re.escape("min_probability=1.5 is invalid: it must be a number in [0, 1]")
     ):
         run_predict(OmegaConf.create({**settings, "min_probability": 1.5}))
+
+
+def test_predict_with_an_onnx_model_never_imports_torch(trained, tmp_path):
+    """predict.py onnx=<file>.onnx in a process where importing torch or lightning fails: the
+    same answers as the checkpoint; a missing sidecar is one clear line."""
+    model = run_export(OmegaConf.create({"ckpt_path": str(trained["checkpoint"]), "format": "onnx",
+                                         "out": str(tmp_path / "m.onnx")}))  # fmt: skip
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    for i, values in enumerate(trained["test_sequences"][:6]):
+        (folder / f"r{i}.txt").write_text(recording_text(values))
+    expected = run_predict(OmegaConf.create({"ckpt_path": str(trained["checkpoint"]), "input": str(folder),
+                                             "output": "json"}))  # fmt: skip
+    blocked = "import sys, runpy; sys.modules['torch'] = sys.modules['lightning'] = None; "
+    blocked += f"sys.argv = ['predict.py', 'onnx={model}', 'input={folder}', 'output=json']; "
+    blocked += "runpy.run_path('predict.py', run_name='__main__')"
+    done = subprocess.run([sys.executable, "-c", blocked], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    got = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["gesture"] for r in got] == [r["gesture"] for r in expected]
+    for a, b in zip(got, expected, strict=True):
+        assert a["probability"] == pytest.approx(b["probability"], abs=1e-4)
+    (tmp_path / "m.onnx.json").unlink()
+    with pytest.raises(ConfigError, match=r"onnx=.*m\.onnx: no sidecar m\.onnx\.json beside it"):
+        run_predict(OmegaConf.create({"onnx": str(model), "input": str(folder), "output": "text"}))
 
 
 def test_predict_averages_several_checkpoints_and_rotations(trained, tmp_path):
