@@ -127,6 +127,7 @@ def sidecar_metadata(checkpoint: dict[str, Any], net: GestureNet, source: Path) 
 
 
 FORMATS = {"onnx": (".onnx", export_onnx), "torchscript": (".pt", export_torchscript)}
+QUANTIZE = (None, "int8")
 
 
 def run_export(cfg: DictConfig) -> Path:
@@ -134,6 +135,11 @@ def run_export(cfg: DictConfig) -> Path:
     fmt = cfg.get("format")
     if fmt not in FORMATS:
         raise ConfigError(f"format={fmt!r} is invalid: it must be one of {list(FORMATS)}")
+    quantize = cfg.get("quantize")
+    if quantize not in QUANTIZE:
+        raise ConfigError(f"quantize={quantize!r} is invalid: it must be one of {list(QUANTIZE)}")
+    if quantize and fmt != "onnx":
+        raise ConfigError(f"quantize={quantize} needs format=onnx (got format={fmt})")
     source = checkpoint_file(cfg.get("ckpt_path"))
     checkpoint = read_checkpoint(source)
     net = net_from_checkpoint(checkpoint)
@@ -141,13 +147,26 @@ def run_export(cfg: DictConfig) -> Path:
     target = Path(cfg.out).expanduser() if cfg.get("out") else source.with_suffix(suffix)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")  # never a half-written model at target
+    float_partial = partial.with_name(partial.name + ".float")
     try:
-        export(net, partial)
+        if quantize:
+            from gesture_rnn.quantizing import quantize_weights_int8
+
+            quantize_weights_int8(export(net, float_partial), partial)
+        else:
+            export(net, partial)
         partial.replace(target)
     finally:
         partial.unlink(missing_ok=True)
+        float_partial.unlink(missing_ok=True)
     sidecar = target.with_name(target.name + ".json")
     metadata = {**sidecar_metadata(checkpoint, net, source), "format": fmt, "file": target.name}
+    if quantize:
+        from gesture_rnn.quantizing import SCHEME
+
+        metadata["quantization"] = SCHEME
+    else:
+        metadata["quantization"] = None
     write_text_atomically(sidecar, json.dumps(metadata, indent=2) + "\n")
     print(f"  {fmt} model  {target}\n  sidecar     {sidecar}")
     return target
