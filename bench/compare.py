@@ -34,9 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.multirun import PROJECT_ROOT, run_missing
+from bench.multirun import PROJECT_ROOT, USERS, run_missing
 
-USERS = [f"U0{i}" for i in range(1, 9)]
 HARD_USERS = ["U02", "U04", "U08"]  # the lowest leave-one-user-out accuracies (reports/loso.md)
 
 # family -> size -> overrides. large: about the tuned GRU 256/2's parameter count (~600k).

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+USERS = [f"U0{i}" for i in range(1, 9)]  # the leave-one-user-out folds
 
 
 def finished_values(sweep_dir: Path, key: str) -> dict[str, float]:

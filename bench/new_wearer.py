@@ -23,16 +23,14 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-from bench.multirun import PROJECT_ROOT, run_missing
+from bench.multirun import PROJECT_ROOT, USERS, run_missing
 from gesture_rnn.new_wearer import seed_runs
 from gesture_rnn.trials import tested_checkpoint
 
-USERS = [f"U0{i}" for i in range(1, 9)]
 # the three lowest folds of experiment=best with a validation user (reports/calibration.md)
 SCREEN_USERS = ["U03", "U04", "U07"]
 BASE = [
@@ -80,15 +78,13 @@ def train_phase(sweeps: dict[Path, list[str]], users: list[str]) -> bool:
 
 def ms_per_gesture(net: torch.nn.Module, sequences: list, repeats: int = 60) -> float:
     """Median milliseconds to classify one recording (one thread, batch of one)."""
+    from bench.inference import timings
     from gesture_rnn.inference import class_probabilities
 
-    times = []
-    for sequence in sequences[:repeats]:
-        accel = torch.as_tensor(sequence)[None]
-        started = time.perf_counter()
-        class_probabilities(net, accel, torch.tensor([len(sequence)]))
-        times.append((time.perf_counter() - started) * 1e3)
-    return statistics.median(times)
+    def one(sequence) -> object:
+        return class_probabilities(net, torch.as_tensor(sequence)[None], torch.tensor([len(sequence)]))
+
+    return timings(one, sequences, repeats=repeats, warmup=0)["p50"]
 
 
 def load_members(variant_dir: Path, seeds: list[int]) -> dict[str, list[torch.nn.Module]]:

@@ -29,7 +29,7 @@ from gesture_rnn.atomic import write_text_atomically
 from gesture_rnn.data.datamodule import GestureDataModule
 from gesture_rnn.ensembling import AveragedNet
 from gesture_rnn.models.checkpoint import net_from_checkpoint, read_checkpoint
-from gesture_rnn.personalizing import accuracy, check_unseen, personalize, personalize_ensemble
+from gesture_rnn.personalizing import accuracy, check_unseen, personalize_ensemble
 from gesture_rnn.reports import held_out, machine
 from gesture_rnn.trials import find_trials, tested_checkpoint
 
@@ -81,10 +81,7 @@ def main(argv: list[str] | None = None) -> None:
             steps, lr = SETTINGS[method]
             for k in args.shots:
                 for seed in args.seeds:
-                    if len(bases) == 1:
-                        result = personalize(bases[0], records, user, k, method, seed, steps, lr)
-                    else:
-                        result = personalize_ensemble(bases, records, user, k, method, seed, steps, lr)
+                    result = personalize_ensemble(bases, records, user, k, method, seed, steps, lr)
                     results[method, k][user].append(result.accuracy_after)
                     seconds[method].append(result.adapt_seconds)
             mean_3 = statistics.mean(results[method, args.shots[-1]][user])

@@ -278,13 +278,8 @@ def log_comparison(rows: list[Row], report: Path, command: str, tracking_uri: st
     """One MLflow run: each row's accuracies as metrics, the report and the plot as artifacts."""
     from gesture_rnn import tracking
 
-    location = tracking.store_artifact_location(tracking_uri)
-    tags = {
-        "mlflow.runName": "compare",
-        "command": command,
-        "mlflow.source.git.commit": tracking.git_commit(),
-    }
-    with tracking.finished_run(tracking_uri, EXPERIMENT, location, tags) as (client, run_id):
+    files = (report, report.with_suffix(".png"))
+    with tracking.report_run(tracking_uri, EXPERIMENT, "compare", command, files) as (client, run_id):
         for r in rows:
             key = f"{r.family}-{r.size}"
             values = {"params": r.params, "random_acc": r.random_mean, "loso_mean": r.loso_mean}
@@ -293,6 +288,4 @@ def log_comparison(rows: list[Row], report: Path, command: str, tracking_uri: st
             for name, value in values.items():
                 if value is not None:
                     client.log_metric(run_id, f"{name}/{key}", float(value))
-        client.log_artifact(run_id, str(report))
-        client.log_artifact(run_id, str(report.with_suffix(".png")))
     return run_id

@@ -308,17 +308,10 @@ def _log(series: dict[str, dict[str, float]], report: Path, command: str, tracki
     """One MLflow run: mean and worst user of every model as metrics, report and plot as artifacts."""
     from gesture_rnn import tracking
 
-    location = tracking.store_artifact_location(tracking_uri)
-    tags = {
-        "mlflow.runName": "new_wearer",
-        "command": command,
-        "mlflow.source.git.commit": tracking.git_commit(),
-    }
-    with tracking.finished_run(tracking_uri, EXPERIMENT, location, tags) as (client, run_id):
+    files = (report, report.with_suffix(".png"))
+    with tracking.report_run(tracking_uri, EXPERIMENT, "new_wearer", command, files) as (client, run_id):
         for label, per_user in series.items():
             key = re.sub(r"[^0-9a-z]+", "_", label.lower()).strip("_")  # MLflow's allowed characters
             client.log_metric(run_id, f"loso_mean/{key}", statistics.mean(per_user.values()))
             client.log_metric(run_id, f"loso_worst/{key}", min(per_user.values()))
-        client.log_artifact(run_id, str(report))
-        client.log_artifact(run_id, str(report.with_suffix(".png")))
     return run_id

@@ -142,22 +142,7 @@ def personalize(
     lr: float,
 ) -> Personalized:
     """Draw the shots from ``user``'s recordings, adapt, and evaluate on the user's others."""
-    person = records.select(user_recordings(records, user))
-    adapt_idx, eval_idx = draw_shots(person.labels, shots, seed, user)
-    shots_seq = [person.sequences[i] for i in adapt_idx]
-    eval_seq = [person.sequences[i] for i in eval_idx]
-    before = accuracy(base, eval_seq, person.labels[eval_idx])
-    started = time.perf_counter()
-    net = adapt(base, shots_seq, person.labels[adapt_idx], method, steps, lr)
-    seconds = time.perf_counter() - started
-    return Personalized(
-        net=net,
-        accuracy_before=before,
-        accuracy_after=accuracy(net, eval_seq, person.labels[eval_idx]),
-        adapt_seconds=seconds,
-        adapt_count=len(adapt_idx),
-        evaluate_count=len(eval_idx),
-    )
+    return personalize_ensemble([base], records, user, shots, method, seed, steps, lr)
 
 
 def personalize_ensemble(
@@ -171,22 +156,25 @@ def personalize_ensemble(
     lr: float,
 ) -> Personalized:
     """Every member adapted on the same shots, evaluated as one ensemble (their probabilities
-    averaged) on the user's other recordings; the time is the members' together."""
+    averaged; one member is the network itself) on the user's other recordings; the time is the
+    members' together."""
     from gesture_rnn.ensembling import AveragedNet
+
+    def combined(nets: list[GestureNet]) -> GestureNet:
+        return nets[0] if len(nets) == 1 else AveragedNet(nets)
 
     person = records.select(user_recordings(records, user))
     adapt_idx, eval_idx = draw_shots(person.labels, shots, seed, user)
     shots_seq = [person.sequences[i] for i in adapt_idx]
     eval_seq, eval_labels = [person.sequences[i] for i in eval_idx], person.labels[eval_idx]
+    before = accuracy(combined(bases), eval_seq, eval_labels)
     started = time.perf_counter()
-    ensemble = AveragedNet(
-        [adapt(base, shots_seq, person.labels[adapt_idx], method, steps, lr) for base in bases]
-    )
+    net = combined([adapt(base, shots_seq, person.labels[adapt_idx], method, steps, lr) for base in bases])
     seconds = time.perf_counter() - started
     return Personalized(
-        net=ensemble,
-        accuracy_before=accuracy(AveragedNet(bases), eval_seq, eval_labels),
-        accuracy_after=accuracy(ensemble, eval_seq, eval_labels),
+        net=net,
+        accuracy_before=before,
+        accuracy_after=accuracy(net, eval_seq, eval_labels),
         adapt_seconds=seconds,
         adapt_count=len(adapt_idx),
         evaluate_count=len(eval_idx),

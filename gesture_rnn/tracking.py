@@ -160,6 +160,20 @@ def finished_run(
     client.set_terminated(run_id, "FINISHED")
 
 
+@contextmanager
+def report_run(
+    tracking_uri: str, experiment_name: str, run_name: str, command: str, artifacts: Iterable[Path]
+) -> Iterator[tuple[MlflowClient, str]]:
+    """A finished run for a generated report: tagged with the command and commit, its files
+    (report, plot) logged as artifacts once the block has logged its metrics."""
+    tags = {"mlflow.runName": run_name, "command": command, "mlflow.source.git.commit": git_commit()}
+    location = store_artifact_location(tracking_uri)
+    with finished_run(tracking_uri, experiment_name, location, tags) as (client, run_id):
+        yield client, run_id
+        for path in artifacts:
+            client.log_artifact(run_id, str(path))
+
+
 def _create_run(node: DictConfig, tags: Mapping[str, str]) -> str:
     return create_run(node.tracking_uri, node.experiment_name, node.get("artifact_location"), tags)
 
