@@ -16,9 +16,9 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from gesture_rnn import resume, tracking
+from gesture_rnn import distilling, resume, tracking
 from gesture_rnn.callbacks import (
     INTERRUPTED_CHECKPOINT,
     CheckpointOnInterrupt,
@@ -51,11 +51,14 @@ def _train(cfg: DictConfig) -> dict[str, float]:
         resume.continue_in_run_folder(cfg, plan)
     set_up_process(cfg)
 
-    # 2. data and model (the network normalises with the training part's statistics)
+    # 2. data (with the teachers' soft targets when distilling) and model (the network
+    #    normalises with the training part's statistics)
     datamodule = instantiate(cfg.data)
     if plan is not None:
         datamodule.load_state_dict(plan.datamodule_state)  # seed=null: the checkpoint's split
     datamodule.setup("fit")
+    if teachers := OmegaConf.select(cfg, "model.distillation.teachers"):
+        distilling.attach_soft_targets(datamodule, list(teachers), cfg.model.distillation.temperature)
     model = instantiate(cfg.model)
     model.net.set_normalization(datamodule.mean, datamodule.std)
 

@@ -8,22 +8,32 @@ reseeds from (seed, epoch) — augmented runs stay reproducible and resumable.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from gesture_rnn.data.batching import pad_batch, pad_sequences
+
+
+def random_rotations(
+    count: int, max_degrees: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """[count, 3, 3] rotations, each by an angle in [-max, max] degrees about a uniformly random
+    axis (Rodrigues: R = I + sin·K + (1 - cos)·K²), drawn in one go."""
+    axes = torch.randn(count, 3, generator=generator)
+    axes = axes / axes.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    angles = math.radians(max_degrees) * (2 * torch.rand(count, generator=generator) - 1)
+    x, y, z = axes.unbind(1)
+    zero = torch.zeros_like(x)
+    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=1).view(count, 3, 3)
+    sin, one_minus_cos = angles.sin().view(count, 1, 1), (1 - angles.cos()).view(count, 1, 1)
+    return torch.eye(3) + sin * k + one_minus_cos * (k @ k)
+
 
 def random_rotation(max_degrees: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A 3x3 rotation by an angle in [-max, max] degrees about a uniformly random axis (Rodrigues)."""
-    axis = torch.randn(3, generator=generator)
-    axis = axis / axis.norm().clamp_min(1e-12)
-    angle = math.radians(max_degrees) * (2 * torch.rand((), generator=generator) - 1)
-    k = torch.tensor(
-        [[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]], dtype=torch.float32
-    )
-    return torch.eye(3) + torch.sin(angle) * k + (1 - torch.cos(angle)) * (k @ k)
+    """One 3x3 rotation (see ``random_rotations``)."""
+    return random_rotations(1, max_degrees, generator)[0]
 
 
 def time_warp(sequence: torch.Tensor, factor: float) -> torch.Tensor:
@@ -36,7 +46,7 @@ def time_warp(sequence: torch.Tensor, factor: float) -> torch.Tensor:
 @dataclass(frozen=True)
 class Augmentation:
     """Random rotation (degrees), amplitude scaling (±fraction), time warp (±fraction of the
-    length) and Gaussian jitter (m/s²), applied in that order to each training sequence."""
+    length) and Gaussian jitter (m/s²) of each training sequence."""
 
     rotate_deg: float = 0.0
     scale: float = 0.0
@@ -47,25 +57,40 @@ class Augmentation:
     def active(self) -> bool:
         return any(value > 0 for value in (self.rotate_deg, self.scale, self.time_warp, self.jitter))
 
-    def __call__(self, sequence: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        out = sequence
-        if self.rotate_deg > 0:
-            out = out @ random_rotation(self.rotate_deg, generator).T
-        if self.scale > 0:
-            out = out * (1 + self.scale * (2 * torch.rand((), generator=generator) - 1))
+    def padded(
+        self, sequences: list[torch.Tensor], generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augment a batch and pad it -> (padded [B, T, 3], lengths [B]). Only the time warp runs
+        per sequence; rotation, scaling and jitter act on the padded batch at once (rotation and
+        scaling commute with the warp's linear interpolation), and the padding stays zero."""
+        count = len(sequences)
         if self.time_warp > 0:
-            out = time_warp(out, float(1 + self.time_warp * (2 * torch.rand((), generator=generator) - 1)))
+            factors = 1 + self.time_warp * (2 * torch.rand(count, generator=generator) - 1)
+            sequences = [time_warp(s, f) for s, f in zip(sequences, factors.tolist(), strict=True)]
+        batch, lengths = pad_sequences(sequences)
+        if self.rotate_deg > 0:
+            batch = batch @ random_rotations(count, self.rotate_deg, generator).transpose(1, 2)
+        if self.scale > 0:
+            batch = batch * (1 + self.scale * (2 * torch.rand(count, 1, 1, generator=generator) - 1))
         if self.jitter > 0:
-            out = out + self.jitter * torch.randn(out.shape, generator=generator)
-        return out
+            real = torch.arange(batch.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+            batch = batch + self.jitter * torch.randn(batch.shape, generator=generator) * real.unsqueeze(2)
+        return batch, lengths
+
+    def __call__(self, sequence: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One augmented [time, 3] sequence (the sequence itself when every transform is off)."""
+        if not self.active:
+            return sequence
+        batch, lengths = self.padded([sequence], generator)
+        return batch[0, : int(lengths[0])]
 
 
 class AugmentingCollate:
-    """The training loader's collate: augment every sequence, then pad as usual."""
+    """The training loader's collate: augment and pad the batch's sequences, stack the labels
+    (and anything after them, such as distillation's soft targets)."""
 
-    def __init__(self, augmentation: Augmentation, collate: Callable) -> None:
+    def __init__(self, augmentation: Augmentation) -> None:
         self.augmentation = augmentation
-        self.collate = collate
 
-    def __call__(self, items: list[tuple[torch.Tensor, torch.Tensor]]):
-        return self.collate([(self.augmentation(sequence), label) for sequence, label in items])
+    def __call__(self, items: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+        return pad_batch(items, self.augmentation.padded)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
-
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # padded [B, T, 3], lengths [B], labels [B]
 
 
 def pad_sequences(
@@ -22,8 +20,12 @@ def pad_sequences(
     return pad_sequence(tensors, batch_first=True, padding_value=pad_value), lengths
 
 
-def pad_batch(items: list[tuple[torch.Tensor, torch.Tensor]]) -> Batch:
-    """A DataLoader's collate: zero-pad the sequences, stack the labels."""
-    sequences, labels = zip(*items, strict=True)
-    padded, lengths = pad_sequences(sequences)
-    return padded, lengths, torch.stack(labels)
+def pad_batch(
+    items: list[tuple[torch.Tensor, ...]],
+    pad: Callable[[list[torch.Tensor]], tuple[torch.Tensor, torch.Tensor]] = pad_sequences,
+) -> tuple[torch.Tensor, ...]:
+    """A DataLoader's collate: ``pad`` the sequences (zero padding; augmentation passes its own),
+    stack the labels and anything after them, such as distillation's soft targets."""
+    sequences, labels, *extra = zip(*items, strict=True)
+    padded, lengths = pad(list(sequences))
+    return padded, lengths, torch.stack(labels), *(torch.stack(column) for column in extra)

@@ -25,17 +25,21 @@ log = logging.getLogger(__name__)
 
 
 class SequenceDataset(Dataset):
-    """Variable-length sequences held in memory as tensors (the whole dataset is ~1 MB)."""
+    """Variable-length sequences held in memory as tensors (the whole dataset is ~1 MB); with
+    ``soft_targets`` (distillation) each item also carries its teachers' probabilities."""
 
     def __init__(self, sequences: Sequence[np.ndarray], labels: np.ndarray) -> None:
         self.sequences = [torch.from_numpy(np.ascontiguousarray(s)) for s in sequences]
         self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.soft_targets: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.sequences)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.sequences[index], self.labels[index]
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        if self.soft_targets is None:
+            return self.sequences[index], self.labels[index]
+        return self.sequences[index], self.labels[index], self.soft_targets[index]
 
 
 class GestureDataModule(L.LightningDataModule):
@@ -159,6 +163,14 @@ class GestureDataModule(L.LightningDataModule):
             self.hparams.seed = int(np.random.SeedSequence().entropy % (2**31 - 1))
         return int(self.hparams.seed)
 
+    def set_soft_targets(self, probabilities: torch.Tensor) -> None:
+        """[train sequences, classes] teacher probabilities (``gesture_rnn.distilling``): training
+        batches then carry them as a fourth element."""
+        train = self._datasets["train"]
+        if probabilities.shape[0] != len(train):
+            raise ValueError(f"{probabilities.shape[0]} soft targets for {len(train)} training sequences")
+        train.soft_targets = probabilities.float()
+
     def set_epoch(self, epoch: int) -> None:
         """Called at every epoch start (see ``gesture_rnn.resume.SeedEachEpoch``)."""
         self._epoch = epoch
@@ -185,7 +197,7 @@ class GestureDataModule(L.LightningDataModule):
             batching = {"batch_sampler": self._train_sampler}
         collate = pad_batch
         if name == "train" and self.augmentation.active:
-            collate = AugmentingCollate(self.augmentation, pad_batch)
+            collate = AugmentingCollate(self.augmentation)
         return DataLoader(
             dataset,
             **batching,

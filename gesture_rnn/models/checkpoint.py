@@ -64,8 +64,9 @@ def checkpoint_file(path: str | Path | None, key: str = "ckpt_path") -> Path:
     return checkpoint
 
 
-def read_checkpoint(path: str | Path | None, key: str = "ckpt_path") -> dict[str, Any]:
-    """The checkpoint as a dict in the current layout, or one ConfigError naming ``key``.
+def read_checkpoint(path: str | Path | None, key: str = "ckpt_path", mmap: bool = False) -> dict[str, Any]:
+    """The checkpoint as a dict in the current layout, or one ConfigError naming ``key``; with
+    ``mmap`` the tensors are read only when touched (to look at the settings of many).
 
     Anything ``torch.load(weights_only=True)`` refuses (pickled code, a damaged file, not a torch
     file at all) and any dict that is not a Lightning checkpoint of this project get the same line.
@@ -73,7 +74,7 @@ def read_checkpoint(path: str | Path | None, key: str = "ckpt_path") -> dict[str
     file = checkpoint_file(path, key)
     refused = ConfigError(f"{key}={path} is not a checkpoint written by train.py: unsafe or unknown content")
     try:
-        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(file, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception:
         raise refused from None
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None

@@ -15,6 +15,7 @@ from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassF1Score
 
 from gesture_rnn.data.facts import NUM_CLASSES
+from gesture_rnn.distilling import distillation_loss
 from gesture_rnn.models.nets import GestureNet, build_net
 
 
@@ -47,7 +48,9 @@ class GestureClassifier(L.LightningModule):
     ``net`` is a ``{_target_: ...}`` config of a network in ``gesture_rnn.models.nets`` (saved in
     the checkpoint, so ``load_from_checkpoint`` rebuilds it) or a ready ``GestureNet``. The
     optimizer and scheduler are ``{_target_: ..., _partial_: true}`` configs built in
-    ``configure_optimizers``.
+    ``configure_optimizers``. ``distillation`` ({teachers, weight, temperature}) mixes the
+    teachers' soft targets into the training loss (``gesture_rnn.distilling``); the training
+    batches carry them once ``train()`` has attached them to the datamodule.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class GestureClassifier(L.LightningModule):
         net: Mapping[str, Any] | GestureNet,
         optimizer: Mapping[str, Any],
         scheduler: Mapping[str, Any] | None = None,
+        distillation: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if isinstance(net, nn.Module):
@@ -67,6 +71,7 @@ class GestureClassifier(L.LightningModule):
             self.net = build_net(net)
         self.hparams.optimizer = plain(optimizer)
         self.hparams.scheduler = plain(scheduler)
+        self.hparams.distillation = plain(distillation)
         self.criterion = nn.CrossEntropyLoss()
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_metrics, self.test_metrics = _metrics("val/"), _metrics("test/")
@@ -83,15 +88,28 @@ class GestureClassifier(L.LightningModule):
         return self.net(accel, lengths)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x, lengths, y = batch
+        x, lengths, y, *soft_targets = batch
         logits = self.net(x, lengths)
-        loss = self.criterion(logits, y)
+        loss = self._training_loss(logits, y, soft_targets[0] if soft_targets else None)
         # plain tensor sums per step: self.log or torchmetrics per step cost 1-2 ms on these tiny batches
         with torch.no_grad():
             correct = (logits.argmax(dim=1) == y).sum().to(loss.dtype)
             step = torch.stack([loss * len(y), correct, loss.new_tensor(len(y))])
             self._train_sums = self._train_sums.to(step.device) + step
         return loss
+
+    def _training_loss(
+        self, logits: torch.Tensor, y: torch.Tensor, soft_targets: torch.Tensor | None
+    ) -> torch.Tensor:
+        settings = self.hparams.get("distillation") or {}
+        if not settings.get("teachers"):
+            return self.criterion(logits, y)
+        if soft_targets is None:
+            raise RuntimeError(
+                "model.distillation.teachers is set but the training batches carry no soft targets; "
+                "train with train.py, or call gesture_rnn.distilling.attach_soft_targets on the datamodule"
+            )
+        return distillation_loss(logits, y, soft_targets, settings["weight"], settings["temperature"])
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """The epoch's train/loss and train/acc, logged from its last step: callbacks (learning

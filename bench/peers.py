@@ -1,0 +1,65 @@
+"""MiniRocket (aeon), the peer a time-series practitioner tries first, on this project's folds.
+
+Optional: ``pip install -e '.[peers]'``. MiniRocket needs equal lengths, so every recording is
+resampled (linear interpolation) to the longest recording's 51 steps; the classifier is aeon's
+``MiniRocketClassifier`` (10,000 kernels, ridge regression with cross-validated penalty),
+its transform on every core (what this project's training uses too).
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from gesture_rnn.data.facts import LONGEST_SEQUENCE
+from gesture_rnn.data.parsing import GestureRecords
+
+
+def available() -> bool:
+    try:
+        import aeon  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resampled(sequences: list[np.ndarray], steps: int = LONGEST_SEQUENCE) -> np.ndarray:
+    """[n, 3, steps]: each [time, 3] recording linearly resampled to ``steps``."""
+    out = np.empty((len(sequences), sequences[0].shape[1], steps), dtype=np.float32)
+    target = np.linspace(0.0, 1.0, steps)
+    for row, sequence in enumerate(sequences):
+        source = np.linspace(0.0, 1.0, len(sequence))
+        for channel in range(sequence.shape[1]):
+            out[row, channel] = np.interp(target, source, sequence[:, channel])
+    return out
+
+
+@dataclass(frozen=True)
+class PeerFold:
+    accuracy: float
+    fit_s: float  # resampling + transform + ridge fit of the training part
+    size_bytes: int  # the fitted classifier, pickled (measured only; never loaded)
+    one_gesture_ms: float  # p50 of predict on one recording, after a warm-up
+
+
+def minirocket_fold(
+    records: GestureRecords, train: np.ndarray, test: np.ndarray, seed: int = 0, n_jobs: int = -1
+) -> PeerFold:
+    """Fit MiniRocket on ``train`` indices of ``records``, score it on ``test``."""
+    from aeon.classification.convolution_based import MiniRocketClassifier
+
+    from bench.inference import timings
+
+    started = time.perf_counter()
+    x_train = resampled([records.sequences[i] for i in train])
+    model = MiniRocketClassifier(random_state=seed, n_jobs=n_jobs)
+    model.fit(x_train, records.labels[train])
+    fit_s = time.perf_counter() - started
+    test_sequences = [records.sequences[i] for i in test]
+    predicted = model.predict(resampled(test_sequences))
+    accuracy = int((predicted == records.labels[test]).sum()) / len(test)
+    latency = timings(lambda seq: model.predict(resampled([seq])), test_sequences, repeats=120, warmup=20)
+    return PeerFold(accuracy, fit_s, len(pickle.dumps(model)), latency["p50"])
