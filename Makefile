@@ -7,8 +7,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU wheel; override for another build, e.g. make install TORCH="torch==2.13.0 --index-url ..."
 TORCH ?= torch==2.13.0
-# Re-install when pyproject.toml or the torch requirement changes.
-STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH)' | md5sum | cut -c1-8)
+# optional extras besides the dev tools, e.g. make install EXTRAS=dev,peers (MiniRocket for make bench/watch)
+EXTRAS ?= dev
+# Re-install when pyproject.toml, the torch requirement or the extras change.
+STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH) $(EXTRAS)' | md5sum | cut -c1-8)
 ARGS ?=
 PYTEST_ARGS ?=
 UI_PORT ?= 5000
@@ -24,18 +26,18 @@ ABLATION_QUIET := $(QUIET) logger=none log_model=false
 # validation (model selection, calibration) on one whole training user, as new wearers are
 VAL_USER := data.val_users=1 data.val_fraction=0
 
-.PHONY: help install train tune reproduce loso ablation compare new_wearer calibration personalize bench soak test test-fast test-slow lint format ui clean
+.PHONY: help install train tune reproduce loso ablation compare new_wearer watch calibration personalize bench soak test test-fast test-slow lint format ui clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## Create .venv with torch and the package (editable, with dev tools)
+install: $(STAMP) ## Create .venv with torch and the package (editable, with dev tools; EXTRAS=dev,peers adds MiniRocket)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -94,10 +96,13 @@ personalize: install ## Adapt each LOSO model (BASE=outputs/calibration/best) to
 	    --out reports/personalize_ensemble.md --command "make personalize (the ensemble)" $(ARGS); \
 	else echo "no ensemble bases: make new_wearer trains them"; fi
 
+watch: install ## The watch-size model (distilled, int8), LOSO per seed in one command, vs MiniRocket -> reports/watch.md
+	$(BIN)/python -m bench.watch $(ARGS)
+
 compare: install ## Network families x 2 sizes on both protocols + CPU cost -> reports/models.md (needs GESTURES_DATA)
 	$(BIN)/python -m bench.compare $(ARGS)
 
-bench: install ## Pipeline vs plain PyTorch loop, start-up, inference -> reports/bench.md (needs GESTURES_DATA)
+bench: install ## Pipeline vs plain PyTorch loop, start-up, inference, MiniRocket (EXTRAS=dev,peers) -> reports/bench.md
 	$(BIN)/python -m bench.benchmark $(ARGS)
 
 soak: install ## 50 short trainings in one process and in new ones: no memory, fd or MLflow-run leaks

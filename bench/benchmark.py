@@ -194,6 +194,52 @@ def inference(checkpoint: Path, dm: GestureDataModule) -> dict:
     return {**latency, "batch256": throughput}
 
 
+def peer_section(dm: GestureDataModule) -> list[str]:
+    """MiniRocket on the random split above and on the 8 leave-one-user-out folds, next to the
+    project's watch model on the same folds (``make watch``'s results, when they exist)."""
+    from bench import peers
+    from bench.multirun import USERS
+
+    if not peers.available():
+        print("MiniRocket skipped: aeon is not installed (pip install -e '.[peers]')", flush=True)
+        return ["MiniRocket: not run (aeon is not installed: `pip install -e '.[peers]'`).", ""]
+    by_user, loso_s = peers.minirocket_loso(dm.records, USERS)
+    random = peers.minirocket_fold(dm.records, dm.split.train, dm.split.test)
+    loso = list(by_user.values())
+    accuracy = [fold.accuracy for fold in loso]
+    lines = [
+        "## The peer: MiniRocket",
+        "",
+        "aeon's `MiniRocketClassifier` (10,000 kernels, ridge with cross-validated penalty; recordings "
+        "resampled to 51 steps; the transform on every core), numba compilation not timed.",
+        "",
+        "| protocol | accuracy | training | model size | one gesture p50 |",
+        "|---|---|---|---|---|",
+        f"| random split above (seed {SEED}) | {random.accuracy:.4f} | {random.fit_s:.1f} s "
+        f"| {random.size_bytes / 1e6:.1f} MB pickled | {random.one_gesture_ms:.2f} ms |",
+        f"| leave-one-user-out, 8 folds | mean {statistics.mean(accuracy):.4f}, worst {min(accuracy):.4f} "
+        f"| {loso_s:.0f} s for all 8 | {loso[0].size_bytes / 1e6:.1f} MB pickled "
+        f"| {statistics.median(f.one_gesture_ms for f in loso):.2f} ms |",
+        "",
+    ]
+    watch = ROOT / "outputs" / "watch"
+    if (watch / "evaluation.json").is_file():
+        from gesture_rnn.watch import summarize
+
+        s = summarize(watch, ROOT / "outputs" / "new_wearer" / "full" / "best")
+        took = ", ".join(f"{v:.0f} s" for v in s["loso_s"].values())
+        mean, worst = statistics.mean(s["seed_means"]["float"]), min(s["per_user"]["float"].values())
+        lines += [
+            f"The project's watch model on the same 8 folds (`make watch`, reports/watch.md): mean "
+            f"{mean:.4f}, worst {worst:.4f} "
+            f"(3 seeds), {took} for all 8 per seed, {s['bytes']['int8'] / 1000:.0f} KB as int8, "
+            f"{s['p50_ms']['float']:.3f} ms per gesture (ONNX). On the random split the project's "
+            "models are in reports/models.md (the same split for seed 0).",
+            "",
+        ]
+    return lines
+
+
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} s ({min(values):.3f}–{max(values):.3f})"
 
@@ -255,6 +301,7 @@ def main() -> None:
         startup_seconds(workdir, args.data, workdir / "cold-cache", "logger=none") for _ in range(3)
     )
     infer = inference(checkpoints["tuned (256/2)"], dm)
+    peer_lines = peer_section(dm)
 
     lines = [
         "# Benchmark: pipeline vs a plain PyTorch loop",
@@ -297,6 +344,7 @@ def main() -> None:
         f"| one gesture, p99 | {infer['p99']:.2f} ms |",
         f"| batch of 256 | {infer['batch256']:.0f} gestures / s |",
         "",
+        *peer_lines,
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))

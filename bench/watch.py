@@ -130,8 +130,6 @@ def evaluate_phase(out: Path, seeds: list[int]) -> None:
 
 def peer_phase(out: Path) -> None:
     """``minirocket.json``: MiniRocket on the 8 leave-one-user-out folds, timed as one job."""
-    import numpy as np
-
     from bench import peers
     from gesture_rnn.data.datamodule import GestureDataModule
 
@@ -140,16 +138,9 @@ def peer_phase(out: Path) -> None:
         return
     dm = GestureDataModule.from_shipped_config(val_fraction=0.0)
     dm.setup()
-    records, folds = dm.records, {}
-    started = time.perf_counter()
-    for user in USERS:
-        test = np.flatnonzero(records.users == user)
-        train = np.flatnonzero(records.users != user)
-        fold = peers.minirocket_fold(records, train, test)
-        folds[user] = fold.__dict__
-        print(f"  MiniRocket {user}: {fold.accuracy:.4f} (fit {fold.fit_s:.1f} s)", flush=True)
-    total = time.perf_counter() - started
-    (out / "minirocket.json").write_text(json.dumps({"folds": folds, "total_s": total}, indent=1))
+    folds, total = peers.minirocket_loso(dm.records, USERS)
+    result = {"folds": {user: fold.__dict__ for user, fold in folds.items()}, "total_s": total}
+    (out / "minirocket.json").write_text(json.dumps(result, indent=1))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -80,3 +80,21 @@ def test_out_of_range_augmentation_is_refused(train_config):
     message = r"data.augment.scale=1.5 is invalid: it must be a number in \[0, 1\)"
     with pytest.raises(ConfigError, match=message):
         validate_config(train_config("data.augment.scale=1.5"))
+
+
+def test_a_batch_is_augmented_at_once_with_its_padding_left_zero_and_extras_passed_through():
+    generator = torch.Generator().manual_seed(0)
+    sequences = [torch.randn(n, 3, generator=generator) for n in (12, 30, 7)]
+    turned, lengths = Augmentation(rotate_deg=90).padded(sequences, torch.Generator().manual_seed(1))
+    assert lengths.tolist() == [12, 30, 7]
+    for row, sequence in enumerate(sequences):  # a rotation per sequence: every step keeps its length
+        assert torch.allclose(turned[row, : len(sequence)].norm(dim=1), sequence.norm(dim=1), atol=1e-5)
+        assert not torch.allclose(turned[row, : len(sequence)], sequence)
+    full = Augmentation(rotate_deg=30, scale=0.2, time_warp=0.2, jitter=0.3)
+    batch, lengths = full.padded(sequences, torch.Generator().manual_seed(2))
+    for row, length in enumerate(lengths.tolist()):
+        assert torch.count_nonzero(batch[row, length:]) == 0, "padding after the warped end stays zero"
+    soft = torch.softmax(torch.randn(3, 20), dim=1)
+    items = [(s, torch.tensor(i), soft[i]) for i, s in enumerate(sequences)]
+    *_, labels, carried = AugmentingCollate(full)(items)
+    assert labels.tolist() == [0, 1, 2] and torch.equal(carried, soft)
