@@ -74,7 +74,10 @@ def teacher_checkpoints(entries: Sequence[str], test_users: Sequence[str]) -> li
             found.append(path)
             continue
         if not path.is_dir():
-            raise ConfigError(f"{KEY}: {entry} does not exist (a checkpoint, a run or a multirun folder)")
+            raise ConfigError(
+                f"{KEY}: {entry} does not exist (a checkpoint, a run or a multirun folder); "
+                "experiment=watch's teachers come from make new_wearer (make watch trains them if missing)"
+            )
         wanted = set(test_users)
         matches = [
             c for c in _checkpoints_in(path) if wanted <= _held_out_users(read_checkpoint(c, KEY, mmap=True))

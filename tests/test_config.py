@@ -106,3 +106,13 @@ def test_experiment_overlays_set_the_study_configurations(train_config):
     assert new_wearer.model.net.hidden == 256 and new_wearer.data.augment.rotate_deg == 30, "best's recipe"
     assert (new_wearer.data.split, new_wearer.data.val_users, new_wearer.data.val_fraction) == ("users", 1, 0)
     assert list(new_wearer.data.test_users) == ["U03"]
+
+
+def test_the_watch_experiment_is_a_small_distilled_network_taught_by_the_new_wearer_models(train_config):
+    watch = train_config("experiment=watch", "data.test_users=[U03]")
+    net = instantiate(watch.model).net
+    assert sum(p.numel() for p in net.parameters()) <= 50_000, "watch-size: at most 50k parameters"
+    assert watch.model.distillation.weight > 0 and len(watch.model.distillation.teachers) == 3
+    assert all("new_wearer/full/best/seed" in teacher for teacher in watch.model.distillation.teachers)
+    assert watch.model.scheduler.T_max == watch.trainer.max_epochs and watch.data.split == "users"
+    assert train_config().model.distillation.teachers == [], "no distillation unless asked for"
