@@ -14,6 +14,11 @@ STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH) $(EXTRAS)' | md5sum | 
 ARGS ?=
 PYTEST_ARGS ?=
 UI_PORT ?= 5000
+# make serve / make promote: the registered model, its alias and the store
+MODEL ?= models:/gestures@candidate
+SERVE_PORT ?= 5001
+VERSION ?=
+TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/outputs/mlflow.db)
 SEEDS ?= 0,1,2
 # the leave-one-user-out models make personalize adapts (written by make calibration)
 BASE ?= outputs/calibration/best
@@ -26,7 +31,7 @@ ABLATION_QUIET := $(QUIET) logger=none log_model=false
 # validation (model selection, calibration) on one whole training user, as new wearers are
 VAL_USER := data.val_users=1 data.val_fraction=0
 
-.PHONY: help install train tune reproduce loso ablation compare new_wearer watch calibration personalize bench soak test test-fast test-slow lint format ui clean
+.PHONY: help install train tune reproduce loso ablation compare new_wearer watch serve promote gpu_check calibration personalize bench soak test test-fast test-slow lint format ui clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -105,6 +110,9 @@ compare: install ## Network families x 2 sizes on both protocols + CPU cost -> r
 bench: install ## Pipeline vs plain PyTorch loop, start-up, inference, MiniRocket (EXTRAS=dev,peers) -> reports/bench.md
 	$(BIN)/python -m bench.benchmark $(ARGS)
 
+gpu_check: install ## On a machine with a GPU: trainer=gpu and trainer=ddp trainings, make bench on the GPU (~5 min)
+	PY=$(BIN)/python bash bench/gpu_check.sh
+
 soak: install ## 50 short trainings in one process and in new ones: no memory, fd or MLflow-run leaks
 	$(BIN)/python -m bench.soak $(ARGS)
 
@@ -124,6 +132,14 @@ lint: install ## ruff lint and format check
 format: install ## Format and auto-fix with ruff
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+serve: install ## Serve MODEL (default models:/gestures@candidate) over HTTP on 127.0.0.1:SERVE_PORT with MLflow
+	PATH=$(CURDIR)/$(BIN):$$PATH MLFLOW_TRACKING_URI=$(TRACKING_URI) $(BIN)/mlflow models serve -m $(MODEL) --env-manager local -h 127.0.0.1 -p $(SERVE_PORT)
+
+promote: install ## Move the champion alias of the gestures model to VERSION (make promote VERSION=3)
+	@test -n "$(VERSION)" || { echo "error: VERSION is required: make promote VERSION=3" >&2; exit 2; }
+	$(BIN)/python -c "from mlflow import MlflowClient; MlflowClient('$(TRACKING_URI)').set_registered_model_alias('gestures', 'champion', '$(VERSION)')"
+	@echo "models:/gestures@champion -> version $(VERSION)"
 
 ui: install ## MLflow UI for the local store on http://127.0.0.1:5000 (UI_PORT=... to change)
 	@mkdir -p outputs

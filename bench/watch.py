@@ -8,6 +8,7 @@ Phases (each keeps what is already finished under --out, so a stopped run contin
             teachers' cost, reported apart from the student's
   train     per seed ONE command, timed by the wall clock (start-up, MLflow, teacher cache reads
             included): python train.py -m experiment=watch seed=K data.test_users=<the 8 folds>
+  ablation  the same, model.distillation.weight=0 (no teachers): what distillation is worth
   evaluate  every fold's model exported to ONNX, float and int8 weights: accuracy on its held-out
             user, file size, one-gesture latency (onnxruntime, one thread)
   peer      MiniRocket (aeon, ``pip install -e '.[peers]'``) on the same 8 folds, timed the same way
@@ -27,6 +28,8 @@ from bench.multirun import PROJECT_ROOT, USERS, run_missing
 
 TEACHER_SEEDS = (0, 1, 2)
 QUIET = ["console=quiet"]
+# the same recipe without its teachers: what distillation is worth
+NO_TEACHERS = ["model.distillation.weight=0", "logger=none"]
 
 
 def _folds() -> list[str]:
@@ -80,6 +83,17 @@ def train_phase(out: Path, seeds: list[int]) -> None:
             (sweep_dir / "timing.json").write_text(json.dumps(timing))
         mean = sum(result.done.values()) / len(result.done)
         print(f"  seed {seed}: LOSO mean {mean:.4f}, 8 folds in {result.seconds:.1f} s", flush=True)
+
+
+def ablation_phase(out: Path, seeds: list[int]) -> None:
+    """``no_distillation/seed<k>``: experiment=watch with model.distillation.weight=0."""
+    for seed in seeds:
+        overrides = ["experiment=watch", *NO_TEACHERS, f"seed={seed}", *QUIET]
+        result = run_missing(out / "no_distillation" / f"seed{seed}", overrides, "data.test_users", _folds())
+        if result.code or result.left:
+            raise SystemExit(f"error: the no-teacher run of seed {seed} failed; see {result.log}")
+        mean = sum(result.done.values()) / len(result.done)
+        print(f"  seed {seed}, no teachers: LOSO mean {mean:.4f}", flush=True)
 
 
 def evaluate_phase(out: Path, seeds: list[int]) -> None:
@@ -147,7 +161,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--phases", nargs="+", default=["teachers", "train", "evaluate", "peer", "report"])
+    parser.add_argument(
+        "--phases", nargs="+", default=["teachers", "train", "ablation", "evaluate", "peer", "report"]
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "outputs" / "watch")
     parser.add_argument(
@@ -157,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tracking-uri", default=f"sqlite:///{PROJECT_ROOT / 'outputs' / 'mlflow.db'}")
     parser.add_argument("--command", default="make watch", help="the command named in the report")
     args = parser.parse_args(argv)
-    phases = ("teachers", "train", "evaluate", "peer", "report")
+    phases = ("teachers", "train", "ablation", "evaluate", "peer", "report")
     if unknown := set(args.phases) - set(phases):
         parser.error(f"--phases: unknown {sorted(unknown)}; allowed: {' '.join(phases)}")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -166,6 +182,9 @@ def main(argv: list[str] | None = None) -> None:
     if "train" in args.phases:
         print(f"train: experiment=watch, 8 folds, seeds {args.seeds}", flush=True)
         train_phase(args.out, args.seeds)
+    if "ablation" in args.phases:
+        print("ablation: the same recipe without teachers (model.distillation.weight=0)", flush=True)
+        ablation_phase(args.out, args.seeds)
     if "evaluate" in args.phases:
         print("evaluate: ONNX float and int8 on each held-out user (one thread)", flush=True)
         evaluate_phase(args.out, args.seeds)

@@ -207,3 +207,24 @@ class RunRecord(Callback):
         for logger in tracking.mlflow_loggers(trainer.loggers):
             uri = log_mlflow_model(pl_module.net, logger.experiment, logger.run_id, logger.experiment_id)
             log.info("MLflow model: %s", uri)
+
+
+class RegisterModel(Callback):
+    """``register=true``: once ``record`` has logged the tested model, register it in the MLflow
+    Model Registry as a new version of ``model_name`` and move ``alias`` to it."""
+
+    TAGGED = ("test/acc", "test/f1", "val/acc_best", "calibration/temperature")
+
+    def __init__(self, record: RunRecord, model_name: str, alias: str) -> None:
+        self.record, self.model_name, self.alias = record, model_name, alias
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from gesture_rnn.registry import register_run
+
+        if not trainer.is_global_zero:
+            return
+        tags = {key: self.record.metrics[key] for key in self.TAGGED if key in self.record.metrics}
+        for logger in tracking.mlflow_loggers(trainer.loggers):
+            version = register_run(logger.experiment, logger.run_id, self.model_name, self.alias, tags)
+            log.info("Registered as %s version %s (alias %s): models:/%s@%s", self.model_name, version,
+                     self.alias, self.model_name, self.alias)  # fmt: skip

@@ -40,6 +40,13 @@ RULES = (
         "a list of checkpoint files or run folders",
         lambda v: isinstance(v, list) and all(isinstance(t, str) and t for t in v),
     ),
+    Rule("register", "true or false", lambda v: isinstance(v, bool)),
+    Rule("registry.model_name", "a non-empty name", lambda v: isinstance(v, str) and v.strip() != ""),
+    Rule(
+        "registry.alias",
+        "a name such as candidate or champion",
+        lambda v: isinstance(v, str) and v.isidentifier(),
+    ),
     # what numpy's and torch's seeding accept
     Rule(
         "seed",
@@ -62,3 +69,12 @@ def validate_config(cfg: DictConfig) -> None:
             )
         check_net_settings(OmegaConf.to_container(net, resolve=True))
     check_rules(cfg, RULES)
+    if cfg.get("register"):
+        mlflow_logger = any(
+            "MLFlowLogger" in str(n.get("_target_", "")) for n in (cfg.get("logger") or {}).values() if n
+        )
+        if not (mlflow_logger and cfg.get("log_model")):
+            raise ConfigError(
+                "register=true registers the run's logged MLflow model: it needs logger=mlflow and "
+                "log_model=true"
+            )

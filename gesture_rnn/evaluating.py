@@ -13,6 +13,7 @@ from gesture_rnn import tracking
 from gesture_rnn.callbacks import LearningCurves, RunRecord
 from gesture_rnn.config_checks import validate_config
 from gesture_rnn.models.checkpoint import checkpoint_file, load_classifier
+from gesture_rnn.registry import model_checkpoint
 from gesture_rnn.training import run_config, run_tags
 
 
@@ -26,13 +27,16 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 def _evaluate(cfg: DictConfig) -> dict[str, float]:
     validate_config(cfg)
     tracking.check_tracking_servers(cfg)
-    checkpoint = checkpoint_file(cfg.get("ckpt_path"))
+    path, registered = model_checkpoint(cfg)
+    checkpoint = checkpoint_file(path)
     model = load_classifier(checkpoint)
     datamodule = instantiate(cfg.data)
     datamodule.setup("test")
     output_dir = Path(cfg.paths.output_dir)
     record = RunRecord(output_dir, run_config(cfg), upload_checkpoint=False)
     tags = {**run_tags(cfg, datamodule.checksum, output_dir), "evaluated_checkpoint": str(checkpoint)}
+    if registered is not None:
+        tags.update({f"evaluated_{k}": str(v) for k, v in registered.describe().items()})
     loggers = tracking.build_loggers(cfg, tags)
     with tracking.marks_failures(loggers, interrupted=lambda: False):
         callbacks = [LearningCurves(), record]
@@ -43,6 +47,9 @@ def _evaluate(cfg: DictConfig) -> dict[str, float]:
         )
     metrics = record.metrics
     print(f"  test accuracy  {metrics['test/acc']:.4f}    macro-F1 {metrics['test/f1']:.4f}")
+    if registered is not None:
+        print(f"  model          {registered.uri} = {registered.model_name or 'run'} version "
+              f"{registered.version or '-'} (run {registered.run_id})")  # fmt: skip
     print(f"  checkpoint     {checkpoint}")
     print(f"  artifacts      {output_dir / 'evaluation'}")
     return metrics

@@ -140,7 +140,10 @@ def run_export(cfg: DictConfig) -> Path:
         raise ConfigError(f"quantize={quantize!r} is invalid: it must be one of {list(QUANTIZE)}")
     if quantize and fmt != "onnx":
         raise ConfigError(f"quantize={quantize} needs format=onnx (got format={fmt})")
-    source = checkpoint_file(cfg.get("ckpt_path"))
+    from gesture_rnn.registry import model_checkpoint
+
+    path, registered = model_checkpoint(cfg)
+    source = checkpoint_file(path)
     checkpoint = read_checkpoint(source)
     net = net_from_checkpoint(checkpoint)
     suffix, export = FORMATS[fmt]
@@ -161,6 +164,7 @@ def run_export(cfg: DictConfig) -> Path:
         float_partial.unlink(missing_ok=True)
     sidecar = target.with_name(target.name + ".json")
     metadata = {**sidecar_metadata(checkpoint, net, source), "format": fmt, "file": target.name}
+    metadata["registry"] = registered.describe() if registered else None
     if quantize:
         from gesture_rnn.quantizing import SCHEME
 

@@ -105,9 +105,10 @@ def run_predict(cfg: DictConfig) -> list[dict]:
     if not cfg.get("input"):
         raise ConfigError("input is required: python predict.py ckpt_path=... input=recording.txt")
     check_rules(cfg, RULES)
-    if cfg.get("onnx") and cfg.get("ckpt_path"):
-        raise ConfigError("give ckpt_path (a checkpoint) or onnx (an exported model), not both")
+    if cfg.get("onnx") and (cfg.get("ckpt_path") or cfg.get("model_uri")):
+        raise ConfigError("give ckpt_path or model_uri (a checkpoint) or onnx (an exported model), not both")
     rotations, degrees = cfg.get("rotations") or 1, cfg.get("rotation_degrees") or 20.0
+    registered = None  # the MLflow model behind model_uri, if that is what answers
     if cfg.get("onnx"):
         if rotations != 1:
             raise ConfigError(
@@ -119,13 +120,17 @@ def run_predict(cfg: DictConfig) -> list[dict]:
     else:
         from gesture_rnn.data.facts import GESTURES
         from gesture_rnn.inference import load_predictor, probabilities_of
+        from gesture_rnn.registry import model_checkpoint
 
-        net = load_predictor(cfg.get("ckpt_path"), rotations, degrees)
+        checkpoint, registered = model_checkpoint(cfg)
+        net = load_predictor(checkpoint, rotations, degrees)
         recordings = list(read_recordings(cfg.input))
         probabilities, gestures = probabilities_of(net, [values for _, values in recordings], CHUNK), GESTURES
     threshold = float(cfg.get("min_probability") or 0)
     names = [name for name, _ in recordings]
     results = answers(names, probabilities, gestures, int(cfg.get("top_k", 3)), threshold)
+    if registered is not None:  # which registered version answered
+        results = [{**result, "model": registered.describe()} for result in results]
     try:
         for result in results:
             print(json.dumps(result) if cfg.output == "json" else format_prediction(result))

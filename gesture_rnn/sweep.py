@@ -99,6 +99,27 @@ class MLflowSweepCallback(Callback):
     def _jobs_started(self) -> int:
         return sum(1 for _ in self.sweep_dir.glob("*/.hydra")) if self.sweep_dir is not None else 0
 
+    def _register(self, config: DictConfig, best: dict[str, Any], metric: str) -> None:
+        """The best trial's model -> a new version of registry.model_name, registry.alias moved."""
+        from gesture_rnn.errors import ConfigError
+        from gesture_rnn.registry import register_run
+
+        name = str(_select(config, "registry.model_name", "gestures"))
+        alias = str(_select(config, "registry.alias", "candidate"))
+        if not best["mlflow_run_ids"] or not _select(config, "log_model", True):
+            print("  not registered: the trials logged no MLflow model (log_model=false)")
+            return
+        tags = {metric: best["metrics"][metric], "test/acc": best["metrics"].get("test/acc", math.nan),
+                "sweep_run_id": self.parent_run_id, "sweep_dir": str(self.sweep_dir),
+                "trial": " ".join(best["overrides"])}  # fmt: skip
+        try:
+            version = register_run(self.client, best["mlflow_run_ids"][0], name, alias, tags)
+        except (ConfigError, MlflowException) as err:
+            print(f"  not registered: {err}")
+            return
+        print(f"  registered as {name} version {version}, alias {alias}: models:/{name}@{alias}")
+        self.client.set_tag(self.parent_run_id, "registered_model_version", f"{name}/{version}")
+
     # --- Hydra callback hooks -------------------------------------------------------------------
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         release_stderr()  # composed; trials may run in other processes and never release it
@@ -138,6 +159,7 @@ class MLflowSweepCallback(Callback):
                 except MlflowException:  # params are immutable: a resumed sweep found a new best
                     self.client.set_tag(self.parent_run_id, f"best.{key}", value)
             self.client.set_tag(self.parent_run_id, "best_trial_run_id", ",".join(best["mlflow_run_ids"]))
+            self._register(config, best, metric)
         self.client.log_metric(self.parent_run_id, "trials_finished", len(trials))
         results = sweep_dir / "optimization_results.yaml"
         if results.exists():

@@ -23,6 +23,7 @@ from gesture_rnn.callbacks import (
     INTERRUPTED_CHECKPOINT,
     CheckpointOnInterrupt,
     LearningCurves,
+    RegisterModel,
     RunRecord,
     SeedEachEpoch,
     TemperatureScaling,
@@ -68,6 +69,8 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     record = RunRecord(output_dir, run_config(cfg), log_model=bool(cfg.get("log_model")))
     callbacks = build_callbacks(cfg, datamodule.has_validation)
     callbacks += [SeedEachEpoch(), interrupt, LearningCurves(), TemperatureScaling(), record]
+    if cfg.get("register"):
+        callbacks.append(RegisterModel(record, cfg.registry.model_name, cfg.registry.alias))
     loggers = tracking.build_loggers(cfg, run_tags(cfg, datamodule.checksum, output_dir), plan_run_id(plan))
     with tracking.marks_failures(loggers, interrupted=lambda: interrupt.interrupted_by is not None):
         trainer: L.Trainer = instantiate(

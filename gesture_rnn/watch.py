@@ -88,6 +88,7 @@ def summarize(out: Path, teacher_dir: Path) -> dict[str, Any]:
         },
         "ensemble": {u: r["ensemble"] for u, r in ensemble["users"].items()} if ensemble else None,
         "teacher_logits_s": (_read(out / "teachers.json") or {}).get("logits_s"),
+        "no_teachers": accuracies(out / "no_distillation") if (out / "no_distillation").is_dir() else {},
         "peer": peer,
     }
 
@@ -163,6 +164,13 @@ def render(s: dict[str, Any], command: str) -> str:
             f"| {_spread(s['seed_means'][kind])} | {user} {worst:.4f} | {s['fold_s']:.1f} | {all8} "
             f"| {s['p50_ms'][kind]:.3f} |"
         )
+    if s["no_teachers"]:
+        per_user = per_user_mean(s["no_teachers"])
+        user, worst = _worst(per_user)
+        lines.append(
+            f"| the same without teachers (`model.distillation.weight=0`), float | {s['parameters']:,} | "
+            f"| {_spread(_seed_means(s['no_teachers']))} | {user} {worst:.4f} | | | |"
+        )
     if s["best"]["seed_means"]:
         user, worst = _worst(s["best"]["per_user"])
         lines.append(
@@ -204,6 +212,8 @@ def render(s: dict[str, Any], command: str) -> str:
         "|---|" + "---|" * len(users),
     ]
     series = {"watch, float": s["per_user"]["float"], "watch, int8": s["per_user"]["int8"]}
+    if s["no_teachers"]:
+        series["watch without teachers"] = per_user_mean(s["no_teachers"])
     if s["best"]["per_user"]:
         series["best model, one seed"] = s["best"]["per_user"]
     if s["ensemble"]:

@@ -135,6 +135,26 @@ def test_parallel_trials_with_the_joblib_launcher(synthetic_zip, tmp_path):
     check_parent_and_children(MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db"), n_trials=2)
 
 
+def test_trials_as_submitit_jobs_on_this_machine(synthetic_zip, tmp_path):
+    """hydra/launcher=submitit_local: the code path hydra/launcher=slurm takes (each trial pickled,
+    run in its own process by submitit, its result returned), here: trials nested under the
+    parent run, the results file written, a failed trial recorded, the best trial registered."""
+    result = run_tune(
+        tmp_path, synthetic_zip, "hydra/launcher=submitit_local", "hydra.sweeper.n_trials=3",
+        "trainer.max_epochs=1", "model.net.hidden=8", "model.net.layers=range(0,2)", "log_model=true",
+    )  # fmt: skip
+    results = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
+    assert results.n_trials == 3 and 0 < results.n_failures < 3
+    assert "model.net.layers=0 is invalid" in results.failures[0].error
+    assert list((tmp_path / "sweep" / ".submitit").glob("*/*_result.pkl")), "the jobs ran through submitit"
+    client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    (parent,), children = sweep_runs(client)
+    assert parent.info.status == "FINISHED" and len(children) == 3 - results.n_failures
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    best = client.get_model_version_by_alias("gestures", "candidate")
+    assert best.tags["sweep_run_id"] == parent.info.run_id and "registered as gestures" in result.stdout
+
+
 @pytest.fixture
 def mlflow_server(tmp_path):
     """A real ``mlflow server`` (sqlite backend, local artifact root) on 127.0.0.1; always stopped."""
@@ -178,7 +198,7 @@ def test_train_and_tune_against_a_real_tracking_server(synthetic_zip, tmp_path, 
         [
             sys.executable, str(PROJECT_ROOT / "train.py"), f"paths.root_dir={tmp_path}",
             f"data.path={synthetic_zip}", f"data.cache_dir={tmp_path}/cache", "trainer.max_epochs=2",
-            "model.net.hidden=8", "console=quiet",
+            "model.net.hidden=8", "console=quiet", "register=true",
         ],
         capture_output=True, text=True, timeout=300, env={**os.environ, **env},
     )  # fmt: skip
@@ -192,10 +212,21 @@ def test_train_and_tune_against_a_real_tracking_server(synthetic_zip, tmp_path, 
     train_artifacts = {a.path for a in client.list_artifacts(train_run.info.run_id, "evaluation")}
     assert "evaluation/confusion_matrix.png" in train_artifacts
 
+    version = client.get_model_version_by_alias("gestures", "candidate")  # register=true, on the server
+    assert version.run_id == train_run.info.run_id and version.tags["test/acc"]
+
     client.delete_run(train_run.info.run_id)  # leave the sweep's runs alone in the experiment
-    run_tune(tmp_path, synthetic_zip, "hydra.sweeper.n_trials=1", *TINY, env=env)
+    result = run_tune(tmp_path, synthetic_zip, "hydra.sweeper.n_trials=1", *TINY, "log_model=true", env=env)
     check_parent_and_children(client, n_trials=1)
-    _, children = sweep_runs(client)
+    (parent,), children = sweep_runs(client)
+    best = client.get_model_version_by_alias("gestures", "candidate")  # the sweep registers its best trial
+    assert (
+        best.version == "2"
+        and best.run_id == children[0].info.run_id
+        and "registered as gestures" in result.stdout
+    )
+    assert float(best.tags["val/acc_best"]) == parent.data.metrics["best/val/acc_best"]
+    assert best.tags["sweep_run_id"] == parent.info.run_id
     artifacts = {a.path for a in client.list_artifacts(children[0].info.run_id)}
     assert {"config_resolved.yaml", "checkpoints"} <= artifacts, "artifacts are uploaded to the server"
     assert not (tmp_path / "outputs" / "mlflow.db").exists(), "nothing went to the local store"

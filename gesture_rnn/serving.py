@@ -1,0 +1,74 @@
+"""A logged model served over HTTP by MLflow's own scoring server (``mlflow models serve``), as a
+context manager that always stops it — what ``make serve`` runs, and what the serving test and
+``bench/serve_latency.py`` use.
+
+Request (``POST /invocations``, ``Content-Type: application/json``): ``{"inputs": [recording, ...]}``,
+each recording a list of ``[x, y, z]`` rows in m/s², all padded to the longest with ``null`` rows
+(the model reads each recording up to its first null row). Response: ``{"predictions":
+[[p_1, ..., p_20], ...]}``, calibrated probabilities of gestures 1-20.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+
+def request_body(recordings: Sequence[np.ndarray]) -> bytes:
+    """The documented JSON request for [time, 3] recordings of any lengths."""
+    steps = max(len(r) for r in recordings)
+    batch = [np.asarray(r, dtype=float).tolist() + [[None] * 3] * (steps - len(r)) for r in recordings]
+    return json.dumps({"inputs": batch}).encode()
+
+
+def predictions(answer: dict) -> np.ndarray:
+    """[n, 20] probabilities from a scoring server's JSON answer."""
+    served = answer["predictions"]
+    if isinstance(served, dict):  # a named output: {"probabilities": [...]}
+        served = served["probabilities"]
+    return np.asarray(served, dtype=np.float32)
+
+
+@contextmanager
+def served(
+    model_uri: str, tracking_uri: str, port: int, log: Path, timeout_s: float = 120.0
+) -> Iterator[str]:
+    """``mlflow models serve -m model_uri`` on 127.0.0.1:port (local environment); yields its URL
+    once ``/ping`` answers; stops it on exit, whatever happened."""
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+               "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
+    # the scoring server is started as `uvicorn` from PATH: this interpreter's environment first
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": path}
+    with open(log, "w") as output:
+        server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+                        if response.status == 200:
+                            break
+                except OSError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"mlflow models serve did not start; its log: {log}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()

@@ -1,0 +1,126 @@
+"""From sweep to service: the MLflow Model Registry (register=true, model_uri=models:/...) and the
+logged model served by ``mlflow models serve``."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import compose_train_config, free_port, recording_text
+from hydra.core.global_hydra import GlobalHydra
+from mlflow import MlflowClient
+from omegaconf import OmegaConf
+
+import gesture_rnn
+from gesture_rnn.data import GestureDataModule
+from gesture_rnn.errors import ConfigError
+from gesture_rnn.exporting import run_export
+from gesture_rnn.inference import load_predictor, probabilities_of
+from gesture_rnn.predicting import run_predict
+from gesture_rnn.serving import predictions, request_body, served
+
+pytestmark = pytest.mark.integration  # trains and starts a server: not in make test-fast
+
+
+@pytest.fixture(scope="module")
+def registered(synthetic_zip, tmp_path_factory) -> dict:
+    """Two runs trained with register=true into one sqlite store: versions 1 and 2 of gestures."""
+    root = tmp_path_factory.mktemp("registry")
+    runs = []
+    for name in ("first", "second"):
+        overrides = [
+            f"data.path={synthetic_zip}",
+            "model.net.hidden=8",
+            "trainer.max_epochs=2",
+            "register=true",
+        ]
+        metrics = gesture_rnn.train(compose_train_config(root, overrides, f"outputs/{name}"))
+        GlobalHydra.instance().clear()
+        runs.append({"metrics": metrics, "dir": root / "outputs" / name})
+    uri = f"sqlite:///{root}/outputs/mlflow.db"
+    dm = GestureDataModule.from_shipped_config(path=str(synthetic_zip), cache_dir=str(root / "cache"))
+    dm.setup()
+    sequences = [s.numpy() for s in dm.test_dataloader().dataset.sequences]
+    return {"root": root, "uri": uri, "runs": runs, "sequences": sequences}
+
+
+def _settings(registered: dict, tmp_path: Path, **values) -> dict:
+    return {
+        "tracking_uri": registered["uri"],
+        "cache_dir": str(tmp_path / "cache"),
+        "ckpt_path": None,
+        **values,
+    }
+
+
+def test_register_true_adds_a_version_with_its_metrics_and_moves_the_alias(registered):
+    client = MlflowClient(registered["uri"])
+    versions = sorted(client.search_model_versions("name = 'gestures'"), key=lambda v: int(v.version))
+    assert [str(v.version) for v in versions] == ["1", "2"]
+    candidate = client.get_model_version_by_alias("gestures", "candidate")
+    assert str(candidate.version) == "2", "the alias moves to the newest registration"
+    second = registered["runs"][1]
+    assert float(candidate.tags["test/acc"]) == pytest.approx(second["metrics"]["test/acc"])
+    assert (
+        candidate.tags["data_md5"]
+        and candidate.run_id == json.loads((second["dir"] / "metrics.json").read_text())["mlflow_run_ids"][0]
+    )
+
+
+def test_commands_take_a_registered_model_and_say_which_version_answered(registered, tmp_path, capsys):
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    for i, sequence in enumerate(registered["sequences"][:3]):
+        (folder / f"r{i}.txt").write_text(recording_text(sequence))
+    uri = "models:/gestures@candidate"
+    settings = _settings(registered, tmp_path, model_uri=uri, input=str(folder), output="json", top_k=3)
+    answers = run_predict(OmegaConf.create(settings))
+    checkpoint = next((registered["runs"][1]["dir"] / "checkpoints").glob("*.ckpt"))
+    expected = probabilities_of(load_predictor(str(checkpoint)), registered["sequences"][:3])
+    assert [a["gesture"] for a in answers] == [int(p.argmax()) + 1 for p in expected]
+    assert answers[0]["model"]["version"] == "2" and answers[0]["model"]["registered_model"] == "gestures"
+    export = {"format": "onnx", "quantize": None}
+    onnx = run_export(OmegaConf.create(_settings(registered, tmp_path, model_uri="models:/gestures/1",
+                                                 out=str(tmp_path / "v1.onnx"), **export)))  # fmt: skip
+    sidecar = json.loads(Path(f"{onnx}.json").read_text())
+    assert sidecar["registry"]["version"] == "1" and sidecar["registry"]["model_uri"] == "models:/gestures/1"
+    refused = [
+        ({"model_uri": "gestures@candidate"}, "must be models:/<name>@<alias>"),
+        ({"model_uri": "models:/gestures@champion"}, "was not found"),
+        ({"model_uri": uri, "ckpt_path": str(checkpoint)}, "not both"),
+    ]
+    for values, message in refused:
+        with pytest.raises(ConfigError, match=message):
+            run_export(OmegaConf.create(_settings(registered, tmp_path, out=None, **export, **values)))
+
+
+def test_register_needs_the_logged_model(train_config):
+    with pytest.raises(ConfigError, match=r"register=true .* needs logger=mlflow and log_model=true"):
+        gesture_rnn.train(train_config("register=true", "log_model=false"))
+
+
+def _post(url: str, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def test_the_registered_model_serves_over_http_with_mlflow(registered, tmp_path):
+    """make serve's server: probabilities equal to PyTorch's (float32 ONNX: within 1e-4), a
+    malformed request answered 4xx with a message, the server always stopped."""
+    sequences = registered["sequences"][:4]
+    checkpoint = next((registered["runs"][1]["dir"] / "checkpoints").glob("*.ckpt"))
+    expected = probabilities_of(load_predictor(str(checkpoint)), sequences)
+    with served("models:/gestures@candidate", registered["uri"], free_port(), tmp_path / "serve.log") as url:
+        status, answer = _post(f"{url}/invocations", request_body(sequences))
+        assert status == 200, answer
+        assert np.abs(predictions(answer) - expected).max() < 1e-4
+        status, answer = _post(f"{url}/invocations", b'{"inputs": "not a batch"}')
+        assert 400 <= status < 500 and answer.get("message"), answer
