@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> None:
     from gesture_rnn.registry import resolve_model
     from gesture_rnn.serving import predictions, request_body, served
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="models:/gestures@candidate")
     parser.add_argument(
         "--tracking-uri",

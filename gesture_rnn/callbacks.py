@@ -217,6 +217,12 @@ class RegisterModel(Callback):
 
     def __init__(self, record: RunRecord, model_name: str, alias: str) -> None:
         self.record, self.model_name, self.alias = record, model_name, alias
+        self.versions: list[str] = []  # what was registered (one per MLflow logger)
+
+    def summary(self) -> str:
+        """The summary's line for it."""
+        uri = f"models:/{self.model_name}@{self.alias}"
+        return f"  registered     {uri} = {self.model_name} version {', '.join(self.versions)}"
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from gesture_rnn.registry import register_run
@@ -226,5 +232,6 @@ class RegisterModel(Callback):
         tags = {key: self.record.metrics[key] for key in self.TAGGED if key in self.record.metrics}
         for logger in tracking.mlflow_loggers(trainer.loggers):
             version = register_run(logger.experiment, logger.run_id, self.model_name, self.alias, tags)
+            self.versions.append(version)
             log.info("Registered as %s version %s (alias %s): models:/%s@%s", self.model_name, version,
                      self.alias, self.model_name, self.alias)  # fmt: skip

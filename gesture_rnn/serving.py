@@ -5,7 +5,7 @@ context manager that always stops it — what ``make serve`` runs, and what the 
 Request (``POST /invocations``, ``Content-Type: application/json``): ``{"inputs": [recording, ...]}``,
 each recording a list of ``[x, y, z]`` rows in m/s², all padded to the longest with ``null`` rows
 (the model reads each recording up to its first null row). Response: ``{"predictions":
-[[p_1, ..., p_20], ...]}``, calibrated probabilities of gestures 1-20.
+{"probabilities": [[p_1, ..., p_20], ...]}}``, calibrated probabilities of gestures 1-20.
 """
 
 from __future__ import annotations

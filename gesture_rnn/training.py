@@ -69,8 +69,11 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     record = RunRecord(output_dir, run_config(cfg), log_model=bool(cfg.get("log_model")))
     callbacks = build_callbacks(cfg, datamodule.has_validation)
     callbacks += [SeedEachEpoch(), interrupt, LearningCurves(), TemperatureScaling(), record]
-    if cfg.get("register"):
-        callbacks.append(RegisterModel(record, cfg.registry.model_name, cfg.registry.alias))
+    registrar = (
+        RegisterModel(record, cfg.registry.model_name, cfg.registry.alias) if cfg.get("register") else None
+    )
+    if registrar is not None:
+        callbacks.append(registrar)
     loggers = tracking.build_loggers(cfg, run_tags(cfg, datamodule.checksum, output_dir), plan_run_id(plan))
     with tracking.marks_failures(loggers, interrupted=lambda: interrupt.interrupted_by is not None):
         trainer: L.Trainer = instantiate(
@@ -94,6 +97,8 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     # 5. report (the run record has logged and written everything else)
     if trainer.is_global_zero:
         print(format_summary(record.metrics, loggers, cfg, show_test=not cfg.get("optimized_metric")))
+        if registrar is not None and registrar.versions:
+            print(registrar.summary())
     return record.metrics
 
 
