@@ -39,32 +39,26 @@ def predictions(answer: dict) -> np.ndarray:
 
 
 @contextmanager
-def served(
-    model_uri: str, tracking_uri: str, port: int, log: Path, timeout_s: float = 120.0
-) -> Iterator[str]:
-    """``mlflow models serve -m model_uri`` on 127.0.0.1:port (local environment); yields its URL
-    once ``/ping`` answers; stops it on exit, whatever happened."""
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-               "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
-    # the scoring server is started as `uvicorn` from PATH: this interpreter's environment first
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": path}
+def running(
+    command: list[str], env: dict[str, str], health_url: str, log: Path, timeout_s: float
+) -> Iterator[None]:
+    """Run a server ``command`` (output to ``log``) until ``health_url`` answers 200; stop it on
+    exit, whatever happened (terminate, then kill)."""
     with open(log, "w") as output:
         server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
-        url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + timeout_s
             while True:
                 try:
-                    with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+                    with urllib.request.urlopen(health_url, timeout=2) as response:
                         if response.status == 200:
                             break
                 except OSError:
                     pass
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mlflow models serve did not start; its log: {log}")
+                    raise RuntimeError(f"{' '.join(command[:4])} did not start; its log: {log}")
                 time.sleep(0.5)
-            yield url
+            yield
         finally:
             server.terminate()
             try:
@@ -72,3 +66,19 @@ def served(
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+
+
+@contextmanager
+def served(
+    model_uri: str, tracking_uri: str, port: int, log: Path, timeout_s: float = 120.0
+) -> Iterator[str]:
+    """``mlflow models serve -m model_uri`` on 127.0.0.1:port (local environment); yields its URL
+    once ``/ping`` answers, and stops it on exit."""
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+               "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
+    # the scoring server is started as `uvicorn` from PATH: this interpreter's environment first
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": path}
+    url = f"http://127.0.0.1:{port}"
+    with running(command, env, f"{url}/ping", log, timeout_s):
+        yield url

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import compose_train_config, free_port, recording_text
+from conftest import CONF_DIR, compose_train_config, free_port, recording_text
+from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from mlflow import MlflowClient
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 import gesture_rnn
 from gesture_rnn.data import GestureDataModule
@@ -96,6 +98,28 @@ def test_commands_take_a_registered_model_and_say_which_version_answered(registe
     for values, message in refused:
         with pytest.raises(ConfigError, match=message):
             run_export(OmegaConf.create(_settings(registered, tmp_path, out=None, **export, **values)))
+
+
+def test_evaluate_takes_a_registered_model_and_says_which(registered, synthetic_zip, tmp_path, capsys):
+    from gesture_rnn.evaluating import evaluate
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("evaluate", overrides=[
+            f"paths.root_dir={tmp_path}", f"data.path={synthetic_zip}", f"data.cache_dir={tmp_path}/c",
+            "model_uri=models:/gestures/1", f"tracking_uri={registered['uri']}", f"cache_dir={tmp_path}/m",
+            "logger=none",
+        ], return_hydra_config=True)  # fmt: skip
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "evaluated")
+        del cfg.hydra
+    GlobalHydra.instance().clear()
+    metrics = evaluate(cfg)
+    assert metrics["test/acc"] == pytest.approx(registered["runs"][0]["metrics"]["test/acc"]), (
+        "version 1's run"
+    )
+    assert "models:/gestures/1 = gestures version 1" in capsys.readouterr().out
 
 
 def test_register_needs_the_logged_model(train_config):

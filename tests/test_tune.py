@@ -7,8 +7,6 @@ import os
 import pickle
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 from gesture_rnn.exporting import run_export
+from gesture_rnn.serving import running
 
 pytestmark = pytest.mark.integration  # trains or starts processes: not in make test-fast
 
@@ -144,36 +143,14 @@ def mlflow_server(tmp_path):
     """A real ``mlflow server`` (sqlite backend, local artifact root) on 127.0.0.1; always stopped."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(
-        [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-            "--artifacts-destination", str(tmp_path / "server-artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        ],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("mlflow server did not start:\n" + (tmp_path / "server.log").read_text())
-            time.sleep(0.5)
+    command = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+        "--artifacts-destination", str(tmp_path / "server-artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    with running(command, dict(os.environ), f"{url}/health", tmp_path / "server.log", timeout_s=90):
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 def test_train_and_tune_against_a_real_tracking_server(synthetic_zip, tmp_path, mlflow_server):
