@@ -90,6 +90,15 @@ def test_commands_take_a_registered_model_and_say_which_version_answered(registe
                                                  out=str(tmp_path / "v1.onnx"), **export)))  # fmt: skip
     sidecar = json.loads(Path(f"{onnx}.json").read_text())
     assert sidecar["registry"]["version"] == "1" and sidecar["registry"]["model_uri"] == "models:/gestures/1"
+    run_id = answers[0]["model"]["run_id"]  # a run without the registry: runs:/<run id>
+    by_run = run_export(OmegaConf.create(_settings(registered, tmp_path, model_uri=f"runs:/{run_id}",
+                                                   out=str(tmp_path / "run.onnx"), **export)))  # fmt: skip
+    assert json.loads(Path(f"{by_run}.json").read_text())["registry"] == {
+        "model_uri": f"runs:/{run_id}",
+        "registered_model": None,
+        "version": None,
+        "run_id": run_id,
+    }
     refused = [
         ({"model_uri": "gestures@candidate"}, "must be models:/<name>@<alias>"),
         ({"model_uri": "models:/gestures@champion"}, "was not found"),
