@@ -11,11 +11,9 @@ that the answers match the PyTorch model of the same run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     from gesture_rnn.data.datamodule import GestureDataModule
     from gesture_rnn.inference import load_predictor, probabilities_of
     from gesture_rnn.registry import resolve_model
-    from gesture_rnn.serving import predictions, request_body, served
+    from gesture_rnn.serving import post_json, predictions, request_body, served
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -50,20 +48,15 @@ def main(argv: list[str] | None = None) -> None:
     expected = probabilities_of(load_predictor(str(resolved.checkpoint)), sequences[:64])
     log = Path(tempfile.mkdtemp()) / "serve.log"
     with served(args.model, args.tracking_uri, args.port, log) as url:
-
-        def post(body: bytes) -> dict:
-            request = urllib.request.Request(
-                f"{url}/invocations", data=body, headers={"Content-Type": "application/json"}
-            )
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read())
-
-        served_batch = predictions(post(request_body(sequences[:64])))
+        status, answer = post_json(f"{url}/invocations", request_body(sequences[:64]))
+        if status != 200:
+            raise SystemExit(f"error: the server answered {status}: {answer}")
+        served_batch = predictions(answer)
         times = []
         for i in range(args.requests):
             body = request_body([sequences[i % len(sequences)]])
             started = time.perf_counter()
-            post(body)
+            post_json(f"{url}/invocations", body)
             times.append((time.perf_counter() - started) * 1000)
     times = times[20:]  # warm-up
     p50, p99 = np.percentile(times, 50), np.percentile(times, 99)

@@ -40,7 +40,7 @@ def teachers_phase(teacher_dir: Path) -> dict:
     """Train missing teachers (make new_wearer's full/best sweeps); fill the logits cache."""
     from bench.new_wearer import train_phase
     from gesture_rnn.data.datamodule import GestureDataModule
-    from gesture_rnn.distilling import _checkpoints_in, teacher_logits
+    from gesture_rnn.distilling import run_checkpoints, teacher_logits
 
     print(
         f"teachers: experiment=new_wearer, 8 folds x seeds {list(TEACHER_SEEDS)} in {teacher_dir}", flush=True
@@ -50,7 +50,7 @@ def teachers_phase(teacher_dir: Path) -> dict:
         raise SystemExit(f"error: teacher training failed; see the logs under {teacher_dir}")
     dm = GestureDataModule.from_shipped_config(val_fraction=0.0)
     dm.setup()
-    checkpoints = [c for seed in TEACHER_SEEDS for c in _checkpoints_in(teacher_dir / f"seed{seed}")]
+    checkpoints = [c for seed in TEACHER_SEEDS for c in run_checkpoints(teacher_dir / f"seed{seed}")]
     started = time.perf_counter()
     for checkpoint in checkpoints:
         teacher_logits(checkpoint, dm.records.sequences, dm.hparams.cache_dir)

@@ -70,9 +70,9 @@ def validate_config(cfg: DictConfig) -> None:
         check_net_settings(OmegaConf.to_container(net, resolve=True))
     check_rules(cfg, RULES)
     if cfg.get("register"):
-        mlflow_logger = any(
-            "MLFlowLogger" in str(n.get("_target_", "")) for n in (cfg.get("logger") or {}).values() if n
-        )
+        from gesture_rnn.tracking import is_mlflow_node
+
+        mlflow_logger = any(is_mlflow_node(node) for node in (cfg.get("logger") or {}).values())
         if not (mlflow_logger and cfg.get("log_model")):
             raise ConfigError(
                 "register=true registers the run's logged MLflow model: it needs logger=mlflow and "

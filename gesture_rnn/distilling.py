@@ -48,7 +48,7 @@ def distillation_loss(
     return (1 - weight) * hard + weight * soft
 
 
-def _checkpoints_in(folder: Path) -> list[Path]:
+def run_checkpoints(folder: Path) -> list[Path]:
     """The tested checkpoint of every run below ``folder`` (a run, a multirun, or a folder of
     multirun parts such as ``make new_wearer``'s ``seed0/part0``, ``seed0/part1``)."""
     from gesture_rnn.trials import tested_checkpoint
@@ -80,7 +80,7 @@ def teacher_checkpoints(entries: Sequence[str], test_users: Sequence[str]) -> li
             )
         wanted = set(test_users)
         matches = [
-            c for c in _checkpoints_in(path) if wanted <= _held_out_users(read_checkpoint(c, KEY, mmap=True))
+            c for c in run_checkpoints(path) if wanted <= _held_out_users(read_checkpoint(c, KEY, mmap=True))
         ]
         if not matches:
             raise ConfigError(

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,6 +29,16 @@ def request_body(recordings: Sequence[np.ndarray]) -> bytes:
     steps = max(len(r) for r in recordings)
     batch = [np.asarray(r, dtype=float).tolist() + [[None] * 3] * (steps - len(r)) for r in recordings]
     return json.dumps({"inputs": batch}).encode()
+
+
+def post_json(url: str, body: bytes) -> tuple[int, dict]:
+    """POST ``body`` as JSON -> (HTTP status, the decoded answer), error statuses included."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
 
 
 def predictions(answer: dict) -> np.ndarray:

@@ -63,7 +63,8 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _is_mlflow(node: Any) -> bool:
+def is_mlflow_node(node: Any) -> bool:
+    """A logger config node that builds Lightning's MLFlowLogger."""
     return node is not None and str(node.get("_target_", "")).endswith("MLFlowLogger")
 
 
@@ -77,7 +78,7 @@ def check_tracking_servers(cfg: DictConfig, timeout_s: float = 5.0) -> None:
     """Fail before any work if a configured MLflow server does not answer (MLflow itself would
     retry for minutes, then fail after training)."""
     for name, node in (cfg.get("logger") or {}).items():
-        if not _is_mlflow(node):
+        if not is_mlflow_node(node):
             continue
         uri = str(node.get("tracking_uri") or "")
         if not uri.startswith(("http://", "https://")):
@@ -188,7 +189,7 @@ def build_loggers(cfg: DictConfig, tags: Mapping[str, str], run_id: str | None =
     for node in (cfg.get("logger") or {}).values():
         if node is None or "_target_" not in node:
             continue
-        if _is_mlflow(node) and rank_zero_only.rank == 0:
+        if is_mlflow_node(node) and rank_zero_only.rank == 0:
             loggers.append(instantiate(node, run_id=run_id or _create_run(node, tags)))
         else:
             loggers.append(instantiate(node))

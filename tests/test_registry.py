@@ -4,8 +4,6 @@ logged model served by ``mlflow models serve``."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +21,7 @@ from gesture_rnn.errors import ConfigError
 from gesture_rnn.exporting import run_export
 from gesture_rnn.inference import load_predictor, probabilities_of
 from gesture_rnn.predicting import run_predict
-from gesture_rnn.serving import predictions, request_body, served
+from gesture_rnn.serving import post_json, predictions, request_body, served
 
 pytestmark = pytest.mark.integration  # trains and starts a server: not in make test-fast
 
@@ -136,15 +134,6 @@ def test_register_needs_the_logged_model(train_config):
         gesture_rnn.train(train_config("register=true", "log_model=false"))
 
 
-def _post(url: str, body: bytes) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
-
-
 def test_the_registered_model_serves_over_http_with_mlflow(registered, tmp_path):
     """make serve's server: probabilities equal to PyTorch's (float32 ONNX: within 1e-4), a
     malformed request answered 4xx with a message, the server always stopped."""
@@ -152,8 +141,8 @@ def test_the_registered_model_serves_over_http_with_mlflow(registered, tmp_path)
     checkpoint = next((registered["runs"][1]["dir"] / "checkpoints").glob("*.ckpt"))
     expected = probabilities_of(load_predictor(str(checkpoint)), sequences)
     with served("models:/gestures@candidate", registered["uri"], free_port(), tmp_path / "serve.log") as url:
-        status, answer = _post(f"{url}/invocations", request_body(sequences))
+        status, answer = post_json(f"{url}/invocations", request_body(sequences))
         assert status == 200, answer
         assert np.abs(predictions(answer) - expected).max() < 1e-4
-        status, answer = _post(f"{url}/invocations", b'{"inputs": "not a batch"}')
+        status, answer = post_json(f"{url}/invocations", b'{"inputs": "not a batch"}')
         assert 400 <= status < 500 and answer.get("message"), answer
