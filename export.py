@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from gesture_rnn.cli import exit_on_user_error, short_hydra_errors
+from gesture_rnn.cli import exit_on_user_error, launch
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")
@@ -15,5 +15,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    with short_hydra_errors():
-        main()
+    launch(main)

@@ -1,9 +1,9 @@
-"""Train and test one GRU gesture classifier: ``python train.py model.net.hidden=256 model.net.layers=2``."""
+"""Train and test one GRU gesture classifier: ``python train.py model.hidden=256 model.layers=2``."""
 
 import hydra
 from omegaconf import DictConfig
 
-from gesture_rnn.cli import run_task, short_hydra_errors
+from gesture_rnn.cli import launch, run_task
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -12,5 +12,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    with short_hydra_errors():
-        main()
+    launch(main)

@@ -24,7 +24,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 
             return loss
 
         optimizer.step(closure)
-        return float(log_t.exp())
+        return float(log_t.detach().exp())
 
 
 @torch.no_grad()

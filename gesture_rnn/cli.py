@@ -12,6 +12,7 @@ import io
 import os
 import re
 import sys
+from pathlib import Path
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -19,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from gesture_rnn.errors import GestureRNNError, Interrupted
+from gesture_rnn.errors import ConfigError, GestureRNNError, Interrupted
 
 USER_ERROR_EXIT_CODE = 2
 
@@ -58,10 +59,74 @@ def _condensed(hydra_message: str) -> str:
             message += f"\n  network families are chosen with model/net={family.group(1)}"
         return message
     hint = next((line for line in rest if re.match(r"(To append|Did you mean)", line)), None)
-    moved = re.search(r"'model\.(hidden|layers|dropout|bidirectional|packed)'", head)
+    if not_a_setting := re.search(r"Could not override 'model\.net\.(\w+)'", head):
+        return f"error: {family_refusal(not_a_setting.group(1), sys.argv[1:])}"
+    moved = re.search(r"'model\.(bidirectional|packed)'", head)
     if moved:  # the spelling before networks became a node of their own
         hint = f"the network's settings are under model.net now: model.net.{moved.group(1)}=..."
     return f"error: {head}" + (f"\n  {hint}" if hint else "")
+
+
+# ``model.<key>`` is the study's own spelling of the network's shape (``python train.py
+# model.hidden=256 model.layers=2``); the config keeps one node per network (``model.net``)
+NET_ALIASES = ("hidden", "layers", "dropout")
+_ALIAS = re.compile(r"^(?P<prefix>~|\+{1,2})?model\.(?P<key>" + "|".join(NET_ALIASES) + r")(?P<rest>[=@].*|)$")
+_NET_KEY = re.compile(r"^(?:~|\+{1,2})?model\.net\.(?P<key>\w+)=(?P<value>.*)$")
+
+
+def canonical_overrides(args: list[str]) -> list[str]:
+    """The command line with ``model.hidden/layers/dropout=...`` spelled ``model.net.<key>=...``,
+    so Hydra, both sweepers (a command-line sweep replaces the search space's key) and MLflow
+    see one name per setting. Both spellings with different values: a ConfigError."""
+    canonical: list[str] = []
+    typed: dict[str, tuple[str, str]] = {}  # key -> (as typed, value)
+    for arg in args:
+        spelled = arg
+        if alias := _ALIAS.match(arg):
+            arg = f"{alias['prefix'] or ''}model.net.{alias['key']}{alias['rest']}"
+        if setting := _NET_KEY.match(arg):
+            key, value = setting["key"], setting["value"]
+            if key in typed:
+                if typed[key][1] != value:
+                    raise ConfigError(
+                        f"{typed[key][0]} and {spelled} set the same setting to different values; "
+                        f"give one (model.{key} is short for model.net.{key})"
+                    )
+                continue
+            typed[key] = (spelled, value)
+        canonical.append(arg)
+    return canonical
+
+
+def family_refusal(key: str, args: list[str]) -> str:
+    """A family refuses a setting it does not have, naming its own: the family is the one this
+    command line chose (``model/net=``, else an experiment's override, else gru)."""
+    conf = Path(__file__).resolve().parent.parent / "conf"
+    family = "gru"
+    for arg in args:
+        if chosen := re.fullmatch(r"model/net=(\w+)", arg):
+            family = chosen.group(1)
+            break
+        recipe = re.fullmatch(r"experiment=(\w+)", arg)
+        recipe_file = conf / "experiment" / f"{recipe.group(1)}.yaml" if recipe else None
+        if recipe_file is not None and recipe_file.is_file():
+            if override := re.search(r"override /model/net: (\w+)", recipe_file.read_text()):
+                family = override.group(1)
+    node = conf / "model" / "net" / f"{family}.yaml"
+    settings = re.findall(r"^([a-z]\w*):", node.read_text(), flags=re.M) if node.is_file() else []
+    return f"model.net.{key} is not a setting of the {family} network; its settings: {', '.join(settings)}"
+
+
+def launch(main: Callable[[], object]) -> None:
+    """Run a Hydra entry point with the project's command-line spellings and short errors."""
+    with short_hydra_errors():
+        try:
+            sys.argv[1:] = canonical_overrides(sys.argv[1:])
+        except ConfigError as err:
+            release_stderr()
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(USER_ERROR_EXIT_CODE) from None
+        main()
 
 
 @contextlib.contextmanager

@@ -29,9 +29,11 @@ def run_train(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None
 
 
 def test_train_py_trains_prints_a_summary_and_records_the_run(synthetic_zip, tmp_path):
+    """The design card's command, ``python train.py model.hidden=256 model.layers=2``, smaller."""
     result = run_train(
         tmp_path,
-        "model.net.hidden=16",
+        "model.hidden=16",
+        "model.layers=2",
         "trainer.max_epochs=2",
         "log_model=false",
         env={"GESTURES_DATA": str(synthetic_zip)},
@@ -44,6 +46,8 @@ def test_train_py_trains_prints_a_summary_and_records_the_run(synthetic_zip, tmp
     assert run.info.status == "FINISHED" and run.info.run_id in result.stdout
     assert run.data.params["data.path"] == "None", "found through $GESTURES_DATA"
     assert run.data.params["model.family"] == "gru"
+    assert (run.data.params["model.net.hidden"], run.data.params["model.net.layers"]) == ("16", "2")
+    assert not {"model.hidden", "model.layers"} & set(run.data.params), "each setting recorded once"
     run_dirs = list((tmp_path / "outputs" / "train" / "runs").iterdir())
     assert len(run_dirs) == 1
     assert (run_dirs[0] / "config_resolved.yaml").is_file()
@@ -71,7 +75,7 @@ def test_a_missing_data_path_exits_non_zero_naming_it(tmp_path):
 @pytest.mark.parametrize(
     ("override", "hint"),
     [
-        ("model.hidden=256", "the network's settings are under model.net now: model.net.hidden=..."),
+        ("model.bidirectional=true", "the network's settings are under model.net now: model.net.bidirectional=..."),
         ("model=lstm", "network families are chosen with model/net=lstm"),
     ],
 )
@@ -81,6 +85,32 @@ def test_a_misplaced_network_setting_gets_the_right_spelling(tmp_path, override,
     lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 2 and override.split("=")[0] in lines[0]
     assert lines[1] == hint
+
+
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        (
+            ["model.hidden=256", "model.net.hidden=128"],
+            "error: model.hidden=256 and model.net.hidden=128 set the same setting to different values; "
+            "give one (model.hidden is short for model.net.hidden)",
+        ),
+        (
+            ["model/net=tcn", "model.hidden=256"],
+            "error: model.net.hidden is not a setting of the tcn network; "
+            "its settings: channels, kernel, levels, dropout",
+        ),
+        (
+            ["experiment=study_tuned", "model/net=transformer", "model.hidden=8"],
+            "error: model.net.hidden is not a setting of the transformer network; "
+            "its settings: d_model, heads, layers, ff, dropout",
+        ),
+    ],
+)
+def test_the_short_network_spelling_is_refused_in_one_line_where_it_cannot_apply(tmp_path, overrides, line):
+    result = run_train(tmp_path, *overrides)
+    assert result.returncode == 2
+    assert result.stderr.strip() == line
 
 
 def test_a_sqlite_tracking_uri_from_the_environment_keeps_artifacts_under_outputs(synthetic_zip, tmp_path):

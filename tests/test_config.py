@@ -13,6 +13,7 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf
 
+from gesture_rnn.cli import canonical_overrides
 from gesture_rnn.config_checks import validate_config
 from gesture_rnn.data.datamodule import GestureDataModule
 from gesture_rnn.errors import ConfigError
@@ -108,11 +109,26 @@ def test_experiment_overlays_set_the_study_configurations(train_config):
     assert list(new_wearer.data.test_users) == ["U03"]
 
 
-def test_the_watch_experiment_is_a_small_distilled_network_taught_by_the_new_wearer_models(train_config):
+def test_the_watch_experiment_is_a_small_network_that_needs_no_teachers(train_config):
     watch = train_config("experiment=watch", "data.test_users=[U03]")
     net = instantiate(watch.model).net
     assert sum(p.numel() for p in net.parameters()) <= 50_000, "watch-size: at most 50k parameters"
-    assert watch.model.distillation.weight > 0 and len(watch.model.distillation.teachers) == 3
-    assert all("new_wearer/full/best/seed" in teacher for teacher in watch.model.distillation.teachers)
+    assert watch.model.distillation.teachers == [], "trains on a fresh clone: distillation is opt-in"
     assert watch.model.scheduler.T_max == watch.trainer.max_epochs and watch.data.split == "users"
+    taught = train_config("experiment=watch", "data.test_users=[U03]", "model.distillation.teachers=[a,b]")
+    assert list(taught.model.distillation.teachers) == ["a", "b"] and taught.model.distillation.weight == 0.9
     assert train_config().model.distillation.teachers == [], "no distillation unless asked for"
+
+
+def test_the_short_network_spelling_becomes_the_configs_own_on_every_command_line():
+    assert canonical_overrides(["model.hidden=256", "model.layers=2", "seed=1"]) == [
+        "model.net.hidden=256",
+        "model.net.layers=2",
+        "seed=1",
+    ]
+    sweep = ["model.hidden=choice(64,128,256)", "model.dropout=interval(0,0.5)"]
+    assert canonical_overrides(sweep) == ["model.net.hidden=choice(64,128,256)", "model.net.dropout=interval(0,0.5)"]
+    assert canonical_overrides(["model.hidden=8", "model.net.hidden=8"]) == ["model.net.hidden=8"], "same value"
+    assert canonical_overrides(["~model.dropout", "model.optimizer.lr=0.1"]) == ["~model.net.dropout", "model.optimizer.lr=0.1"]
+    with pytest.raises(ConfigError, match="model.net.layers=1 and model.layers=2 set the same setting"):
+        canonical_overrides(["model.net.layers=1", "model.layers=2"])

@@ -190,3 +190,16 @@ def test_a_trainer_that_cannot_be_built_leaves_its_run_failed_not_running(train_
         gesture_rnn.train(train_config(*FAST, "+trainer.no_such_argument=1"))
     _, runs = mlflow_runs(tmp_path)
     assert [run.info.status for run in runs] == ["FAILED"]
+
+
+RECIPES = sorted(path.stem for path in (PROJECT_ROOT / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_shipped_recipe_trains_on_a_fresh_clone(recipe, train_config, tmp_path):
+    """experiment=<recipe> with nothing but the data: no teachers, sweeps or outputs of earlier
+    runs (the run's root is an empty folder); a few batches each."""
+    cfg = train_config(f"experiment={recipe}", "debug=fast", "data.test_users=[U03]")
+    metrics = gesture_rnn.train(cfg)
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    assert list((tmp_path / "outputs" / "run" / "checkpoints").glob("*.ckpt")), "a tested checkpoint"

@@ -22,8 +22,9 @@ pytestmark = pytest.mark.integration  # trains or starts processes: not in make 
 TINY = [
     "log_model=false",  # the MLflow model is tested with train.py; trials skip its ~4 s each
     "trainer.max_epochs=2",
-    "model.net.layers=1",
-    "model.net.hidden=choice(8,16)",
+    # the design card's spelling (model.net.* is the config's): recorded once, as model.net.*
+    "model.layers=1",
+    "model.hidden=choice(8,16)",
     "model.optimizer.lr=0.01",
 ]
 # the architecture as a hyperparameter (the families that share hidden/layers/dropout)
@@ -97,7 +98,7 @@ def test_tune_with_hyperopt_nests_trials_under_one_parent_run(synthetic_zip, tmp
 def test_tune_with_optuna_records_a_failed_trial_and_goes_on(synthetic_zip, tmp_path):
     """hparams_search=optuna sets max_failure_rate=1.0: Optuna's rate is per batch, so anything
     lower would end a serial sweep at its first failed trial (layers=0 fails the config check)."""
-    overrides = [o for o in TINY if not o.startswith("model.net.layers")] + ["model.net.layers=choice(0,1)"]
+    overrides = [o for o in TINY if not o.startswith("model.layers")] + ["model.net.layers=choice(0,1)"]
     run_tune(
         tmp_path, synthetic_zip, "hparams_search=optuna", "hydra.sweeper.n_trials=4", *overrides, FAMILIES
     )
