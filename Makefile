@@ -31,7 +31,7 @@ ABLATION_QUIET := $(QUIET) logger=none log_model=false
 # validation (model selection, calibration) on one whole training user, as new wearers are
 VAL_USER := data.val_users=1 data.val_fraction=0
 
-.PHONY: help install train tune reproduce loso ablation compare new_wearer watch serve promote gpu_check calibration personalize bench soak test test-fast test-slow lint format ui clean
+.PHONY: help install docs train tune reproduce loso ablation compare new_wearer watch serve promote gpu_check calibration personalize bench soak test test-fast test-slow lint format ui clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,7 +46,7 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-train: install ## Train and test the default GRU (extra overrides: ARGS="model.net.hidden=256 model.net.layers=2")
+train: install ## Train and test the default GRU (extra overrides: ARGS="model.hidden=256 model.layers=2")
 	$(BIN)/python train.py $(ARGS)
 
 tune: install ## Hyperparameter sweep: hyperopt TPE, 20 trials, objective val/acc_best (ARGS="hparams_search=optuna")
@@ -57,7 +57,7 @@ reproduce: install ## The study's four rows over SEEDS (default 0,1,2) -> report
 	$(BIN)/python train.py -m experiment=study_default trainer.max_epochs=3,10,20 seed=$(SEEDS) \
 	  hydra.sweep.dir=outputs/reproduce/default $(QUIET) $(ARGS)
 	$(BIN)/python train.py -m experiment=study_tuned seed=$(SEEDS) hydra.sweep.dir=outputs/reproduce/tuned $(QUIET) $(ARGS)
-	$(BIN)/python -m gesture_rnn.reports study outputs/reproduce/default outputs/reproduce/tuned \
+	$(BIN)/python -m studies.reports study outputs/reproduce/default outputs/reproduce/tuned \
 	  --out reports/study.md --command "make reproduce SEEDS=$(SEEDS)"
 
 loso: install ## Leave-one-user-out (8 folds) vs the random split (SEEDS) -> reports/loso.md
@@ -65,11 +65,11 @@ loso: install ## Leave-one-user-out (8 folds) vs the random split (SEEDS) -> rep
 	$(BIN)/python train.py -m data.split=users 'data.test_users=$(LOSO_FOLDS)' \
 	  hydra.sweep.dir=outputs/loso/users $(QUIET) $(ARGS)
 	$(BIN)/python train.py -m seed=$(SEEDS) hydra.sweep.dir=outputs/loso/random $(QUIET) $(ARGS)
-	$(BIN)/python -m gesture_rnn.reports loso outputs/loso/users outputs/loso/random \
+	$(BIN)/python -m studies.reports loso outputs/loso/users outputs/loso/random \
 	  --out reports/loso.md --command "make loso SEEDS=$(SEEDS)"
 
 ablation: install ## Screen options on hard LOSO folds, evaluate experiment=best fully -> reports/ablation.md
-	PY=$(BIN)/python bash bench/ablation_screen.sh
+	PY=$(BIN)/python bash studies/ablation_screen.sh
 	$(BIN)/python train.py -m experiment=best data.split=users 'data.test_users=$(LOSO_FOLDS)' \
 	  hydra.sweep.dir=outputs/ablation/best_loso $(ABLATION_QUIET) $(ARGS)
 	$(BIN)/python train.py -m data.split=users 'data.test_users=$(LOSO_FOLDS)' \
@@ -78,11 +78,11 @@ ablation: install ## Screen options on hard LOSO folds, evaluate experiment=best
 	  hydra.sweep.dir=outputs/ablation/best_random $(ABLATION_QUIET) $(ARGS)
 	$(BIN)/python train.py -m seed=$(SEEDS) data.val_fraction=0 \
 	  hydra.sweep.dir=outputs/ablation/baseline_random $(ABLATION_QUIET) $(ARGS)
-	$(BIN)/python -m gesture_rnn.reports ablation outputs/ablation/* --out reports/ablation.md \
+	$(BIN)/python -m studies.reports ablation outputs/ablation/* --out reports/ablation.md \
 	  --command "make ablation"
 
 new_wearer: install ## New wearers out of the box: options screened, then 8 folds x 3 seeds, ensembles -> reports/new_wearer.md
-	$(BIN)/python -m bench.new_wearer $(ARGS)
+	$(BIN)/python -m studies.new_wearer $(ARGS)
 
 calibration: install ## Calibrated probabilities for new wearers (LOSO, validation on a held-out user) -> reports/calibration.md
 	rm -rf outputs/calibration
@@ -90,22 +90,22 @@ calibration: install ## Calibrated probabilities for new wearers (LOSO, validati
 	  hydra.sweep.dir=outputs/calibration/best $(ABLATION_QUIET) $(ARGS)
 	$(BIN)/python train.py -m data.split=users 'data.test_users=$(LOSO_FOLDS)' $(VAL_USER) \
 	  hydra.sweep.dir=outputs/calibration/default $(ABLATION_QUIET) $(ARGS)
-	$(BIN)/python -m gesture_rnn.reports calibration outputs/calibration/best outputs/calibration/default \
+	$(BIN)/python -m studies.reports calibration outputs/calibration/best outputs/calibration/default \
 	  --out reports/calibration.md --command "make calibration"
 
 personalize: install ## Adapt each LOSO model (BASE=outputs/calibration/best) to its user from k recordings per gesture -> reports/personalize.md (+ personalize_ensemble.md)
 	@test -d $(BASE) || $(MAKE) calibration
-	$(BIN)/python -m bench.personalize $(BASE) $(ARGS)
+	$(BIN)/python -m studies.personalize $(BASE) $(ARGS)
 	@if [ -n "$(ENSEMBLE_BASES)" ]; then \
-	  $(BIN)/python -m bench.personalize $(ENSEMBLE_BASES) --methods head ncm --shots 1 3 \
+	  $(BIN)/python -m studies.personalize $(ENSEMBLE_BASES) --methods head ncm --shots 1 3 \
 	    --out reports/personalize_ensemble.md --command "make personalize (the ensemble)" $(ARGS); \
 	else echo "no ensemble bases: make new_wearer trains them"; fi
 
 watch: install ## The watch-size model (distilled, int8), LOSO per seed in one command, vs MiniRocket -> reports/watch.md
-	$(BIN)/python -m bench.watch $(ARGS)
+	$(BIN)/python -m studies.watch $(ARGS)
 
 compare: install ## Network families x 2 sizes on both protocols + CPU cost -> reports/models.md (needs GESTURES_DATA)
-	$(BIN)/python -m bench.compare $(ARGS)
+	$(BIN)/python -m studies.compare $(ARGS)
 
 bench: install ## Pipeline vs plain PyTorch loop, start-up, inference, MiniRocket (EXTRAS=dev,peers) -> reports/bench.md
 	$(BIN)/python -m bench.benchmark $(ARGS)
@@ -124,6 +124,9 @@ test-fast: install ## Unit tests only (no training beyond a few batches, no subp
 
 test-slow: install ## Also run the slow tests (full-length trainings on the real data)
 	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+
+docs: install ## Build the documentation site (MkDocs, strict: a broken link fails) into outputs/site
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict
 
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check .

@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from gesture_rnn.cli import launch, run_task
+from gesture_rnn.commands.cli import launch, run_task
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

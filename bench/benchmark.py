@@ -28,7 +28,7 @@ from bench.inference import timings
 from gesture_rnn.data.batching import pad_sequences
 from gesture_rnn.data.datamodule import GestureDataModule
 from gesture_rnn.models.checkpoint import load_net
-from gesture_rnn.reports import machine
+from studies.reports import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"default (64/1)": (64, 1, 0.1), "tuned (256/2)": (256, 2, 0.06)}
@@ -198,7 +198,7 @@ def peer_section(dm: GestureDataModule) -> list[str]:
     """MiniRocket on the random split above and on the 8 leave-one-user-out folds, next to the
     project's watch model on the same folds (``make watch``'s results, when they exist)."""
     from bench import peers
-    from bench.multirun import USERS
+    from gesture_rnn.data.facts import USERS
 
     if not peers.available():
         print("MiniRocket skipped: aeon is not installed (pip install -e '.[peers]')", flush=True)
@@ -224,7 +224,7 @@ def peer_section(dm: GestureDataModule) -> list[str]:
     ]
     watch = ROOT / "outputs" / "watch"
     if (watch / "evaluation.json").is_file():
-        from gesture_rnn.watch import summarize
+        from studies.watch import summarize
 
         s = summarize(watch, ROOT / "outputs" / "new_wearer" / "full" / "best")
         took = ", ".join(f"{v:.0f} s" for v in s["loso_s"].values())

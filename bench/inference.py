@@ -19,7 +19,7 @@ import torch
 
 from gesture_rnn.data.batching import pad_sequences
 from gesture_rnn.data.datamodule import GestureDataModule
-from gesture_rnn.exporting import GestureProbabilities, export_onnx, export_torchscript
+from gesture_rnn.deploy.export import GestureProbabilities, export_onnx, export_torchscript
 from gesture_rnn.models.checkpoint import load_net
 
 

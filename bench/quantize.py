@@ -20,14 +20,14 @@ import numpy as np
 import onnxruntime
 
 from bench.inference import timings
-from gesture_rnn.atomic import write_text_atomically
+from gesture_rnn.commands.predict import onnx_probabilities
 from gesture_rnn.data.datamodule import GestureDataModule
-from gesture_rnn.exporting import export_onnx
+from gesture_rnn.deploy.export import export_onnx
+from gesture_rnn.deploy.quantize import SCHEME, quantize_weights_int8
 from gesture_rnn.models.checkpoint import load_net
-from gesture_rnn.predicting import onnx_probabilities
-from gesture_rnn.quantizing import SCHEME, quantize_weights_int8
-from gesture_rnn.reports import held_out, machine
-from gesture_rnn.trials import find_trials, tested_checkpoint
+from gesture_rnn.tracking.trials import find_trials, tested_checkpoint
+from gesture_rnn.utils.atomic import write_text_atomically
+from studies.reports import held_out, machine
 
 
 def session(path: Path) -> onnxruntime.InferenceSession:

@@ -3,7 +3,7 @@
     python -m bench.serve_latency [--model models:/gestures@candidate] [--requests 300]
                                   [--out reports/serve.md]
 
-Starts the scoring server (``gesture_rnn.serving.served``, as ``make serve`` does), posts one
+Starts the scoring server (``gesture_rnn.deploy.serve.served``, as ``make serve`` does), posts one
 real recording per request (the documented JSON), and reports p50 / p99 of the round trip and
 that the answers match the PyTorch model of the same run.
 """
@@ -18,16 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.multirun import PROJECT_ROOT
-from gesture_rnn.atomic import write_text_atomically
-from gesture_rnn.reports import machine
+from gesture_rnn.utils.atomic import write_text_atomically
+from studies.multirun import PROJECT_ROOT
+from studies.reports import machine
 
 
 def main(argv: list[str] | None = None) -> None:
     from gesture_rnn.data.datamodule import GestureDataModule
-    from gesture_rnn.inference import load_predictor, probabilities_of
-    from gesture_rnn.registry import resolve_model
-    from gesture_rnn.serving import post_json, predictions, request_body, served
+    from gesture_rnn.deploy.inference import load_predictor, probabilities_of
+    from gesture_rnn.deploy.serve import post_json, predictions, request_body, served
+    from gesture_rnn.tracking.registry import resolve_model
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gesture_rnn import resolvers
+from gesture_rnn.config import resolvers
 from gesture_rnn.errors import ConfigError, DataError, GestureRNNError
 
 resolvers.register()
@@ -18,7 +18,7 @@ __all__ = ["ConfigError", "DataError", "GestureRNNError", "metric_value", "train
 
 def __getattr__(name: str) -> Any:
     if name in ("train", "metric_value"):
-        from gesture_rnn import training
+        from gesture_rnn.commands import train
 
-        return getattr(training, name)
+        return getattr(train, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -59,6 +59,6 @@ class KillDuringCheckpointWrite(Callback):
     """SIGKILL while the ``n``-th checkpoint file is being written."""
 
     def __init__(self, n: int) -> None:
-        from gesture_rnn import checkpoint_io
+        from gesture_rnn.training import checkpoint_io
 
         kill_during_the_nth_write(checkpoint_io, n)

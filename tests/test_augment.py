@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gesture_rnn.config_checks import validate_config
+from gesture_rnn.config.checks import validate_config
 from gesture_rnn.data.augment import Augmentation, AugmentingCollate, random_rotation, time_warp
 from gesture_rnn.data.batching import pad_batch
 from gesture_rnn.data.datamodule import GestureDataModule

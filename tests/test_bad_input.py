@@ -224,7 +224,7 @@ def test_a_full_disk_leaves_no_truncated_checkpoint_and_says_where(
     fails. The first stays whole, no .ckpt is truncated, one line says where, the run is FAILED."""
     from contextlib import contextmanager
 
-    from gesture_rnn import checkpoint_io
+    from gesture_rnn.training import checkpoint_io
 
     real_atomic_write = checkpoint_io.atomic_write
     writes = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from gesture_rnn.calibration import fit_temperature
+from gesture_rnn.models.calibration import fit_temperature
 from gesture_rnn.models.checkpoint import NET_PREFIX, load_net
 from gesture_rnn.models.nets import GRUNet
 

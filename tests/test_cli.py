@@ -75,7 +75,10 @@ def test_a_missing_data_path_exits_non_zero_naming_it(tmp_path):
 @pytest.mark.parametrize(
     ("override", "hint"),
     [
-        ("model.bidirectional=true", "the network's settings are under model.net now: model.net.bidirectional=..."),
+        (
+            "model.bidirectional=true",
+            "the network's settings are under model.net now: model.net.bidirectional=...",
+        ),
         ("model=lstm", "network families are chosen with model/net=lstm"),
     ],
 )
@@ -128,7 +131,8 @@ def test_commands_import_only_what_they_need():
     """predict.py --help and every Hydra app's plugin scan must not pay for Lightning, MLflow or
     hyperopt (seconds each): they are imported when a command runs that needs them."""
     code = (
-        "import sys, gesture_rnn, gesture_rnn.cli, gesture_rnn.inference, gesture_rnn.models; "
+        "import sys, gesture_rnn, gesture_rnn.commands.cli, gesture_rnn.deploy.inference; "
+        "import gesture_rnn.models, gesture_rnn.commands.predict, gesture_rnn.tracking.registry; "
         "import hydra_plugins.hyperopt_sweeper.hyperopt_sweeper, hydra_plugins.hyperopt_sweeper.config; "
         "print(sorted({'lightning', 'mlflow', 'hyperopt', 'matplotlib'} & set(sys.modules)))"
     )

@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from bench import compare, multirun
-from gesture_rnn.comparison import models_report
+from studies.compare import models_report
 
 GRU = {
     "model.net._target_": "gesture_rnn.models.nets.GRUNet",

@@ -13,12 +13,12 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf
 
-from gesture_rnn.cli import canonical_overrides
-from gesture_rnn.config_checks import validate_config
+from gesture_rnn.commands.cli import canonical_overrides
+from gesture_rnn.commands.train import instantiate_all
+from gesture_rnn.config.checks import validate_config
 from gesture_rnn.data.datamodule import GestureDataModule
 from gesture_rnn.errors import ConfigError
 from gesture_rnn.models import GestureClassifier, GestureNet
-from gesture_rnn.training import instantiate_all
 
 
 @pytest.mark.parametrize(
@@ -127,8 +127,16 @@ def test_the_short_network_spelling_becomes_the_configs_own_on_every_command_lin
         "seed=1",
     ]
     sweep = ["model.hidden=choice(64,128,256)", "model.dropout=interval(0,0.5)"]
-    assert canonical_overrides(sweep) == ["model.net.hidden=choice(64,128,256)", "model.net.dropout=interval(0,0.5)"]
-    assert canonical_overrides(["model.hidden=8", "model.net.hidden=8"]) == ["model.net.hidden=8"], "same value"
-    assert canonical_overrides(["~model.dropout", "model.optimizer.lr=0.1"]) == ["~model.net.dropout", "model.optimizer.lr=0.1"]
-    with pytest.raises(ConfigError, match="model.net.layers=1 and model.layers=2 set the same setting"):
+    assert canonical_overrides(sweep) == [
+        "model.net.hidden=choice(64,128,256)",
+        "model.net.dropout=interval(0,0.5)",
+    ]
+    assert canonical_overrides(["model.hidden=8", "model.net.hidden=8"]) == ["model.net.hidden=8"], (
+        "same value"
+    )
+    assert canonical_overrides(["~model.dropout", "model.optimizer.lr=0.1"]) == [
+        "~model.net.dropout",
+        "model.optimizer.lr=0.1",
+    ]
+    with pytest.raises(ConfigError, match=r"model\.net\.layers=1 and model\.layers=2 set the same setting"):
         canonical_overrides(["model.net.layers=1", "model.layers=2"])

@@ -19,14 +19,14 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 import gesture_rnn
+from gesture_rnn.commands.predict import run_predict
 from gesture_rnn.data import GestureDataModule
 from gesture_rnn.data.batching import pad_sequences as padded_batch
+from gesture_rnn.deploy.export import GestureProbabilities, run_export
+from gesture_rnn.deploy.inference import class_probabilities
 from gesture_rnn.errors import ConfigError, DataError
-from gesture_rnn.exporting import GestureProbabilities, run_export
-from gesture_rnn.inference import class_probabilities
-from gesture_rnn.mlflow_model import log_mlflow_model
 from gesture_rnn.models.checkpoint import load_net
-from gesture_rnn.predicting import run_predict
+from gesture_rnn.tracking.mlflow_model import log_mlflow_model
 
 pytestmark = pytest.mark.integration  # trains or starts processes: not in make test-fast
 
@@ -245,7 +245,7 @@ def test_predict_with_an_onnx_model_never_imports_torch(trained, tmp_path):
 def test_predict_averages_several_checkpoints_and_rotations(trained, tmp_path):
     """ckpt_path=[...] and rotations=N: the mean calibrated probability over every checkpoint
     and rotation, as the new-wearer report measured it."""
-    from gesture_rnn.ensembling import AveragedNet, fixed_rotations
+    from gesture_rnn.models.ensemble import AveragedNet, fixed_rotations
 
     folder = tmp_path / "recordings"
     folder.mkdir()

@@ -13,8 +13,9 @@ from torch.nn import functional as F
 
 import gesture_rnn
 from gesture_rnn.data import GestureDataModule
-from gesture_rnn.distilling import attach_soft_targets, distillation_loss, teacher_checkpoints, teacher_logits
 from gesture_rnn.errors import ConfigError
+from gesture_rnn.models.losses import distillation_loss
+from gesture_rnn.training.distillation import attach_soft_targets, teacher_checkpoints, teacher_logits
 
 
 def _case(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -12,10 +12,10 @@ import pytest
 from conftest import PROJECT_ROOT, SYNTH_USERS, compose_train_config, zip_folder
 
 import gesture_rnn
-from gesture_rnn.artifacts import confusion_matrix, per_class_scores, per_user_accuracy
 from gesture_rnn.data import GestureDataModule
-from gesture_rnn.reports import ablation_report, loso_report, study_report
-from gesture_rnn.trials import find_trials
+from gesture_rnn.tracking.trials import find_trials
+from gesture_rnn.training.artifacts import confusion_matrix, per_class_scores, per_user_accuracy
+from studies.reports import ablation_report, loso_report, study_report
 
 TINY = [
     "model.net.hidden=16",

@@ -11,11 +11,11 @@ import torch
 from conftest import CONF_DIR, compose_train_config
 from omegaconf import OmegaConf
 
-from gesture_rnn.config_checks import validate_config
+from gesture_rnn.config.checks import validate_config
 from gesture_rnn.data.batching import pad_sequences
+from gesture_rnn.deploy.export import export_onnx
+from gesture_rnn.deploy.inference import class_probabilities
 from gesture_rnn.errors import ConfigError
-from gesture_rnn.exporting import export_onnx
-from gesture_rnn.inference import class_probabilities
 from gesture_rnn.models.checkpoint import NET_PREFIX, check_shape, load_net
 from gesture_rnn.models.nets import FAMILIES, GestureNet, build_net
 

@@ -11,11 +11,11 @@ import torch
 from mlflow import MlflowClient
 
 from gesture_rnn.data.batching import pad_sequences
-from gesture_rnn.ensembling import AveragedNet, fixed_rotations
+from gesture_rnn.deploy.inference import class_probabilities
 from gesture_rnn.errors import ConfigError
-from gesture_rnn.inference import class_probabilities
+from gesture_rnn.models.ensemble import AveragedNet, fixed_rotations
 from gesture_rnn.models.nets import GRUNet
-from gesture_rnn.new_wearer import new_wearer_report
+from studies.new_wearer import new_wearer_report
 
 USERS = [f"U0{i}" for i in range(1, 9)]
 

@@ -14,9 +14,9 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 import gesture_rnn
+from gesture_rnn.commands.personalize import draw_shots, personalize, personalize_ensemble, run_personalize
 from gesture_rnn.errors import ConfigError, DataError
 from gesture_rnn.models.checkpoint import load_net, read_checkpoint
-from gesture_rnn.personalizing import draw_shots, personalize, personalize_ensemble, run_personalize
 
 
 def test_shots_are_disjoint_from_evaluation_and_reproducible_per_seed():

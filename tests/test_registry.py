@@ -16,12 +16,12 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf, open_dict
 
 import gesture_rnn
+from gesture_rnn.commands.predict import run_predict
 from gesture_rnn.data import GestureDataModule
+from gesture_rnn.deploy.export import run_export
+from gesture_rnn.deploy.inference import load_predictor, probabilities_of
+from gesture_rnn.deploy.serve import post_json, predictions, request_body, served
 from gesture_rnn.errors import ConfigError
-from gesture_rnn.exporting import run_export
-from gesture_rnn.inference import load_predictor, probabilities_of
-from gesture_rnn.predicting import run_predict
-from gesture_rnn.serving import post_json, predictions, request_body, served
 
 pytestmark = pytest.mark.integration  # trains and starts a server: not in make test-fast
 
@@ -108,7 +108,7 @@ def test_commands_take_a_registered_model_and_say_which_version_answered(registe
 
 
 def test_evaluate_takes_a_registered_model_and_says_which(registered, synthetic_zip, tmp_path, capsys):
-    from gesture_rnn.evaluating import evaluate
+    from gesture_rnn.commands.evaluate import evaluate
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gesture_rnn.trials import best_trial, find_trials
+from gesture_rnn.tracking.trials import best_trial, find_trials
 
 
 def write_trial(sweep_dir, job: str, value: float, test_acc: float) -> None:

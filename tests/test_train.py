@@ -15,7 +15,8 @@ from mlflow import MlflowClient
 
 import gesture_rnn
 from gesture_rnn.models import GestureClassifier
-from gesture_rnn.models.checkpoint import load_classifier, read_checkpoint
+from gesture_rnn.models.checkpoint import read_checkpoint
+from gesture_rnn.models.classifier import load_classifier
 
 pytestmark = pytest.mark.integration  # trains or starts processes: not in make test-fast
 

@@ -14,8 +14,8 @@ from conftest import PROJECT_ROOT, free_port
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
-from gesture_rnn.exporting import run_export
-from gesture_rnn.serving import running
+from gesture_rnn.deploy.export import run_export
+from gesture_rnn.deploy.serve import running
 
 pytestmark = pytest.mark.integration  # trains or starts processes: not in make test-fast
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import mlflow
 
-from gesture_rnn.watch import watch_report
+from studies.watch import watch_report
 
 USERS = [f"U0{i}" for i in range(1, 9)]
 

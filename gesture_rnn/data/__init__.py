@@ -6,7 +6,7 @@ Lightning's import.
 
 from __future__ import annotations
 
-from gesture_rnn.lazy import lazy_attributes
+from gesture_rnn.utils.lazy import lazy_attributes
 
 _EXPORTS = {
     "GestureDataModule": "gesture_rnn.data.datamodule",

@@ -92,7 +92,7 @@ class GestureDataModule(L.LightningDataModule):
         tests; runs get theirs from Hydra)."""
         from omegaconf import OmegaConf
 
-        from gesture_rnn.resolvers import PROJECT_ROOT
+        from gesture_rnn.config.resolvers import PROJECT_ROOT
 
         node = OmegaConf.load(PROJECT_ROOT / "conf" / "data" / "gestures.yaml")
         node.merge_with({"seed": seed, **overrides})
@@ -164,7 +164,7 @@ class GestureDataModule(L.LightningDataModule):
         return int(self.hparams.seed)
 
     def set_soft_targets(self, probabilities: torch.Tensor) -> None:
-        """[train sequences, classes] teacher probabilities (``gesture_rnn.distilling``): training
+        """[train sequences, classes] teacher probabilities (``gesture_rnn.training.distillation``): training
         batches then carry them as a fourth element."""
         train = self._datasets["train"]
         if probabilities.shape[0] != len(train):
@@ -172,7 +172,7 @@ class GestureDataModule(L.LightningDataModule):
         train.soft_targets = probabilities.float()
 
     def set_epoch(self, epoch: int) -> None:
-        """Called at every epoch start (see ``gesture_rnn.resume.SeedEachEpoch``)."""
+        """Called at every epoch start (see ``gesture_rnn.training.resume.SeedEachEpoch``)."""
         self._epoch = epoch
         if self._train_sampler is not None:
             self._train_sampler.set_epoch(epoch)

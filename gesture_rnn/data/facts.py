@@ -8,6 +8,8 @@ URL = "https://github.com/raoulg/gestures/raw/main/gestures-dataset.zip"
 MD5 = "7966323b95154f314e831c312e5cc33b"  # of gestures-dataset.zip
 DIRNAME = "gestures-dataset"  # the archive's top-level folder
 NUM_CLASSES = 20
+# the eight wearers: the leave-one-user-out folds
+USERS = [f"U{i:02d}" for i in range(1, 9)]
 # class index i is the dataset's gesture number i + 1 (as drawn in the dataset's gestures.png)
 GESTURES = list(range(1, NUM_CLASSES + 1))
 SAMPLING_RATE_HZ = 9  # about 9 Hz in the recordings (≈110 ms between samples)

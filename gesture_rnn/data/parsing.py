@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gesture_rnn.atomic import atomic_write
 from gesture_rnn.data.facts import NUM_CLASSES, NUM_COLUMNS, SEQUENCE_PATH
 from gesture_rnn.data.reading import decode_text, iter_files, md5_of_file
 from gesture_rnn.errors import DataError
+from gesture_rnn.utils.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 

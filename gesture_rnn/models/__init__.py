@@ -3,7 +3,7 @@ checkpoint back (``checkpoint``). Attributes are imported on first use."""
 
 from __future__ import annotations
 
-from gesture_rnn.lazy import lazy_attributes
+from gesture_rnn.utils.lazy import lazy_attributes
 
 _EXPORTS = {
     "GestureClassifier": "gesture_rnn.models.classifier",

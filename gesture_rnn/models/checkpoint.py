@@ -1,4 +1,5 @@
-"""Read a train.py checkpoint — the one place that does — as a dict, a network or a classifier.
+"""Read a train.py checkpoint — the one place that does — as a dict or a network
+(the whole LightningModule: ``classifier.load_classifier``).
 
 Checkpoints load with ``torch.load(weights_only=True)``: plain tensors and values, no code. Those
 written before networks became their own modules (a ``GRUClassifier`` with ``gru.*``/``head.*``
@@ -8,15 +9,13 @@ weights) are mapped to the current layout on reading.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from gesture_rnn.errors import ConfigError
 from gesture_rnn.models.nets import COMMON_SETTINGS, FREE_SETTINGS, GestureNet, build_net
-
-if TYPE_CHECKING:
-    from gesture_rnn.models.classifier import GestureClassifier
+from gesture_rnn.utils.atomic import atomic_write
 
 NET_PREFIX = "net."
 # hyperparameters of the old GRUClassifier that now belong to its network
@@ -99,23 +98,8 @@ def load_net(path: str | Path | None, key: str = "ckpt_path") -> GestureNet:
     return net_from_checkpoint(read_checkpoint(path, key))
 
 
-def load_classifier(path: str | Path | None, key: str = "ckpt_path") -> GestureClassifier:
-    """The whole LightningModule (network, loss, metrics), e.g. to test it with a Trainer."""
-    from gesture_rnn.models.classifier import GestureClassifier
-
-    checkpoint = read_checkpoint(path, key)
-    try:
-        model = GestureClassifier(**checkpoint["hyper_parameters"])
-        model.load_state_dict(checkpoint["state_dict"])
-    except (TypeError, RuntimeError, ConfigError) as err:
-        reason = str(err).strip().splitlines()[0][:160]
-        raise ConfigError(f"{key}={path} does not fit this project's GestureClassifier ({reason})") from None
-    return model
-
-
 def write_temperature(path: str | Path, temperature: float) -> None:
     """Store a fitted temperature in a checkpoint file (written to a temporary file, then renamed)."""
-    from gesture_rnn.atomic import atomic_write
 
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     checkpoint["state_dict"][NET_PREFIX + "temperature"] = torch.tensor(float(temperature))

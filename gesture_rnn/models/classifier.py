@@ -4,6 +4,7 @@ metrics and the optimizer; side work (curves, artifacts, seeding) lives in ``cal
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -15,7 +16,9 @@ from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassF1Score
 
 from gesture_rnn.data.facts import NUM_CLASSES
-from gesture_rnn.distilling import distillation_loss
+from gesture_rnn.errors import ConfigError
+from gesture_rnn.models.checkpoint import read_checkpoint, upgrade_checkpoint
+from gesture_rnn.models.losses import distillation_loss
 from gesture_rnn.models.nets import GestureNet, build_net
 
 
@@ -49,7 +52,7 @@ class GestureClassifier(L.LightningModule):
     the checkpoint, so ``load_from_checkpoint`` rebuilds it) or a ready ``GestureNet``. The
     optimizer and scheduler are ``{_target_: ..., _partial_: true}`` configs built in
     ``configure_optimizers``. ``distillation`` ({teachers, weight, temperature}) mixes the
-    teachers' soft targets into the training loss (``gesture_rnn.distilling``); the training
+    teachers' soft targets into the training loss (``gesture_rnn.training.distillation``); the training
     batches carry them once ``train()`` has attached them to the datamodule.
     """
 
@@ -107,7 +110,8 @@ class GestureClassifier(L.LightningModule):
         if soft_targets is None:
             raise RuntimeError(
                 "model.distillation.teachers is set but the training batches carry no soft targets; "
-                "train with train.py, or call gesture_rnn.distilling.attach_soft_targets on the datamodule"
+                "train with train.py, or call gesture_rnn.training.distillation.attach_soft_targets "
+                "on the datamodule"
             )
         return distillation_loss(logits, y, soft_targets, settings["weight"], settings["temperature"])
 
@@ -179,6 +183,16 @@ class GestureClassifier(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from gesture_rnn.models.checkpoint import upgrade_checkpoint
-
         upgrade_checkpoint(checkpoint)  # resuming a checkpoint of the old GRUClassifier
+
+
+def load_classifier(path: str | Path | None, key: str = "ckpt_path") -> GestureClassifier:
+    """The whole LightningModule (network, loss, metrics), e.g. to test it with a Trainer."""
+    checkpoint = read_checkpoint(path, key)
+    try:
+        model = GestureClassifier(**checkpoint["hyper_parameters"])
+        model.load_state_dict(checkpoint["state_dict"])
+    except (TypeError, RuntimeError, ConfigError) as err:
+        reason = str(err).strip().splitlines()[0][:160]
+        raise ConfigError(f"{key}={path} does not fit this project's GestureClassifier ({reason})") from None
+    return model

@@ -91,7 +91,7 @@ class GestureNet(nn.Module):
         self.feature_size = INPUTS[inputs] * input_size
         self.register_buffer("mean", torch.zeros(input_size))
         self.register_buffer("std", torch.ones(input_size))
-        # probability calibration (gesture_rnn.calibration), fitted after training; 1 = none
+        # probability calibration (gesture_rnn.models.calibration), fitted after training; 1 = none
         self.register_buffer("temperature", torch.ones(()))
 
     @classmethod

@@ -1,0 +1,140 @@
+"""``predict.py``: classify recordings and print text or JSON lines.
+
+Two backends: a checkpoint (``ckpt_path``, PyTorch; a list is an ensemble) or an exported ONNX
+model (``onnx=<file>.onnx`` with export.py's sidecar beside it; not ``model=``, which Hydra
+reads as the training config group of that name), which runs on onnxruntime and
+numpy alone — this module imports neither torch nor Lightning, so a watch companion app or a
+server needs only the model file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from gesture_rnn.config.rules import Rule, check_rules, is_int, is_number
+from gesture_rnn.data.recordings import read_recordings
+from gesture_rnn.errors import ConfigError
+
+OUTPUTS = ("text", "json")
+CHUNK = 256  # recordings per forward pass
+UNSURE = "unsure"
+RULES = (
+    Rule(
+        "min_probability", "a number in [0, 1] or null", lambda v: v is None or (is_number(v) and 0 <= v <= 1)
+    ),
+    Rule("rotations", "an integer >= 1", lambda v: v is None or (is_int(v) and v >= 1)),
+    Rule("rotation_degrees", "a number in (0, 180]", lambda v: v is None or (is_number(v) and 0 < v <= 180)),
+)
+
+
+def answers(
+    names: list[str],
+    probabilities: np.ndarray,
+    gestures: list[int],
+    top_k: int = 3,
+    min_probability: float = 0.0,
+) -> list[dict]:
+    """One dict per recording: file, gesture, probability, top3 [{gesture, probability}]. Below
+    ``min_probability`` the gesture is ``"unsure"`` and ``best_guess`` holds the top one."""
+    results = []
+    for name, row in zip(names, probabilities, strict=True):
+        order = np.argsort(-row, kind="stable")[: min(top_k, len(row))]
+        top = [{"gesture": gestures[int(i)], "probability": round(float(row[i]), 6)} for i in order]
+        result = {"file": name, **top[0], "top3": top}
+        if result["probability"] < min_probability:
+            result = {"file": name, "gesture": UNSURE, "best_guess": top[0]["gesture"]}
+            result.update(probability=top[0]["probability"], top3=top)
+        results.append(result)
+    return results
+
+
+def format_prediction(result: dict) -> str:
+    others = ", ".join(f"{t['gesture']} ({t['probability']:.3f})" for t in result["top3"])
+    if result["gesture"] == UNSURE:
+        guess = f"best guess {result['best_guess']}, p={result['probability']:.3f}"
+        return f"{result['file']}: unsure ({guess}); top 3: {others}"
+    return f"{result['file']}: gesture {result['gesture']} (p={result['probability']:.3f}); top 3: {others}"
+
+
+def onnx_session(path: object) -> tuple[object, list[int]]:
+    """An onnxruntime session for export.py's model and the gestures its outputs stand for
+    (from the sidecar ``<file>.json`` beside it)."""
+    import onnxruntime
+
+    model = Path(str(path)).expanduser()
+    sidecar = model.with_name(model.name + ".json")
+    if not model.is_file():
+        raise ConfigError(f"onnx={path} does not exist")
+    if not sidecar.is_file():
+        raise ConfigError(f"onnx={path}: no sidecar {sidecar.name} beside it (export.py writes both)")
+    try:
+        metadata = json.loads(sidecar.read_text())
+        gestures = [int(g) for g in metadata["class_index_to_gesture"]]
+        if metadata.get("format", "onnx") != "onnx":
+            raise ValueError(metadata["format"])
+        session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    except Exception as error:  # a damaged file or another format: one line, not a traceback
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"onnx={path} is not an ONNX model written by export.py ({reason})") from None
+    return session, gestures
+
+
+def onnx_probabilities(session: object, sequences: list[np.ndarray]) -> np.ndarray:
+    """[n, classes] from the exported model: zero-padded batches of CHUNK recordings."""
+    out = []
+    for start in range(0, len(sequences), CHUNK):
+        chunk = sequences[start : start + CHUNK]
+        lengths = np.array([len(s) for s in chunk], dtype=np.int64)
+        accel = np.zeros((len(chunk), int(lengths.max()), 3), dtype=np.float32)
+        for row, sequence in enumerate(chunk):
+            accel[row, : len(sequence)] = sequence
+        out.append(session.run(None, {"accel": accel, "lengths": lengths})[0])
+    return np.concatenate(out)
+
+
+def run_predict(cfg: DictConfig) -> list[dict]:
+    """Classify every recording of ``input`` with ``ckpt_path`` or ``onnx``; print each answer."""
+    if cfg.get("output") not in OUTPUTS:
+        raise ConfigError(f"output={cfg.get('output')!r} is invalid: it must be one of {list(OUTPUTS)}")
+    if not cfg.get("input"):
+        raise ConfigError("input is required: python predict.py ckpt_path=... input=recording.txt")
+    check_rules(cfg, RULES)
+    if cfg.get("onnx") and (cfg.get("ckpt_path") or cfg.get("model_uri")):
+        raise ConfigError("give ckpt_path or model_uri (a checkpoint) or onnx (an exported model), not both")
+    rotations, degrees = cfg.get("rotations") or 1, cfg.get("rotation_degrees") or 20.0
+    registered = None  # the MLflow model behind model_uri, if that is what answers
+    if cfg.get("onnx"):
+        if rotations != 1:
+            raise ConfigError(
+                "rotations need a checkpoint (ckpt_path=...); an ONNX model is classified as exported"
+            )
+        session, gestures = onnx_session(cfg.onnx)
+        recordings = list(read_recordings(cfg.input))
+        probabilities = onnx_probabilities(session, [values for _, values in recordings])
+    else:
+        from gesture_rnn.data.facts import GESTURES
+        from gesture_rnn.deploy.inference import load_predictor, probabilities_of
+        from gesture_rnn.tracking.registry import model_checkpoint
+
+        checkpoint, registered = model_checkpoint(cfg)
+        net = load_predictor(checkpoint, rotations, degrees)
+        recordings = list(read_recordings(cfg.input))
+        probabilities, gestures = probabilities_of(net, [values for _, values in recordings], CHUNK), GESTURES
+    threshold = float(cfg.get("min_probability") or 0)
+    names = [name for name, _ in recordings]
+    results = answers(names, probabilities, gestures, int(cfg.get("top_k", 3)), threshold)
+    if registered is not None:  # which registered version answered
+        results = [{**result, "model": registered.describe()} for result in results]
+    try:
+        for result in results:
+            print(json.dumps(result) if cfg.output == "json" else format_prediction(result))
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader (``| head -1``) has what it wanted: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return results

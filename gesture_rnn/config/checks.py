@@ -1,0 +1,80 @@
+"""Validate the composed config before anything is loaded, trained or logged.
+
+Hydra already rejects unknown keys; these checks catch values that are well-formed but out of
+range, with the key and the allowed range in the message. The network's settings are checked by
+its own class (``gesture_rnn.models.nets``), the same check that runs when it is built.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from gesture_rnn.config.rules import Rule, check_rules, is_int, is_number
+from gesture_rnn.data.splits import SPLITS
+from gesture_rnn.errors import ConfigError
+from gesture_rnn.models.nets import FAMILIES, check_net_settings
+
+RULES = (
+    Rule("trainer.max_epochs", "an integer >= 1", lambda v: is_int(v) and v >= 1),
+    Rule("data.split", f"one of {list(SPLITS)}", lambda v: v in SPLITS),
+    Rule("data.test_fraction", "a number in (0, 1)", lambda v: is_number(v) and 0 < v < 1),
+    Rule("data.val_fraction", "a number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1),
+    Rule("data.val_users", "an integer >= 0", lambda v: is_int(v) and v >= 0),
+    Rule("data.batch_size", "an integer >= 1", lambda v: is_int(v) and v >= 1),
+    Rule("data.bucket_pool_batches", "an integer >= 1", lambda v: is_int(v) and v >= 1),
+    Rule(
+        "data.test_users",
+        "a non-empty list of user names such as [U08]",
+        lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(u, str) for u in v),
+    ),
+    Rule("data.augment.rotate_deg", "a number in [0, 180]", lambda v: is_number(v) and 0 <= v <= 180),
+    Rule("data.augment.scale", "a number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1),
+    Rule("data.augment.time_warp", "a number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1),
+    Rule("data.augment.jitter", "a number >= 0", lambda v: is_number(v) and v >= 0),
+    Rule("model.optimizer.lr", "a finite number > 0", lambda v: is_number(v) and v > 0),
+    Rule("model.optimizer.weight_decay", "a finite number >= 0", lambda v: is_number(v) and v >= 0),
+    Rule("model.distillation.weight", "a number in [0, 1]", lambda v: is_number(v) and 0 <= v <= 1),
+    Rule("model.distillation.temperature", "a finite number > 0", lambda v: is_number(v) and v > 0),
+    Rule(
+        "model.distillation.teachers",
+        "a list of checkpoint files or run folders",
+        lambda v: isinstance(v, list) and all(isinstance(t, str) and t for t in v),
+    ),
+    Rule("register", "true or false", lambda v: isinstance(v, bool)),
+    Rule("registry.model_name", "a non-empty name", lambda v: isinstance(v, str) and v.strip() != ""),
+    Rule(
+        "registry.alias",
+        "a name such as candidate or champion",
+        lambda v: isinstance(v, str) and v.isidentifier(),
+    ),
+    # what numpy's and torch's seeding accept
+    Rule(
+        "seed",
+        "an integer in [0, 4294967295] or null",
+        lambda v: v is None or (is_int(v) and 0 <= v < 2**32),
+    ),
+    Rule("num_threads", "an integer >= 1 or null", lambda v: v is None or (is_int(v) and v >= 1)),
+)
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first value outside its allowed range."""
+    net = OmegaConf.select(cfg, "model.net", default="<absent>")
+    if net != "<absent>":  # a custom model without a net node is not ours to judge
+        if not (OmegaConf.is_config(net) and "_target_" in net):
+            # e.g. model.net=lstm: Hydra accepts a value where a config group was meant
+            raise ConfigError(
+                f"model.net={net!r} is not a network config; choose a network family with "
+                f"model/net=<family> ({', '.join(FAMILIES)})"
+            )
+        check_net_settings(OmegaConf.to_container(net, resolve=True))
+    check_rules(cfg, RULES)
+    if cfg.get("register"):
+        from gesture_rnn.tracking.runs import is_mlflow_node
+
+        mlflow_logger = any(is_mlflow_node(node) for node in (cfg.get("logger") or {}).values())
+        if not (mlflow_logger and cfg.get("log_model")):
+            raise ConfigError(
+                "register=true registers the run's logged MLflow model: it needs logger=mlflow and "
+                "log_model=true"
+            )

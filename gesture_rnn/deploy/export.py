@@ -1,0 +1,176 @@
+"""A trained network as a file that runs without this project: ONNX or TorchScript, plus a JSON
+sidecar with what a deployment needs to know (classes, inputs, sampling rate, data checksum)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from gesture_rnn.data.facts import GESTURES, NUM_CHANNELS, NUM_CLASSES, SAMPLING_RATE_HZ
+from gesture_rnn.errors import ConfigError
+from gesture_rnn.models.checkpoint import checkpoint_file, net_from_checkpoint, read_checkpoint
+from gesture_rnn.models.nets import GestureNet
+from gesture_rnn.utils.atomic import write_text_atomically
+
+ONNX_OPSET = 17
+
+
+class GestureProbabilities(nn.Module):
+    """Raw acceleration in, class probabilities out, through the network's padded path.
+
+    ``forward(accel, lengths)``: accel float32 [batch, time, 3] in m/s² (as recorded, padded
+    after each sequence's end), lengths int64 [batch]. Without ``lengths`` (MLflow's pyfunc passes
+    one tensor) padding rows are NaN and the lengths are counted from them.
+    """
+
+    def __init__(self, net: GestureNet) -> None:
+        super().__init__()
+        self.net = net.eval()
+
+    def forward(self, accel: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if lengths is None:
+            lengths = (~torch.isnan(accel[..., 0])).sum(dim=1)
+            # torch.where, not nan_to_num: the exporter keeps the time axis dynamic with it
+            accel = torch.where(torch.isnan(accel), torch.zeros_like(accel), accel)
+        return self.net.probabilities(self.net.forward_padded(accel, lengths))
+
+
+def exportable(net: GestureNet) -> GestureProbabilities:
+    """The wrapper, after checking the network has a padded path (e.g. not a bidirectional GRU)."""
+    net.forward_padded(*example_inputs(net))  # raises ConfigError where there is none
+    return GestureProbabilities(net)
+
+
+def example_inputs(net: GestureNet) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    accel = torch.randn(2, 12, NUM_CHANNELS, generator=generator) * 3 + net.mean
+    return accel, torch.tensor([12, 7])
+
+
+class NanPaddedProbabilities(nn.Module):
+    """One input, NaN rows after each sequence's end: the MLflow model's pyfunc convention."""
+
+    def __init__(self, net: GestureNet) -> None:
+        super().__init__()
+        self.probabilities = exportable(net)
+
+    def forward(self, accel: torch.Tensor) -> torch.Tensor:
+        return self.probabilities(accel)
+
+
+def nan_padded_example(net: GestureNet) -> torch.Tensor:
+    accel, lengths = example_inputs(net)
+    example = accel.clone()
+    example[1, int(lengths[1]) :] = float("nan")
+    return example
+
+
+def export_onnx(net: GestureNet, path: Path, nan_padded: bool = False) -> Path:
+    """ONNX with dynamic batch and time: inputs (accel, lengths), or with ``nan_padded`` one
+    NaN-padded accel (lengths counted inside the graph).
+
+    The TorchScript-based exporter (``dynamo=False``): torch 2.13's dynamo exporter froze the time
+    axis to the example's length on the second export in a process (a sweep's second trial)."""
+    if nan_padded:
+        model, inputs, names = NanPaddedProbabilities(net), (nan_padded_example(net),), ["accel"]
+        axes = {"accel": {0: "batch", 1: "time"}}
+    else:
+        model, inputs, names = exportable(net), example_inputs(net), ["accel", "lengths"]
+        axes = {"accel": {0: "batch", 1: "time"}, "lengths": {0: "batch"}}
+    with warnings.catch_warnings():  # the exporter's deprecation and tracing chatter
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            inputs,
+            str(path),
+            input_names=names,
+            output_names=["probabilities"],
+            dynamic_axes={**axes, "probabilities": {0: "batch"}},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+    return path
+
+
+def export_torchscript(net: GestureNet, path: Path) -> Path:
+    with torch.no_grad():
+        traced = torch.jit.trace(exportable(net), example_inputs(net), check_trace=False)
+    traced.save(str(path))
+    return path
+
+
+def sidecar_metadata(checkpoint: dict[str, Any], net: GestureNet, source: Path) -> dict[str, Any]:
+    """What a deployment needs to know beside the weights (the sidecar JSON)."""
+    data_state = next((v for k, v in checkpoint.items() if k.endswith("GestureDataModule")), {})
+    return {
+        "classes": [f"gesture {g}" for g in GESTURES],
+        "class_index_to_gesture": GESTURES,
+        "inputs": {
+            "accel": "float32 [batch, time, 3]: x y z acceleration in m/s², as recorded (raw; "
+            "normalisation is inside the model), zero-padded after each sequence's end",
+            "lengths": "int64 [batch]: real number of time steps of each sequence",
+        },
+        "output": f"float32 [batch, {NUM_CLASSES}]: class probabilities (softmax of logits / temperature)",
+        "sampling_rate_hz": SAMPLING_RATE_HZ,
+        "model": {"net": checkpoint["hyper_parameters"]["net"]},
+        "normalization": {"mean": net.mean.tolist(), "std": net.std.tolist()},
+        "temperature": float(net.temperature),
+        "data_md5": data_state.get("checksum"),
+        "checkpoint": str(source),
+    }
+
+
+FORMATS = {"onnx": (".onnx", export_onnx), "torchscript": (".pt", export_torchscript)}
+QUANTIZE = (None, "int8")
+
+
+def run_export(cfg: DictConfig) -> Path:
+    """``export.py``: the checkpoint as ONNX or TorchScript, with its JSON sidecar."""
+    fmt = cfg.get("format")
+    if fmt not in FORMATS:
+        raise ConfigError(f"format={fmt!r} is invalid: it must be one of {list(FORMATS)}")
+    quantize = cfg.get("quantize")
+    if quantize not in QUANTIZE:
+        raise ConfigError(f"quantize={quantize!r} is invalid: it must be one of {list(QUANTIZE)}")
+    if quantize and fmt != "onnx":
+        raise ConfigError(f"quantize={quantize} needs format=onnx (got format={fmt})")
+    from gesture_rnn.tracking.registry import model_checkpoint
+
+    path, registered = model_checkpoint(cfg)
+    source = checkpoint_file(path)
+    checkpoint = read_checkpoint(source)
+    net = net_from_checkpoint(checkpoint)
+    suffix, export = FORMATS[fmt]
+    target = Path(cfg.out).expanduser() if cfg.get("out") else source.with_suffix(suffix)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")  # never a half-written model at target
+    float_partial = partial.with_name(partial.name + ".float")
+    try:
+        if quantize:
+            from gesture_rnn.deploy.quantize import quantize_weights_int8
+
+            quantize_weights_int8(export(net, float_partial), partial)
+        else:
+            export(net, partial)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+        float_partial.unlink(missing_ok=True)
+    sidecar = target.with_name(target.name + ".json")
+    metadata = {**sidecar_metadata(checkpoint, net, source), "format": fmt, "file": target.name}
+    metadata["registry"] = registered.describe() if registered else None
+    if quantize:
+        from gesture_rnn.deploy.quantize import SCHEME
+
+        metadata["quantization"] = SCHEME
+    else:
+        metadata["quantization"] = None
+    write_text_atomically(sidecar, json.dumps(metadata, indent=2) + "\n")
+    print(f"  {fmt} model  {target}\n  sidecar     {sidecar}")
+    return target

@@ -1,0 +1,61 @@
+"""The trained network as an MLflow model of its run, in the ONNX flavour: it loads without
+unpickling anything (``onnx`` is protobuf) and ``mlflow.pyfunc.load_model(<uri>)`` serves it with
+onnxruntime. Pyfunc input: float32 [batch, time, 3] with NaN rows after each sequence's end;
+output ``{"probabilities": float32 [batch, 20]}``.
+
+Logged through the run's own ``MlflowClient`` (save locally, then upload as a logged model of
+the run): no fluent API, so the process-global tracking URI and active run are never touched.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities import LoggedModelOutput
+
+from gesture_rnn.data.facts import NUM_CHANNELS, NUM_CLASSES
+from gesture_rnn.deploy.export import export_onnx, nan_padded_example
+from gesture_rnn.models.nets import GestureNet
+
+
+def log_mlflow_model(
+    net: GestureNet, client: MlflowClient, run_id: str, experiment_id: str, name: str = "model"
+) -> str:
+    """Log ``net`` as a logged model of ``run_id``; returns its ``models:/<model id>`` URI."""
+    import mlflow.onnx
+    import onnx
+    import onnxruntime
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    # any batch size and length: (-1, -1, 3) in, (-1, 20) out
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, NUM_CHANNELS), "accel")]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, NUM_CLASSES), "probabilities")]),
+    )
+    model = client.create_logged_model(experiment_id, name=name, source_run_id=run_id)
+    try:
+        with tempfile.TemporaryDirectory(prefix="gesture-model-") as scratch:
+            graph = export_onnx(net, Path(scratch) / "model.onnx", nan_padded=True)
+            local = Path(scratch) / name
+            mlflow.onnx.save_model(
+                onnx.load(str(graph)),
+                str(local),
+                signature=signature,
+                input_example=nan_padded_example(net).numpy(),
+                pip_requirements=[
+                    f"onnxruntime=={onnxruntime.__version__}",
+                    f"onnx=={onnx.__version__}",
+                    "numpy",
+                ],
+            )
+            client.log_model_artifacts(model.model_id, str(local))
+    except BaseException:
+        client.finalize_logged_model(model.model_id, "FAILED")
+        raise
+    client.finalize_logged_model(model.model_id, "READY")
+    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
+    return f"models:/{model.model_id}"

@@ -1,0 +1,292 @@
+"""MLflow bookkeeping: the run is created here (with its tags) and handed to Lightning's
+MLFlowLogger by id, so nothing reaches into the logger's private state or the process-global
+tracking URI; params, artifacts and the final status go through the logger's client."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from gesture_rnn.config.resolvers import PROJECT_ROOT
+from gesture_rnn.errors import TrackingError
+from gesture_rnn.models.nets import NETS
+
+if TYPE_CHECKING:
+    from lightning.pytorch.loggers import Logger, MLFlowLogger
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+# Set by the sweep callback: every trial's run becomes a child (mlflow.parentRunId) of this run.
+PARENT_RUN_ENV = "GESTURE_RNN_PARENT_RUN_ID"
+RUN_ID_FILE = "mlflow_run_id.txt"  # in a run folder: a resumed run continues this MLflow run
+
+
+def git_commit(cwd: Path = PROJECT_ROOT) -> str:
+    """The checked-out commit (with a ``-dirty`` suffix for uncommitted changes), or ``unknown``."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"net": {"hidden": 64}}}`` -> ``{"model.net.hidden": 64}``; lists stay whole."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def is_mlflow_node(node: Any) -> bool:
+    """A logger config node that builds Lightning's MLFlowLogger."""
+    return node is not None and str(node.get("_target_", "")).endswith("MLFlowLogger")
+
+
+def mlflow_loggers(loggers: Iterable[Logger]) -> list[MLFlowLogger]:
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    return [logger for logger in loggers if isinstance(logger, MLFlowLogger)]
+
+
+def check_tracking_servers(cfg: DictConfig, timeout_s: float = 5.0) -> None:
+    """Fail before any work if a configured MLflow server does not answer (MLflow itself would
+    retry for minutes, then fail after training)."""
+    for name, node in (cfg.get("logger") or {}).items():
+        if not is_mlflow_node(node):
+            continue
+        uri = str(node.get("tracking_uri") or "")
+        if not uri.startswith(("http://", "https://")):
+            continue
+        try:
+            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s).close()
+        except urllib.error.HTTPError:
+            pass  # it answered: a server (perhaps behind a proxy without /health)
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            reason = getattr(err, "reason", err)
+            raise TrackingError(
+                f"MLflow tracking server {uri} (logger.{name}.tracking_uri) is unreachable: {reason}; "
+                "start it, fix MLFLOW_TRACKING_URI, or unset it to log to the local store"
+            ) from None
+
+
+@contextmanager
+def store_set_up_lock(tracking_uri: str) -> Iterator[None]:
+    """One process at a time sets up a local sqlite store (its tables, their migrations, the
+    experiment): two runs starting together on a new store — two users, a parallel sweep's first
+    trials — would otherwise race ("table _alembic_tmp_tags already exists", "duplicate column")."""
+    if not str(tracking_uri).startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    store = Path(str(tracking_uri)[len("sqlite:///") :])
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with open(store.with_name(store.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def experiment_id_of(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The experiment's id, created (with its artifact location) if it does not exist yet."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
+def create_run(
+    tracking_uri: str, experiment_name: str, artifact_location: str | None, tags: Mapping[str, str]
+) -> str:
+    """A new RUNNING run (its experiment created if needed); the caller finishes it."""
+    from mlflow import MlflowClient
+
+    with store_set_up_lock(tracking_uri):
+        client = MlflowClient(tracking_uri)
+        experiment_id = experiment_id_of(client, experiment_name, artifact_location)
+    return client.create_run(experiment_id, tags=dict(tags), run_name=tags.get("mlflow.runName")).info.run_id
+
+
+def store_artifact_location(tracking_uri: str) -> str | None:
+    """Where a report's run keeps its artifacts: ``mlartifacts/`` beside a sqlite store, as
+    training runs do; a server or another store decides for itself (None)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return str(Path(tracking_uri[len("sqlite:///") :]).parent / "mlartifacts")
+
+
+@contextmanager
+def finished_run(
+    tracking_uri: str, experiment_name: str, artifact_location: str | None, tags: Mapping[str, str]
+) -> Iterator[tuple[MlflowClient, str]]:
+    """A new run for code outside training (reports, personalisation): yields (client, run id);
+    the run ends FINISHED, or FAILED if the block raises — never left RUNNING."""
+    from mlflow import MlflowClient
+
+    run_id = create_run(tracking_uri, experiment_name, artifact_location, tags)
+    client = MlflowClient(tracking_uri)
+    try:
+        yield client, run_id
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+
+
+@contextmanager
+def report_run(
+    tracking_uri: str, experiment_name: str, run_name: str, command: str, artifacts: Iterable[Path]
+) -> Iterator[tuple[MlflowClient, str]]:
+    """A finished run for a generated report: tagged with the command and commit, its files
+    (report, plot) logged as artifacts once the block has logged its metrics."""
+    tags = {"mlflow.runName": run_name, "command": command, "mlflow.source.git.commit": git_commit()}
+    location = store_artifact_location(tracking_uri)
+    with finished_run(tracking_uri, experiment_name, location, tags) as (client, run_id):
+        yield client, run_id
+        for path in artifacts:
+            client.log_artifact(run_id, str(path))
+
+
+def _create_run(node: DictConfig, tags: Mapping[str, str]) -> str:
+    return create_run(node.tracking_uri, node.experiment_name, node.get("artifact_location"), tags)
+
+
+def build_loggers(cfg: DictConfig, tags: Mapping[str, str], run_id: str | None = None) -> list[Logger]:
+    """Every logger of ``cfg.logger``; an MLflow logger gets a run created here with ``tags``
+    (or continues ``run_id``, a resumed run's). Only the main process creates the run: under
+    DDP the other ranks' loggers never touch MLflow (Lightning logs from rank zero only)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    loggers = []
+    for node in (cfg.get("logger") or {}).values():
+        if node is None or "_target_" not in node:
+            continue
+        if is_mlflow_node(node) and rank_zero_only.rank == 0:
+            loggers.append(instantiate(node, run_id=run_id or _create_run(node, tags)))
+        else:
+            loggers.append(instantiate(node))
+    return loggers
+
+
+def run_ids(loggers: Iterable[Logger]) -> list[str]:
+    return [logger.run_id for logger in mlflow_loggers(loggers)]
+
+
+def remember_run_id(loggers: Iterable[Logger], path: Path) -> None:
+    """Write the MLflow run id into the run folder: a resumed run continues that MLflow run."""
+    if ids := run_ids(loggers):
+        path.write_text(ids[0] + "\n")
+
+
+def run_params(cfg: DictConfig) -> dict[str, Any]:
+    """Every resolved setting, flattened (``model.net.hidden``), plus ``model.family`` (gru, lstm,
+    ...): what metrics.json records and every MLflow run gets as params."""
+    params = flatten(OmegaConf.to_container(cfg, resolve=True))
+    target = params.get("model.net._target_")
+    if target in NETS:
+        params["model.family"] = NETS[target].family
+    return params
+
+
+def log_run_config(loggers: Iterable[Logger], cfg: DictConfig, config_file: Path) -> None:
+    """Log every resolved hyperparameter (flattened) and the resolved config as an artifact.
+
+    MLflow params are immutable: a resumed run keeps the values it started with and gets only
+    the params it lacks."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(OmegaConf.to_yaml(resolved))
+    params = run_params(cfg)
+    mlflow = mlflow_loggers(loggers)
+    for logger in loggers:
+        if logger not in mlflow:
+            logger.log_hyperparams(params)
+    for logger in mlflow:
+        existing = logger.experiment.get_run(logger.run_id).data.params
+        logger.log_hyperparams({key: value for key, value in params.items() if key not in existing})
+        logger.experiment.log_artifact(logger.run_id, str(config_file))
+
+
+def log_artifact(loggers: Iterable[Logger], path: Path, artifact_dir: str) -> None:
+    """Log a file, or every file of a folder, under ``artifact_dir`` of each MLflow run."""
+    for logger in mlflow_loggers(loggers):
+        if path.is_dir():
+            logger.experiment.log_artifacts(logger.run_id, str(path), artifact_dir)
+        else:
+            logger.experiment.log_artifact(logger.run_id, str(path), artifact_dir)
+
+
+def terminate_runs(loggers: Iterable[Logger], status: str, replace: tuple[str, ...] = ("RUNNING",)) -> None:
+    """Mark each MLflow run whose status is in ``replace`` as ``status`` (FAILED, KILLED)."""
+    for logger in mlflow_loggers(loggers):
+        try:
+            if logger.experiment.get_run(logger.run_id).info.status in replace:
+                logger.experiment.set_terminated(logger.run_id, status)
+        except Exception as err:  # never hide the original error behind a tracking error
+            log.warning("Could not mark MLflow run %s as %s: %s", logger.run_id, status, err)
+
+
+@contextmanager
+def marks_failures(loggers: Iterable[Logger], interrupted: Callable[[], bool]) -> Iterator[None]:
+    """Leave no run RUNNING: an error marks it FAILED, or KILLED if ``interrupted()`` says the
+    run was stopped by Ctrl-C or SIGTERM (Lightning finalises every exception as FAILED and turns
+    Ctrl-C into ``sys.exit(1)``, so the caller's interrupt callback tells them apart)."""
+    try:
+        yield
+    except BaseException:
+        if interrupted():
+            terminate_runs(loggers, "KILLED", replace=("RUNNING", "FAILED"))
+        else:
+            terminate_runs(loggers, "FAILED")
+        raise
+
+
+@contextmanager
+def keeps_global_tracking_uri() -> Iterator[None]:
+    """Undo what Lightning's MLFlowLogger does on first use: ``mlflow.set_tracking_uri``, which
+    also writes ``os.environ["MLFLOW_TRACKING_URI"]`` — the next run in this process (a sweep
+    trial, a test) would resolve ``logger.mlflow.tracking_uri`` to this run's store."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        yield
+    finally:
+        if "mlflow" in sys.modules and os.environ.get("MLFLOW_TRACKING_URI") != before:
+            import mlflow
+
+            mlflow.set_tracking_uri(before)  # None: unset again, as it was
+
+
+def run_location(logger: MLFlowLogger, tracking_uri: str) -> str:
+    """Where to look at a run: the UI address for a local store, else the server's."""
+    path = f"#/experiments/{logger.experiment_id}/runs/{logger.run_id}"
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/{path}"
+    return f"`make ui`, then http://127.0.0.1:5000/{path} (store {tracking_uri})"

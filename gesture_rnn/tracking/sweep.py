@@ -1,0 +1,168 @@
+"""A Hydra callback that gives every sweep one MLflow parent run and reports the best trial.
+
+It works with any sweeper and launcher: the parent run id travels to the trials in an
+environment variable (inherited by joblib's worker processes), and the best trial is found from
+the ``metrics.json`` each trial writes into its own job directory.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from omegaconf import DictConfig, OmegaConf
+
+from gesture_rnn.commands.cli import release_stderr
+from gesture_rnn.tracking.runs import PARENT_RUN_ENV, experiment_id_of, flatten, store_set_up_lock
+from gesture_rnn.tracking.trials import best_trial, find_trials
+
+log = logging.getLogger(__name__)
+
+PARENT_RUN_FILE = "mlflow_parent_run_id"
+SWEEPER_KEYS = ("_target_", "algo", "seed", "n_trials", "n_jobs", "direction", "max_failure_rate")
+
+
+def _select(config: DictConfig, key: str, default: Any = None) -> Any:
+    return OmegaConf.select(config, key, default=default)
+
+
+class MLflowSweepCallback(Callback):
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.client: MlflowClient | None = None
+        self.parent_run_id: str | None = None
+        self.sweep_dir: Path | None = None
+        self.jobs_before = 0  # trial folders already there (a resumed sweep)
+        self.status_before: str | None = None  # a resumed parent run's status before this command
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _open_parent_run(self, config: DictConfig, sweep_dir: Path) -> None:
+        mlflow_cfg = _select(config, "logger.mlflow")
+        if not self.enabled or mlflow_cfg is None:
+            return
+        with store_set_up_lock(mlflow_cfg.tracking_uri):
+            self.client = MlflowClient(mlflow_cfg.tracking_uri)
+            experiment_id = experiment_id_of(
+                self.client, mlflow_cfg.experiment_name, mlflow_cfg.get("artifact_location")
+            )
+        id_file = sweep_dir / PARENT_RUN_FILE
+        self.jobs_before = self._jobs_started()
+        if id_file.exists():  # a resumed sweep continues its parent run
+            self.parent_run_id = id_file.read_text().strip()
+            self.status_before = self.client.get_run(self.parent_run_id).info.status
+            self.client.update_run(self.parent_run_id, status="RUNNING")
+        else:
+            run = self.client.create_run(
+                experiment_id, run_name=f"sweep {sweep_dir.name}", tags={"sweep_dir": str(sweep_dir)}
+            )
+            self.parent_run_id = run.info.run_id
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            id_file.write_text(self.parent_run_id)
+            sweeper = {f"sweeper.{k}": _select(config, f"hydra.sweeper.{k}") for k in SWEEPER_KEYS}
+            space = flatten(OmegaConf.to_container(_select(config, "hydra.sweeper.params") or {}), "space.")
+            for override in config.hydra.overrides.task:
+                key, _, value = override.partition("=")
+                space.pop(f"space.{key}", None)
+                space[f"{'space' if '(' in value else 'fixed'}.{key}"] = value
+            params = {**sweeper, **space, "optimized_metric": _select(config, "optimized_metric")}
+            for key, value in params.items():
+                self.client.log_param(self.parent_run_id, key, str(value)[:6000])
+        os.environ[PARENT_RUN_ENV] = self.parent_run_id
+        atexit.register(self._fail_if_still_running)
+
+    def _fail_if_still_running(self) -> None:
+        """A sweep that crashed never reaches on_multirun_end: do not leave its parent RUNNING.
+        One that stopped before any trial (e.g. the sweeper refused its folder) leaves no FAILED
+        parent: a new parent run is deleted, a resumed one gets its earlier status back."""
+        if self.client is None or self.parent_run_id is None:
+            return
+        try:
+            if self.client.get_run(self.parent_run_id).info.status != "RUNNING":
+                return
+            if self._jobs_started() > self.jobs_before:
+                self.client.set_terminated(self.parent_run_id, "FAILED")
+            elif self.status_before is not None:  # a resumed sweep that ran nothing: as it was
+                self.client.set_terminated(self.parent_run_id, self.status_before)
+            else:
+                self.client.delete_run(self.parent_run_id)
+                (self.sweep_dir / PARENT_RUN_FILE).unlink(missing_ok=True)
+        except Exception as err:
+            log.warning("Could not close the sweep's MLflow run %s: %s", self.parent_run_id, err)
+
+    def _jobs_started(self) -> int:
+        return sum(1 for _ in self.sweep_dir.glob("*/.hydra")) if self.sweep_dir is not None else 0
+
+    def _register(self, config: DictConfig, best: dict[str, Any], metric: str) -> None:
+        """The best trial's model -> a new version of registry.model_name, registry.alias moved."""
+        from gesture_rnn.errors import ConfigError
+        from gesture_rnn.tracking.registry import register_run
+
+        name = str(_select(config, "registry.model_name", "gestures"))
+        alias = str(_select(config, "registry.alias", "candidate"))
+        if not best["mlflow_run_ids"] or not _select(config, "log_model", True):
+            print("  not registered: the trials logged no MLflow model (log_model=false)")
+            return
+        tags = {metric: best["metrics"][metric], "test/acc": best["metrics"].get("test/acc", math.nan),
+                "sweep_run_id": self.parent_run_id, "sweep_dir": str(self.sweep_dir),
+                "trial": " ".join(best["overrides"])}  # fmt: skip
+        try:
+            version = register_run(self.client, best["mlflow_run_ids"][0], name, alias, tags)
+        except (ConfigError, MlflowException) as err:
+            print(f"  not registered: {err}")
+            return
+        print(f"  registered as {name} version {version}, alias {alias}: models:/{name}@{alias}")
+        self.client.set_tag(self.parent_run_id, "registered_model_version", f"{name}/{version}")
+
+    # --- Hydra callback hooks -------------------------------------------------------------------
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        release_stderr()  # composed; trials may run in other processes and never release it
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+        self._open_parent_run(config, self.sweep_dir)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        metric = _select(config, "optimized_metric")
+        direction = str(_select(config, "hydra.sweeper.direction", "maximize"))
+        if isinstance(direction, str) and direction.startswith("Direction."):
+            direction = direction.split(".", 1)[1]
+        trials = find_trials(sweep_dir)
+        best = best_trial(trials, metric, direction) if metric else None
+        if best is None:
+            print(f"No trial produced {metric}; nothing to report.")
+        else:
+            test_acc = best["metrics"].get("test/acc", math.nan)
+            print(
+                f"\nBest of {len(trials)} trials (selected on {metric}, {direction}): job {best['job']} "
+                f"{' '.join(best['overrides'])}\n"
+                f"  {metric} = {best['metrics'][metric]:.4f}\n"
+                f"  TEST accuracy of that trial = {test_acc:.4f}  (reported once; the test set "
+                f"played no part in the search)"
+            )
+        if self.client is None or self.parent_run_id is None:
+            return
+        if best is not None:
+            self.client.log_metric(self.parent_run_id, f"best/{metric}", best["metrics"][metric])
+            self.client.log_metric(
+                self.parent_run_id, "best/test_acc", best["metrics"].get("test/acc", math.nan)
+            )
+            for override in best["overrides"]:
+                key, _, value = override.partition("=")
+                try:
+                    self.client.log_param(self.parent_run_id, f"best.{key}", value)
+                except MlflowException:  # params are immutable: a resumed sweep found a new best
+                    self.client.set_tag(self.parent_run_id, f"best.{key}", value)
+            self.client.set_tag(self.parent_run_id, "best_trial_run_id", ",".join(best["mlflow_run_ids"]))
+            self._register(config, best, metric)
+        self.client.log_metric(self.parent_run_id, "trials_finished", len(trials))
+        results = sweep_dir / "optimization_results.yaml"
+        if results.exists():
+            self.client.log_artifact(self.parent_run_id, str(results))
+        self.client.set_terminated(self.parent_run_id, "FINISHED")
+        os.environ.pop(PARENT_RUN_ENV, None)

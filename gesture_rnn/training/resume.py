@@ -1,0 +1,99 @@
+"""Resolve ``ckpt_path`` for a resumed run and move the run back into its own folder.
+
+Exactness rests on three things: training randomness is re-derived from (seed, epoch) at every
+epoch start (``callbacks.SeedEachEpoch``), checkpoints are written at the very end of an epoch
+(``save_on_train_epoch_end``), and a resumed run continues in the folder, MLflow run and data
+split of the checkpoint it resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, open_dict
+
+from gesture_rnn.errors import ConfigError
+from gesture_rnn.models.checkpoint import check_shape, read_checkpoint
+from gesture_rnn.tracking.runs import RUN_ID_FILE
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    checkpoint: Path
+    run_dir: Path | None  # the run folder the checkpoint belongs to (None: a loose file)
+    mlflow_run_id: str | None
+    datamodule_state: dict[str, Any]  # the checkpoint's data seed and checksum
+
+
+def _newest_last_checkpoint(log_dir: Path, task_name: str) -> Path:
+    candidates = sorted(
+        (log_dir / task_name / "runs").glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
+    )
+    if not candidates:
+        raise ConfigError(
+            f"ckpt_path=last: no run under {log_dir / task_name / 'runs'} has a checkpoints/last.ckpt "
+            "to resume; pass the checkpoint's path instead"
+        )
+    return candidates[-1]
+
+
+def plan_resume(cfg: DictConfig) -> ResumePlan | None:
+    """Resolve ``ckpt_path`` (a file, or ``last`` = newest run's last.ckpt) and check it fits."""
+    name = cfg.get("ckpt_path")
+    if not name:
+        return None
+    if name == "last":
+        checkpoint = _newest_last_checkpoint(Path(cfg.paths.log_dir), cfg.get("task_name", "train"))
+    else:
+        checkpoint = Path(str(name)).expanduser().resolve()
+    content = read_checkpoint(checkpoint if name == "last" else name)
+    check_shape(content, cfg.model.net, f"ckpt_path={name}")
+    # a checkpoint of a train.py run lives in <run dir>/checkpoints/: continue in that run
+    run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
+    run_file = run_dir / RUN_ID_FILE if run_dir is not None else None
+    run_id = run_file.read_text().strip() if run_file is not None and run_file.is_file() else None
+    data_state = next((v for k, v in content.items() if k.endswith("GestureDataModule")), {})
+    return ResumePlan(checkpoint, run_dir, run_id or None, dict(data_state))
+
+
+def _move_log_files(new_dir: Path, run_dir: Path) -> None:
+    """Hydra opened this command's log file in ``new_dir``: append it to the run's own log."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if not isinstance(handler, logging.FileHandler) or Path(handler.baseFilename).parent != new_dir:
+            continue
+        root.removeHandler(handler)
+        handler.close()
+        opened = Path(handler.baseFilename)
+        target = run_dir / opened.name
+        with target.open("a") as out:  # what was logged before the move
+            out.write(opened.read_text())
+        opened.unlink()
+        moved = logging.FileHandler(target, mode="a")
+        moved.setFormatter(handler.formatter)
+        moved.setLevel(handler.level)
+        root.addHandler(moved)
+
+
+def continue_in_run_folder(cfg: DictConfig, plan: ResumePlan) -> None:
+    """A resumed run writes into the checkpoint's run folder (checkpoints, log, metrics.json),
+    continues its MLflow run, and leaves no second, orphaned folder behind."""
+    if plan.run_dir is None:
+        return
+    new_dir = Path(cfg.paths.output_dir)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(plan.run_dir)
+    if new_dir.resolve() == plan.run_dir.resolve():
+        return
+    _move_log_files(new_dir, plan.run_dir)
+    if (new_dir / ".hydra").is_dir():  # this command's composed config, kept beside the original
+        shutil.move(str(new_dir / ".hydra"), str(plan.run_dir / ".hydra" / f"resumed-{new_dir.name}"))
+    if new_dir.is_dir() and not any(new_dir.iterdir()):
+        new_dir.rmdir()
+    log.info("Resuming %s in %s", plan.checkpoint, plan.run_dir)
