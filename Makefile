@@ -31,7 +31,9 @@ ABLATION_QUIET := $(QUIET) logger=none log_model=false
 # validation (model selection, calibration) on one whole training user, as new wearers are
 VAL_USER := data.val_users=1 data.val_fraction=0
 
-.PHONY: help install docs train tune reproduce loso ablation compare new_wearer watch serve promote gpu_check calibration personalize bench soak test test-fast test-slow lint format ui clean
+ZIP ?=
+
+.PHONY: help install data docs train tune reproduce loso ablation compare new_wearer watch serve promote gpu_check calibration personalize bench soak test test-fast test-slow lint format ui clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,6 +47,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
+
+data: install ## Keep the dataset's zip (md5 checked) where every later command finds it: make data ZIP=/path/to/gestures-dataset.zip
+	@test -n "$(ZIP)" || { echo "error: ZIP is required: make data ZIP=/path/to/gestures-dataset.zip" >&2; exit 2; }
+	$(BIN)/python -m gesture_rnn.data.source "$(ZIP)"
 
 train: install ## Train and test the default GRU (extra overrides: ARGS="model.hidden=256 model.layers=2")
 	$(BIN)/python train.py $(ARGS)

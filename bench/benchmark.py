@@ -197,8 +197,8 @@ def inference(checkpoint: Path, dm: GestureDataModule) -> dict:
 def peer_section(dm: GestureDataModule) -> list[str]:
     """MiniRocket on the random split above and on the 8 leave-one-user-out folds, next to the
     project's watch model on the same folds (``make watch``'s results, when they exist)."""
-    from bench import peers
     from gesture_rnn.data.facts import USERS
+    from studies import peers
 
     if not peers.available():
         print("MiniRocket skipped: aeon is not installed (pip install -e '.[peers]')", flush=True)

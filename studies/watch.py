@@ -388,8 +388,8 @@ def evaluate_phase(out: Path, seeds: list[int]) -> None:
 
 def peer_phase(out: Path) -> None:
     """``minirocket.json``: MiniRocket on the 8 leave-one-user-out folds, timed as one job."""
-    from bench import peers
     from gesture_rnn.data.datamodule import GestureDataModule
+    from studies import peers
 
     if not peers.available():
         print("peer: aeon is not installed (pip install -e '.[peers]'); MiniRocket skipped", flush=True)

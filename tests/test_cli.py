@@ -48,8 +48,13 @@ def test_train_py_trains_prints_a_summary_and_records_the_run(synthetic_zip, tmp
     assert run.data.params["model.family"] == "gru"
     assert (run.data.params["model.net.hidden"], run.data.params["model.net.layers"]) == ("16", "2")
     assert not {"model.hidden", "model.layers"} & set(run.data.params), "each setting recorded once"
+    assert run.info.run_name == "gru 16/2 · seed 0", "named after what it is"
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development", "the UI shows runs"
     run_dirs = list((tmp_path / "outputs" / "train" / "runs").iterdir())
     assert len(run_dirs) == 1
+    assert f"run folder     {run_dirs[0]}" in result.stdout, "the summary says where the run is"
+    printed = result.stdout.split("checkpoint     ")[1].split()[0]
+    assert Path(printed).is_file() and Path(printed).parent == run_dirs[0] / "checkpoints"
     assert (run_dirs[0] / "config_resolved.yaml").is_file()
     assert list((run_dirs[0] / "checkpoints").glob("*.ckpt"))
 

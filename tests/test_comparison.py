@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from bench import compare, multirun
+from studies import compare, multirun
 from studies.compare import models_report
 
 GRU = {

@@ -138,5 +138,5 @@ def test_the_short_network_spelling_becomes_the_configs_own_on_every_command_lin
         "~model.net.dropout",
         "model.optimizer.lr=0.1",
     ]
-    with pytest.raises(ConfigError, match=r"model\.net\.layers=1 and model\.layers=2 set the same setting"):
+    with pytest.raises(ConfigError, match=r"model\.layers=2 and model\.net\.layers=1 set the same setting"):
         canonical_overrides(["model.net.layers=1", "model.layers=2"])

@@ -64,3 +64,24 @@ def test_corrupt_download_leaves_nothing_in_the_cache(tmp_path):
     with pytest.raises(DataError, match="not a valid zip"):
         locate_dataset(None, cache, corrupt.as_uri(), md5_of_file(corrupt))
     assert list(cache.iterdir()) == []
+
+
+def test_the_datasets_zip_given_once_is_kept_and_found_by_the_next_command(
+    synthetic_zip, tmp_path, monkeypatch
+):
+    cache, md5 = tmp_path / "cache", md5_of_file(synthetic_zip)
+    assert locate_dataset(synthetic_zip, cache, "file:///nowhere", md5) == synthetic_zip, "this run reads it"
+    kept = cache / "gestures-dataset.zip"
+    assert md5_of_file(kept) == md5 and sorted(p.name for p in cache.iterdir()) == [kept.name]
+    assert locate_dataset(None, cache, "file:///nowhere", md5) == kept, "no path the next time"
+    monkeypatch.setenv("GESTURES_DATA", str(synthetic_zip))
+    other = tmp_path / "other"
+    assert locate_dataset(None, other, "file:///nowhere", md5) == synthetic_zip
+    assert (other / "gestures-dataset.zip").is_file(), "given by the variable: kept too"
+
+
+def test_an_archive_that_is_not_the_dataset_is_not_kept(synthetic_zip, synthetic_folder, tmp_path):
+    cache = tmp_path / "cache"
+    locate_dataset(synthetic_zip, cache, "file:///nowhere", "0" * 32)
+    locate_dataset(synthetic_folder, cache, "file:///nowhere", md5_of_file(synthetic_zip))
+    assert not cache.exists() or list(cache.iterdir()) == [], "another md5, or a folder: left alone"

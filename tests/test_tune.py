@@ -85,6 +85,7 @@ def check_family_choice(client: MlflowClient) -> None:
 def test_tune_with_hyperopt_nests_trials_under_one_parent_run(synthetic_zip, tmp_path):
     result = run_tune(tmp_path, synthetic_zip, "hydra.sweeper.n_trials=3", *TINY, FAMILIES)
     assert result.stdout.count("TEST accuracy") == 1, "the test accuracy is reported once, for the best trial"
+    assert "registered" not in result.stdout, "a sweep registers its best trial only with register=true"
     assert "test accuracy" not in result.stdout, "per-trial summaries hide the test set during the search"
     check_parent_and_children(MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db"), n_trials=3)
     results = OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml")
@@ -192,7 +193,8 @@ def test_train_and_tune_against_a_real_tracking_server(synthetic_zip, tmp_path, 
     assert json.loads(Path(f"{exported}.json").read_text())["registry"]["run_id"] == train_run.info.run_id
 
     client.delete_run(train_run.info.run_id)  # leave the sweep's runs alone in the experiment
-    result = run_tune(tmp_path, synthetic_zip, "hydra.sweeper.n_trials=1", *TINY, "log_model=true", env=env)
+    args = ["hydra.sweeper.n_trials=1", *TINY, "log_model=true", "register=true"]
+    result = run_tune(tmp_path, synthetic_zip, *args, env=env)
     check_parent_and_children(client, n_trials=1)
     (parent,), children = sweep_runs(client)
     best = client.get_model_version_by_alias("gestures", "candidate")  # the sweep registers its best trial
@@ -202,6 +204,7 @@ def test_train_and_tune_against_a_real_tracking_server(synthetic_zip, tmp_path, 
         and "registered as gestures" in result.stdout
     )
     assert float(best.tags["val/acc_best"]) == parent.data.metrics["best/val/acc_best"]
+    assert len(client.search_model_versions("name='gestures'")) == 2, "the trials did not register themselves"
     assert best.tags["sweep_run_id"] == parent.info.run_id
     artifacts = {a.path for a in client.list_artifacts(children[0].info.run_id)}
     assert {"config_resolved.yaml", "checkpoints"} <= artifacts, "artifacts are uploaded to the server"

@@ -13,13 +13,13 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from gesture_rnn.config.resolvers import PROJECT_ROOT
 from gesture_rnn.errors import ConfigError, GestureRNNError, Interrupted
 
 USER_ERROR_EXIT_CODE = 2
@@ -79,31 +79,33 @@ _NET_KEY = re.compile(r"^(?:~|\+{1,2})?model\.net\.(?P<key>\w+)=(?P<value>.*)$")
 def canonical_overrides(args: list[str]) -> list[str]:
     """The command line with ``model.hidden/layers/dropout=...`` spelled ``model.net.<key>=...``,
     so Hydra, both sweepers (a command-line sweep replaces the search space's key) and MLflow
-    see one name per setting. Both spellings with different values: a ConfigError."""
-    canonical: list[str] = []
-    typed: dict[str, tuple[str, str]] = {}  # key -> (as typed, value)
+    see one name per setting. Both spellings with different values: a ConfigError (one spelling
+    repeated keeps Hydra's rule: the last wins)."""
+    last: dict[tuple[str, bool], tuple[str, str]] = {}  # (key, short spelling) -> (as typed, value)
+    canonical: list[tuple[str, bool, str]] = []
     for arg in args:
-        spelled = arg
-        if alias := _ALIAS.match(arg):
+        short = bool(alias := _ALIAS.match(arg))
+        if alias:
             arg = f"{alias['prefix'] or ''}model.net.{alias['key']}{alias['rest']}"
-        if setting := _NET_KEY.match(arg):
-            key, value = setting["key"], setting["value"]
-            if key in typed:
-                if typed[key][1] != value:
-                    raise ConfigError(
-                        f"{typed[key][0]} and {spelled} set the same setting to different values; "
-                        f"give one (model.{key} is short for model.net.{key})"
-                    )
-                continue
-            typed[key] = (spelled, value)
-        canonical.append(arg)
-    return canonical
+        setting = _NET_KEY.match(arg)
+        key = setting["key"] if setting else ""
+        if setting:
+            last[key, short] = (arg if not short else f"model.{key}={setting['value']}", setting["value"])
+        canonical.append((key, short, arg))
+    for (key, short), (typed, value) in last.items():
+        if short and (key, False) in last and last[key, False][1] != value:
+            raise ConfigError(
+                f"{typed} and {last[key, False][0]} set the same setting to different values; "
+                f"give one (model.{key} is short for model.net.{key})"
+            )
+    # both spellings with one value: the config's own spelling stays, once
+    return [arg for key, short, arg in canonical if not (short and (key, False) in last)]
 
 
 def family_refusal(key: str, args: list[str]) -> str:
     """A family refuses a setting it does not have, naming its own: the family is the one this
     command line chose (``model/net=``, else an experiment's override, else gru)."""
-    conf = Path(__file__).resolve().parent.parent / "conf"
+    conf = PROJECT_ROOT / "conf"
     family = "gru"
     for arg in args:
         if chosen := re.fullmatch(r"model/net=(\w+)", arg):

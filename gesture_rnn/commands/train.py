@@ -13,6 +13,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
@@ -70,8 +71,12 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     record = RunRecord(output_dir, run_config(cfg), log_model=bool(cfg.get("log_model")))
     callbacks = build_callbacks(cfg, datamodule.has_validation)
     callbacks += [SeedEachEpoch(), interrupt, LearningCurves(), TemperatureScaling(), record]
+    # a sweep's trial leaves registering to the sweep, which registers its best trial
+    in_sweep = bool(os.environ.get(runs.PARENT_RUN_ENV))
     registrar = (
-        RegisterModel(record, cfg.registry.model_name, cfg.registry.alias) if cfg.get("register") else None
+        RegisterModel(record, cfg.registry.model_name, cfg.registry.alias)
+        if cfg.get("register") and not in_sweep
+        else None
     )
     if registrar is not None:
         callbacks.append(registrar)
@@ -97,7 +102,8 @@ def _train(cfg: DictConfig) -> dict[str, float]:
 
     # 5. report (the run record has logged and written everything else)
     if trainer.is_global_zero:
-        print(format_summary(record.metrics, loggers, cfg, show_test=not cfg.get("optimized_metric")))
+        show_test = not cfg.get("optimized_metric")
+        print(format_summary(record.metrics, loggers, cfg, output_dir, show_test=show_test))
         if registrar is not None and registrar.versions:
             print(registrar.summary())
     return record.metrics
@@ -155,13 +161,28 @@ def run_tags(cfg: DictConfig, data_md5: str | None, output_dir: Path) -> dict[st
         "mlflow.source.git.commit": runs.git_commit(),
         "data_md5": str(data_md5),
         "data_split": str(cfg.data.split),
-        # MLflow's random run names repeat under a fixed seed; name runs after their folder instead
-        "mlflow.runName": output_dir.name,
+        "mlflow.runName": run_name(cfg),
     }
     if parent_run_id := os.environ.get(runs.PARENT_RUN_ENV):
         tags["mlflow.parentRunId"] = parent_run_id  # a trial of a sweep: nest under its parent run
-        tags["mlflow.runName"] = f"trial {output_dir.name}"
+        tags["mlflow.runName"] = f"trial {output_dir.name} · {tags['mlflow.runName']}"
     return tags
+
+
+def run_name(cfg: DictConfig) -> str:
+    """What the run is, as the MLflow list shows it: ``watch · conv_gru 96/1 · test U07 · seed 0``
+    (the recipe, the family and its shape, the held-out users, the seed)."""
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    net = cfg.model.net
+    family = runs.net_family(net._target_)
+    shape = "/".join(str(net[key]) for key in ("hidden", "layers") if key in net) or "/".join(
+        str(net[key]) for key in ("d_model", "channels", "layers", "levels") if key in net
+    )
+    parts = [choices.get("experiment"), f"{family} {shape}".strip()]
+    if cfg.data.split == "users":
+        parts.append(f"test {','.join(cfg.data.test_users)}")
+    parts.append(f"seed {cfg.get('seed')}")
+    return " · ".join(part for part in parts if part)
 
 
 def plan_run_id(plan: resume.ResumePlan | None) -> str | None:

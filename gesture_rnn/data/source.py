@@ -1,8 +1,11 @@
 """Find the dataset on disk, or download, verify and extract it into the cache.
 
-Order: an explicit path, then ``$GESTURES_DATA``, then the cache folder, then the download.
-Everything written to the cache goes to a temporary name first and is renamed into place only
-once complete, so an interrupted or failed download never leaves a half-written dataset behind.
+Order: an explicit path, then ``$GESTURES_DATA``, then the cache (a kept zip, then an extracted
+folder), then the download. The dataset's own zip given once (path or variable, ``make data
+ZIP=...``) is kept: verified by md5 and copied into the cache, where the next command finds the
+same archive (so the same data checksum) without being told. Everything written to the cache
+goes to a temporary name first and is renamed into place only once complete, so an interrupted
+or failed download never leaves a half-written dataset behind.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ from pathlib import Path
 from gesture_rnn.data.facts import DIRNAME
 from gesture_rnn.data.reading import md5_of_file
 from gesture_rnn.errors import DataError
+from gesture_rnn.utils.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
 DATA_ENV_VAR = "GESTURES_DATA"
 DOWNLOAD_TIMEOUT_S = 60
+# the zip a user gave once, kept in the cache (``remember``)
+KEPT_ZIP = "gestures-dataset.zip"
 
 
 def check_source(path: Path, origin: str) -> Path:
@@ -54,10 +60,13 @@ def locate_dataset(
 ) -> Path:
     """Return a zip archive or folder that holds the dataset, downloading it if needed."""
     if path is not None and str(path) != "":
-        return check_source(Path(path).expanduser(), "data.path")
+        return remember(check_source(Path(path).expanduser(), "data.path"), md5, cache_dir)
     env_path = os.environ.get(DATA_ENV_VAR)
     if env_path:
-        return check_source(Path(env_path).expanduser(), f"${DATA_ENV_VAR}")
+        return remember(check_source(Path(env_path).expanduser(), f"${DATA_ENV_VAR}"), md5, cache_dir)
+    kept = Path(cache_dir).expanduser() / KEPT_ZIP
+    if kept.is_file():
+        return kept
     cached = Path(cache_dir).expanduser() / DIRNAME
     if cached.is_dir():
         return cached
@@ -66,6 +75,36 @@ def locate_dataset(
             f"dataset not found in {cached} and data.download=false; set data.path or ${DATA_ENV_VAR}"
         )
     return download_and_extract(url, md5, Path(cache_dir).expanduser())
+
+
+def remember(source: Path, md5: str, cache_dir: str | os.PathLike) -> Path:
+    """Keep the dataset's own zip (its md5 checked) in the cache, once, so that a later command
+    finds the same archive without ``data.path``; returns ``source``, which this run reads.
+    Anything else — a folder, another archive, a cache that cannot be written — is left alone."""
+    kept = Path(cache_dir).expanduser() / KEPT_ZIP
+    if kept.is_file() or not source.is_file() or md5_of_file(source) != md5:
+        return source
+    try:
+        with atomic_write(kept, "wb") as copy, source.open("rb") as original:
+            shutil.copyfileobj(original, copy)
+        log.info("Dataset kept as %s: later commands find it without data.path", kept)
+    except OSError as err:
+        log.warning("could not keep the dataset in %s (%s); pass data.path again next time", kept, err)
+    return source
+
+
+def _extract(archive: Path, scratch: Path, target: Path, hint: str) -> None:
+    """Extract ``archive`` in ``scratch`` and rename its top-level folder to ``target``."""
+    extracted = scratch / "extracted"
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            bundle.extractall(extracted)
+    except zipfile.BadZipFile as err:
+        raise DataError(f"downloaded archive is not a valid zip ({err}); {hint}") from err
+    root = extracted / DIRNAME
+    if not root.is_dir():
+        raise DataError(f"downloaded archive has no top-level {DIRNAME}/ folder; {hint}")
+    os.replace(root, target)
 
 
 def download_and_extract(url: str, md5: str, cache_dir: Path) -> Path:
@@ -93,15 +132,36 @@ def download_and_extract(url: str, md5: str, cache_dir: Path) -> Path:
                 f"downloaded archive has md5 {actual}, expected {md5} (data.md5); "
                 f"the download is corrupt or the file changed upstream; {manual}"
             )
-        extracted = Path(scratch) / "extracted"
-        try:
-            with zipfile.ZipFile(archive) as bundle:
-                bundle.extractall(extracted)
-        except zipfile.BadZipFile as err:
-            raise DataError(f"downloaded archive is not a valid zip ({err}); {manual}") from err
-        root = extracted / DIRNAME
-        if not root.is_dir():
-            raise DataError(f"downloaded archive has no top-level {DIRNAME}/ folder; {manual}")
-        os.replace(root, target)
+        _extract(archive, Path(scratch), target, manual)
     log.info("Dataset extracted to %s", target)
     return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``make data ZIP=...``: check the dataset's zip and keep it in the cache."""
+    import argparse
+    import sys
+
+    from gesture_rnn.data.facts import MD5
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("zip", type=Path, help="gestures-dataset.zip")
+    parser.add_argument("--cache-dir", default=os.environ.get("GESTURE_RNN_CACHE", "~/.cache/gesture_rnn"))
+    args = parser.parse_args(argv)
+    try:
+        source = check_source(args.zip.expanduser(), "ZIP")
+        if source.is_dir() or md5_of_file(source) != MD5:
+            raise DataError(f"{source} is not gestures-dataset.zip (md5 {MD5} expected)")
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    remember(source, MD5, args.cache_dir)
+    target = Path(args.cache_dir).expanduser() / KEPT_ZIP
+    if not target.is_file():
+        print(f"error: could not write {target}", file=sys.stderr)
+        sys.exit(2)
+    print(f"dataset kept in {target}: train.py finds it without data.path")
+
+
+if __name__ == "__main__":
+    main()

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 # Set by the sweep callback: every trial's run becomes a child (mlflow.parentRunId) of this run.
 PARENT_RUN_ENV = "GESTURE_RNN_PARENT_RUN_ID"
 RUN_ID_FILE = "mlflow_run_id.txt"  # in a run folder: a resumed run continues this MLflow run
+# MLflow 3's UI opens an experiment by its kind: model training shows the runs (not GenAI traces)
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def git_commit(cwd: Path = PROJECT_ROOT) -> str:
@@ -118,9 +120,11 @@ def store_set_up_lock(tracking_uri: str) -> Iterator[None]:
 def experiment_id_of(client: MlflowClient, name: str, artifact_location: str | None) -> str:
     """The experiment's id, created (with its artifact location) if it does not exist yet."""
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_location)
+    if experiment is None:
+        return client.create_experiment(name, artifact_location=artifact_location, tags=EXPERIMENT_KIND)
+    if not EXPERIMENT_KIND.items() <= experiment.tags.items():
+        client.set_experiment_tag(experiment.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
+    return experiment.experiment_id
 
 
 def create_run(
@@ -212,8 +216,13 @@ def run_params(cfg: DictConfig) -> dict[str, Any]:
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
     target = params.get("model.net._target_")
     if target in NETS:
-        params["model.family"] = NETS[target].family
+        params["model.family"] = net_family(target)
     return params
+
+
+def net_family(target: str) -> str:
+    """``gesture_rnn.models.nets.GRUNet`` -> ``gru``; another class by its own name."""
+    return NETS[target].family if target in NETS else str(target).rsplit(".", 1)[-1]
 
 
 def log_run_config(loggers: Iterable[Logger], cfg: DictConfig, config_file: Path) -> None:

@@ -159,7 +159,8 @@ class MLflowSweepCallback(Callback):
                 except MlflowException:  # params are immutable: a resumed sweep found a new best
                     self.client.set_tag(self.parent_run_id, f"best.{key}", value)
             self.client.set_tag(self.parent_run_id, "best_trial_run_id", ",".join(best["mlflow_run_ids"]))
-            self._register(config, best, metric)
+            if config.get("register"):  # only when asked, as train.py register=true
+                self._register(config, best, metric)
         self.client.log_metric(self.parent_run_id, "trials_finished", len(trials))
         results = sweep_dir / "optimization_results.yaml"
         if results.exists():

@@ -63,22 +63,31 @@ def plan_resume(cfg: DictConfig) -> ResumePlan | None:
 
 
 def _move_log_files(new_dir: Path, run_dir: Path) -> None:
-    """Hydra opened this command's log file in ``new_dir``: append it to the run's own log."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if not isinstance(handler, logging.FileHandler) or Path(handler.baseFilename).parent != new_dir:
-            continue
-        root.removeHandler(handler)
-        handler.close()
-        opened = Path(handler.baseFilename)
-        target = run_dir / opened.name
-        with target.open("a") as out:  # what was logged before the move
-            out.write(opened.read_text())
-        opened.unlink()
-        moved = logging.FileHandler(target, mode="a")
-        moved.setFormatter(handler.formatter)
-        moved.setLevel(handler.level)
-        root.addHandler(moved)
+    """Hydra opened this command's log file in ``new_dir``: append it to the run's own log, on
+    every logger that writes to it (the root, and those Hydra's job_logging gave it, e.g.
+    ``lightning``)."""
+    loggers = [logging.getLogger()] + [
+        logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)
+    ]
+    moved: dict[int, logging.FileHandler] = {}
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            if not isinstance(handler, logging.FileHandler) or Path(handler.baseFilename).parent != new_dir:
+                continue
+            if id(handler) not in moved:
+                handler.close()
+                opened = Path(handler.baseFilename)
+                target = run_dir / opened.name
+                if opened.is_file():
+                    with target.open("a") as out:  # what was logged before the move
+                        out.write(opened.read_text())
+                    opened.unlink()
+                replacement = logging.FileHandler(target, mode="a")
+                replacement.setFormatter(handler.formatter)
+                replacement.setLevel(handler.level)
+                moved[id(handler)] = replacement
+            logger.removeHandler(handler)
+            logger.addHandler(moved[id(handler)])
 
 
 def continue_in_run_folder(cfg: DictConfig, plan: ResumePlan) -> None:
