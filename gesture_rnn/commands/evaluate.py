@@ -35,7 +35,10 @@ def _evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule.setup("test")
     output_dir = Path(cfg.paths.output_dir)
     record = RunRecord(output_dir, run_config(cfg), upload_checkpoint=False)
-    tags = {**run_tags(cfg, datamodule.checksum, output_dir), "evaluated_checkpoint": str(checkpoint)}
+    tags = {
+        **run_tags(cfg, datamodule.checksum, output_dir, net=model.hparams["net"]),
+        "evaluated_checkpoint": str(checkpoint),
+    }
     if registered is not None:
         tags.update({f"evaluated_{k}": str(v) for k, v in registered.describe().items()})
     loggers = runs.build_loggers(cfg, tags)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -156,12 +157,15 @@ def run_config(cfg: DictConfig) -> dict[str, Any]:
     return runs.run_params(cfg)
 
 
-def run_tags(cfg: DictConfig, data_md5: str | None, output_dir: Path) -> dict[str, str]:
+def run_tags(
+    cfg: DictConfig, data_md5: str | None, output_dir: Path, net: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """A run's tags; ``net``: the network's settings when they are not ``cfg.model.net`` (evaluate)."""
     tags = {
         "mlflow.source.git.commit": runs.git_commit(),
         "data_md5": str(data_md5),
         "data_split": str(cfg.data.split),
-        "mlflow.runName": run_name(cfg),
+        "mlflow.runName": run_name(cfg, net if net is not None else cfg.model.net),
     }
     if parent_run_id := os.environ.get(runs.PARENT_RUN_ENV):
         tags["mlflow.parentRunId"] = parent_run_id  # a trial of a sweep: nest under its parent run
@@ -169,16 +173,16 @@ def run_tags(cfg: DictConfig, data_md5: str | None, output_dir: Path) -> dict[st
     return tags
 
 
-def run_name(cfg: DictConfig) -> str:
+def run_name(cfg: DictConfig, net: Mapping[str, Any]) -> str:
     """What the run is, as the MLflow list shows it: ``watch · conv_gru 96/1 · test U07 · seed 0``
     (the recipe, the family and its shape, the held-out users, the seed)."""
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
-    net = cfg.model.net
-    family = runs.net_family(net._target_)
+    family = runs.net_family(str(net.get("_target_", "")))
     shape = "/".join(str(net[key]) for key in ("hidden", "layers") if key in net) or "/".join(
         str(net[key]) for key in ("d_model", "channels", "layers", "levels") if key in net
     )
-    parts = [choices.get("experiment"), f"{family} {shape}".strip()]
+    task = None if cfg.get("task_name") in ("train", "tune") else cfg.get("task_name")
+    parts = [task, choices.get("experiment"), f"{family} {shape}".strip()]
     if cfg.data.split == "users":
         parts.append(f"test {','.join(cfg.data.test_users)}")
     parts.append(f"seed {cfg.get('seed')}")
