@@ -33,7 +33,7 @@ VAL_USER := data.val_users=1 data.val_fraction=0
 
 ZIP ?=
 
-.PHONY: help install data docs train tune reproduce loso ablation compare new_wearer watch serve promote gpu_check calibration personalize bench soak test test-fast test-slow lint format ui clean
+.PHONY: help install data docs train tune reproduce loso ablation compare new_wearer watch serve promote startup gpu_check calibration personalize bench soak test test-fast test-slow lint format ui clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -115,6 +115,9 @@ compare: install ## Network families x 2 sizes on both protocols + CPU cost -> r
 
 bench: install ## Pipeline vs plain PyTorch loop, start-up, inference, MiniRocket (EXTRAS=dev,peers) -> reports/bench.md
 	$(BIN)/python -m bench.benchmark $(ARGS)
+
+startup: install ## Where train.py's start-up goes, up to its first step, beside import lightning -> reports/startup.md (needs GESTURES_DATA)
+	$(BIN)/python -m bench.startup --data "$(GESTURES_DATA)" $(ARGS)
 
 gpu_check: install ## On a machine with a GPU: trainer=gpu and trainer=ddp trainings, make bench on the GPU (~5 min)
 	PY=$(BIN)/python bash bench/gpu_check.sh
