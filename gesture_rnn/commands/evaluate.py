@@ -9,7 +9,6 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from gesture_rnn.commands.train import run_config, run_tags
 from gesture_rnn.config.checks import validate_config
 from gesture_rnn.models.checkpoint import checkpoint_file
 from gesture_rnn.models.classifier import load_classifier
@@ -34,9 +33,9 @@ def _evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     datamodule.setup("test")
     output_dir = Path(cfg.paths.output_dir)
-    record = RunRecord(output_dir, run_config(cfg), upload_checkpoint=False)
+    record = RunRecord(output_dir, runs.run_params(cfg), upload_checkpoint=False)
     tags = {
-        **run_tags(cfg, datamodule.checksum, output_dir, net=model.hparams["net"]),
+        **runs.run_tags(cfg, datamodule.checksum, net=model.hparams["net"]),
         "evaluated_checkpoint": str(checkpoint),
     }
     if registered is not None:

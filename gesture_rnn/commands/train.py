@@ -7,14 +7,13 @@ Bookkeeping (seeding, curves, artifacts, MLflow model, ``metrics.json``) is done
 from __future__ import annotations
 
 import logging
+import math
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
@@ -23,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from gesture_rnn.config.checks import validate_config
 from gesture_rnn.errors import ConfigError, Interrupted
 from gesture_rnn.tracking import runs
+from gesture_rnn.tracking.trials import tested_checkpoint
 from gesture_rnn.training import distillation, resume
 from gesture_rnn.training.callbacks import (
     INTERRUPTED_CHECKPOINT,
@@ -34,7 +34,6 @@ from gesture_rnn.training.callbacks import (
     TemperatureScaling,
 )
 from gesture_rnn.training.checkpoint_io import AtomicCheckpointIO
-from gesture_rnn.training.summary import format_summary
 from gesture_rnn.utils.parallel import fair_thread_share, processes_per_run
 
 log = logging.getLogger(__name__)
@@ -69,7 +68,7 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     # 3. trainer, callbacks and loggers (the MLflow run is created here, with its tags)
     output_dir = Path(cfg.paths.output_dir)
     interrupt = CheckpointOnInterrupt()
-    record = RunRecord(output_dir, run_config(cfg), log_model=bool(cfg.get("log_model")))
+    record = RunRecord(output_dir, runs.run_params(cfg), log_model=bool(cfg.get("log_model")))
     callbacks = build_callbacks(cfg, datamodule.has_validation)
     callbacks += [SeedEachEpoch(), interrupt, LearningCurves(), TemperatureScaling(), record]
     # a sweep's trial leaves registering to the sweep, which registers its best trial
@@ -81,7 +80,7 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     )
     if registrar is not None:
         callbacks.append(registrar)
-    loggers = runs.build_loggers(cfg, run_tags(cfg, datamodule.checksum, output_dir), plan_run_id(plan))
+    loggers = runs.build_loggers(cfg, runs.run_tags(cfg, datamodule.checksum), plan_run_id(plan))
     with runs.marks_failures(loggers, interrupted=lambda: interrupt.interrupted_by is not None):
         trainer: L.Trainer = instantiate(
             cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
@@ -108,6 +107,34 @@ def _train(cfg: DictConfig) -> dict[str, float]:
         if registrar is not None and registrar.versions:
             print(registrar.summary())
     return record.metrics
+
+
+def format_summary(
+    metrics: dict[str, float], loggers: list[Logger], cfg: DictConfig, output_dir: Path, show_test: bool
+) -> str:
+    def fmt(name: str, digits: int = 4) -> str:
+        return f"{metrics.get(name, math.nan):.{digits}f}"
+
+    if show_test:
+        lines = [
+            "",
+            f"  test accuracy  {fmt('test/acc')}    macro-F1 {fmt('test/f1')}",
+            f"  loss           train {fmt('train/loss')}  test {fmt('test/loss')}  "
+            f"overfit ratio {fmt('test/overfit_ratio', 2)}x",
+        ]
+    else:  # a sweep trial: the test set is reported once, for the best trial, at the end
+        lines = ["", f"  loss           train {fmt('train/loss')}"]
+    lines.append(f"  wall time      {metrics.get('time/wall_s', math.nan):.1f} s")
+    lines.append(f"  run folder     {output_dir}")
+    lines.append(
+        f"  checkpoint     {tested_checkpoint(output_dir)} (tested; ckpt_path= of evaluate, predict, export)"
+    )
+    if "val/acc_best" in metrics:
+        lines.insert(2, f"  best val acc   {fmt('val/acc_best')} (model selection; test data unused)")
+    uri = str((cfg.get("logger") or {}).get("mlflow", {}).get("tracking_uri", ""))
+    for logger in runs.mlflow_loggers(loggers):
+        lines.append(f"  MLflow run     {logger.run_id}: {runs.run_location(logger, uri)}")
+    return "\n".join(lines)
 
 
 def set_up_process(cfg: DictConfig) -> None:
@@ -150,43 +177,6 @@ def build_callbacks(cfg: DictConfig, has_validation: bool) -> list[Callback]:
                         "set data.val_fraction > 0 (allowed range [0, 1)) or remove the callback"
                     )
     return instantiate_all(callbacks_cfg)
-
-
-def run_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config, flattened (``model.net.hidden``): what metrics.json records."""
-    return runs.run_params(cfg)
-
-
-def run_tags(
-    cfg: DictConfig, data_md5: str | None, output_dir: Path, net: Mapping[str, Any] | None = None
-) -> dict[str, str]:
-    """A run's tags; ``net``: the network's settings when they are not ``cfg.model.net`` (evaluate)."""
-    tags = {
-        "mlflow.source.git.commit": runs.git_commit(),
-        "data_md5": str(data_md5),
-        "data_split": str(cfg.data.split),
-        "mlflow.runName": run_name(cfg, net if net is not None else cfg.model.net),
-    }
-    if parent_run_id := os.environ.get(runs.PARENT_RUN_ENV):
-        tags["mlflow.parentRunId"] = parent_run_id  # a trial of a sweep: nest under its parent run
-        tags["mlflow.runName"] = f"trial {output_dir.name} · {tags['mlflow.runName']}"
-    return tags
-
-
-def run_name(cfg: DictConfig, net: Mapping[str, Any]) -> str:
-    """What the run is, as the MLflow list shows it: ``watch · conv_gru 96/1 · test U07 · seed 0``
-    (the recipe, the family and its shape, the held-out users, the seed)."""
-    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
-    family = runs.net_family(str(net.get("_target_", "")))
-    shape = "/".join(str(net[key]) for key in ("hidden", "layers") if key in net) or "/".join(
-        str(net[key]) for key in ("d_model", "channels", "layers", "levels") if key in net
-    )
-    task = None if cfg.get("task_name") in ("train", "tune") else cfg.get("task_name")
-    parts = [task, choices.get("experiment"), f"{family} {shape}".strip()]
-    if cfg.data.split == "users":
-        parts.append(f"test {','.join(cfg.data.test_users)}")
-    parts.append(f"seed {cfg.get('seed')}")
-    return " · ".join(part for part in parts if part)
 
 
 def plan_run_id(plan: resume.ResumePlan | None) -> str | None:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -223,6 +224,37 @@ def run_params(cfg: DictConfig) -> dict[str, Any]:
 def net_family(target: str) -> str:
     """``gesture_rnn.models.nets.GRUNet`` -> ``gru``; another class by its own name."""
     return NETS[target].family if target in NETS else str(target).rsplit(".", 1)[-1]
+
+
+def run_tags(cfg: DictConfig, data_md5: str | None, net: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """A run's tags; ``net``: the network's settings when they are not ``cfg.model.net`` (evaluate)."""
+    tags = {
+        "mlflow.source.git.commit": git_commit(),
+        "data_md5": str(data_md5),
+        "data_split": str(cfg.data.split),
+        "mlflow.runName": run_name(cfg, net if net is not None else cfg.model.net),
+    }
+    if parent_run_id := os.environ.get(PARENT_RUN_ENV):
+        tags["mlflow.parentRunId"] = parent_run_id  # a trial of a sweep: nest under its parent run
+        trial = Path(str(OmegaConf.select(cfg, "paths.output_dir", default="") or "")).name
+        tags["mlflow.runName"] = f"trial {trial} · {tags['mlflow.runName']}"
+    return tags
+
+
+def run_name(cfg: DictConfig, net: Mapping[str, Any]) -> str:
+    """What the run is, as the MLflow list shows it: ``watch · conv_gru 96/1 · test U07 · seed 0``
+    (the recipe, the family and its shape, the held-out users, the seed)."""
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    family = net_family(str(net.get("_target_", "")))
+    shape = "/".join(str(net[key]) for key in ("hidden", "layers") if key in net) or "/".join(
+        str(net[key]) for key in ("d_model", "channels", "layers", "levels") if key in net
+    )
+    task = None if cfg.get("task_name") in ("train", "tune") else cfg.get("task_name")
+    parts = [task, choices.get("experiment"), f"{family} {shape}".strip()]
+    if cfg.data.split == "users":
+        parts.append(f"test {','.join(cfg.data.test_users)}")
+    parts.append(f"seed {cfg.get('seed')}")
+    return " · ".join(part for part in parts if part)
 
 
 def log_run_config(loggers: Iterable[Logger], cfg: DictConfig, config_file: Path) -> None:

@@ -1,3 +1,3 @@
 """What a training run does around the Lightning Trainer: callbacks (seeding, curves, calibration,
-the run record), the atomic checkpoint writer, resuming, distillation's teachers, the artifacts
-and the summary a run prints."""
+the run record), the atomic checkpoint writer, resuming, distillation's teachers and the
+evaluation artifacts."""
