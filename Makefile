@@ -128,8 +128,11 @@ soak: install ## 50 short trainings in one process and in new ones: no memory, f
 test: install ## Run the test suite (real-data tests need GESTURES_DATA=/path/to/gestures-dataset.zip)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# test files that are integration tests as a whole: make test-fast does not even import them
+INTEGRATION_FILES := $(shell grep -l '^pytestmark = pytest.mark.integration' tests/*.py)
+
 test-fast: install ## Unit tests only (no training beyond a few batches, no subprocess): the edit-test loop
-	$(BIN)/python -m pytest -m "not slow and not integration" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not integration" $(addprefix --ignore=,$(INTEGRATION_FILES)) $(PYTEST_ARGS)
 
 test-slow: install ## Also run the slow tests (full-length trainings on the real data)
 	$(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)

@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
 from studies import compare, multirun
 from studies.compare import models_report
@@ -53,6 +52,8 @@ def fake_comparison(out: Path) -> None:
 
 @pytest.mark.integration  # creates an MLflow store
 def test_the_report_tables_picks_plots_and_logs_the_comparison(tmp_path):
+    from mlflow import MlflowClient
+
     fake_comparison(tmp_path / "cmp")
     report = tmp_path / "reports" / "models.md"
     models_report(tmp_path / "cmp", report, "make compare", f"sqlite:///{tmp_path}/mlflow.db")

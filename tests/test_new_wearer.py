@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from mlflow import MlflowClient
 
 from gesture_rnn.data.batching import pad_sequences
 from gesture_rnn.deploy.inference import class_probabilities
@@ -101,6 +100,8 @@ def fake_new_wearer(out: Path) -> None:
 
 @pytest.mark.integration  # creates an MLflow store
 def test_the_report_gives_each_option_against_both_goals_and_logs_it(tmp_path):
+    from mlflow import MlflowClient
+
     fake_new_wearer(tmp_path / "nw")
     report = tmp_path / "reports" / "new_wearer.md"
     uri = f"sqlite:///{tmp_path}/mlflow.db"

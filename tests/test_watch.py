@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import mlflow
+import pytest
 
 from studies.watch import watch_report
 
@@ -47,7 +47,10 @@ def fake_watch(out: Path, teachers: Path) -> None:
     _write(teachers / "evaluation.json", {"users": {u: {"ensemble": 0.98} for u in USERS}})
 
 
+@pytest.mark.integration  # creates an MLflow store
 def test_the_report_shows_every_model_and_a_verdict_per_goal(tmp_path):
+    import mlflow
+
     out, teachers, report = tmp_path / "watch", tmp_path / "teachers", tmp_path / "watch.md"
     fake_watch(out, teachers)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
