@@ -32,6 +32,11 @@ ABLATION_QUIET := $(QUIET) logger=none log_model=false
 VAL_USER := data.val_users=1 data.val_fraction=0
 
 ZIP ?=
+# Values a user types reach recipes as environment variables, quoted by the shell ("$$VERSION"),
+# never pasted into a command line or into Python source
+VENV_BIN := $(CURDIR)/$(BIN)
+LOCAL_STORE := sqlite:///$(CURDIR)/outputs/mlflow.db
+export VERSION TRACKING_URI MODEL SERVE_PORT UI_PORT ZIP VENV_BIN LOCAL_STORE
 
 .PHONY: help install data docs train tune reproduce loso ablation compare new_wearer watch serve promote startup gpu_check calibration personalize bench soak test test-fast test-slow lint format ui clean
 
@@ -49,8 +54,8 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 data: install ## Keep the dataset's zip (md5 checked) where every later command finds it: make data ZIP=/path/to/gestures-dataset.zip
-	@test -n "$(ZIP)" || { echo "error: ZIP is required: make data ZIP=/path/to/gestures-dataset.zip" >&2; exit 2; }
-	$(BIN)/python -m gesture_rnn.data.source "$(ZIP)"
+	@test -n "$$ZIP" || { echo "error: ZIP is required: make data ZIP=/path/to/gestures-dataset.zip" >&2; exit 2; }
+	$(BIN)/python -m gesture_rnn.data.source "$$ZIP"
 
 train: install ## Train and test the default GRU (extra overrides: ARGS="model.hidden=256 model.layers=2")
 	$(BIN)/python train.py $(ARGS)
@@ -149,16 +154,16 @@ format: install ## Format and auto-fix with ruff
 	$(BIN)/ruff check --fix .
 
 serve: install ## Serve MODEL (default models:/gestures@candidate) over HTTP on 127.0.0.1:SERVE_PORT with MLflow
-	PATH=$(CURDIR)/$(BIN):$$PATH MLFLOW_TRACKING_URI=$(TRACKING_URI) $(BIN)/mlflow models serve -m $(MODEL) --env-manager local -h 127.0.0.1 -p $(SERVE_PORT)
+	PATH="$$VENV_BIN:$$PATH" MLFLOW_TRACKING_URI="$$TRACKING_URI" "$$VENV_BIN/mlflow" models serve -m "$$MODEL" \
+	  --env-manager local -h 127.0.0.1 -p "$$SERVE_PORT"
 
 promote: install ## Move the champion alias of the gestures model to VERSION (make promote VERSION=3)
-	@test -n "$(VERSION)" || { echo "error: VERSION is required: make promote VERSION=3" >&2; exit 2; }
-	$(BIN)/python -c "from mlflow import MlflowClient; MlflowClient('$(TRACKING_URI)').set_registered_model_alias('gestures', 'champion', '$(VERSION)')"
-	@echo "models:/gestures@champion -> version $(VERSION)"
+	@test -n "$$VERSION" || { echo "error: VERSION is required: make promote VERSION=3" >&2; exit 2; }
+	$(BIN)/python -m gesture_rnn.tracking.registry promote "$$VERSION" --tracking-uri "$$TRACKING_URI"
 
 ui: install ## MLflow UI for the local store on http://127.0.0.1:5000 (UI_PORT=... to change)
 	@mkdir -p outputs
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
+	$(BIN)/mlflow ui --backend-store-uri "$$LOCAL_STORE" --host 127.0.0.1 --port "$$UI_PORT"
 
 clean: ## Remove everything runs generate (outputs/: runs, checkpoints, MLflow store) and caches
 	rm -rf outputs .pytest_cache .ruff_cache

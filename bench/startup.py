@@ -136,10 +136,10 @@ def main(argv: list[str] | None = None) -> None:
         *[f"| `{name}` | {seconds:.2f} |" for name, seconds in breakdown[:8]],
         "",
         "`lightning` is what it adds to `torch`, mostly what `lightning.fabric` pulls in (torch._dynamo,",
-        "scipy.signal, torchmetrics' functional modules); `mlflow` is imported when the run is created, after the data is",
-        "ready. Importing MLflow in a thread beside Lightning's import is no faster than one after the",
-        "other (the rows above: both hold the interpreter lock), so the two add up; third-party modules",
-        "are not patched.",
+        "scipy.signal, torchmetrics' functional modules); `mlflow` is imported when the run is created,",
+        "after the data is ready. Importing MLflow in a thread beside Lightning's import is no faster than",
+        "one after the other (the rows above: both hold the interpreter lock), so the two add up;",
+        "third-party modules are not patched.",
     ]
     write_text_atomically(args.out, "\n".join(lines) + "\n")
     print(f"report: {args.out}")

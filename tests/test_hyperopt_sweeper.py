@@ -73,6 +73,50 @@ def test_every_distribution_of_the_override_grammar(argument, check):
     assert check(sample(argument))
 
 
+def optuna_values(argument: str, draws: int = 200) -> list:
+    """Values the Optuna sweeper would put in the override for the same argument."""
+    import optuna
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
+
+    (override,) = OverridesParser.create().parse_overrides([argument])
+    distribution = create_optuna_distribution_from_override(override)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    return [study.ask({"x": distribution}).params["x"] for _ in range(draws)]
+
+
+@pytest.mark.parametrize(
+    ("argument", "low", "high"),
+    [
+        ("m.h=int(interval(32,512))", 32, 512),
+        ("m.h=tag(log,int(interval(2,64)))", 2, 64),
+        ("m.f=interval(0.1,0.5)", 0.1, 0.5),
+        ("m.l=tag(log,interval(1e-4,1e-2))", 1e-4, 1e-2),
+        ("m.r=range(5,31,5)", 5, 30),
+    ],
+)
+def test_both_sweepers_give_values_of_the_same_type_and_range(argument, low, high):
+    ours, theirs = sample(argument), optuna_values(argument)
+    assert {type(v) for v in ours} == {type(v) for v in theirs}, (argument, ours[:3], theirs[:3])
+    assert all(low <= v <= high for v in ours) and all(low <= v <= high for v in theirs)
+    assert len(set(ours)) > 1
+
+
+def test_no_shipped_search_space_uses_a_range_the_two_sweepers_read_differently():
+    """The Optuna sweeper also draws a range's stop when it lies on the step grid (range(1,4) gives
+    1..4; Hydra and hyperopt: 1..3): the shipped spaces write such integers as int(interval(a,b))."""
+    assert sorted(set(optuna_values("m.r=range(1,4)"))) == [1, 2, 3, 4], "the Optuna sweeper's reading"
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for space in sorted((PROJECT_ROOT / "conf" / "search_space").glob("*.yaml")):
+        for key, value in OmegaConf.to_container(OmegaConf.load(space)).items():
+            (override,) = OverridesParser.create().parse_overrides([f"{key}={value}"])
+            if override.is_range_sweep():
+                sweep = override.value()
+                on_grid = (sweep.stop - sweep.start) % (sweep.step or 1) == 0
+                assert not on_grid, f"{space.name}: {key}={value} reads differently in the two sweepers"
+
+
 def test_fixed_overrides_are_passed_to_every_trial():
     space, fixed = parse_search_space(["a=choice(1,2)", "b=3", "trainer.max_epochs=5"])
     assert list(space) == ["a"] and fixed == ["b=3", "trainer.max_epochs=5"]

@@ -249,3 +249,13 @@ def test_an_out_of_range_sweep_setting_stops_with_one_line_and_no_parent_run(syn
     assert errors == ["error: hydra.sweeper.n_trials=0 is invalid: it must be an integer >= 1"]
     parents, _ = sweep_runs(MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db"))
     assert parents == []
+
+
+def test_a_sweep_that_would_register_under_a_refused_alias_stops_before_any_trial(synthetic_zip, tmp_path):
+    result = run_tune(tmp_path, synthetic_zip, "register=true", "registry.alias=latest", *TINY, expect=2)
+    errors = [line for line in result.stderr.splitlines() if line.startswith(("error:", "Traceback"))]
+    assert errors == [
+        "error: registry.alias='latest' is invalid: an alias is 1-255 letters, digits, _ or -, and not "
+        "'latest' or v<number> (MLflow reserves them)"
+    ]
+    assert not (tmp_path / "sweep" / "0").exists(), "no trial trained"

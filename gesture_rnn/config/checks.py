@@ -41,12 +41,6 @@ RULES = (
         lambda v: isinstance(v, list) and all(isinstance(t, str) and t for t in v),
     ),
     Rule("register", "true or false", lambda v: isinstance(v, bool)),
-    Rule("registry.model_name", "a non-empty name", lambda v: isinstance(v, str) and v.strip() != ""),
-    Rule(
-        "registry.alias",
-        "a name such as candidate or champion",
-        lambda v: isinstance(v, str) and v.isidentifier(),
-    ),
     # what numpy's and torch's seeding accept
     Rule(
         "seed",
@@ -69,8 +63,12 @@ def validate_config(cfg: DictConfig) -> None:
             )
         check_net_settings(OmegaConf.to_container(net, resolve=True))
     check_rules(cfg, RULES)
-    if cfg.get("register"):
+    if cfg.get("register"):  # refused before the training, not by MLflow after it
+        from gesture_rnn.tracking.registry import check_alias, check_model_name
         from gesture_rnn.tracking.runs import is_mlflow_node
+
+        check_model_name(OmegaConf.select(cfg, "registry.model_name"), "registry.model_name")
+        check_alias(OmegaConf.select(cfg, "registry.alias"), "registry.alias")
 
         mlflow_logger = any(is_mlflow_node(node) for node in (cfg.get("logger") or {}).values())
         if not (mlflow_logger and cfg.get("log_model")):

@@ -11,7 +11,10 @@ through an ``MlflowClient`` for the given URI: the process-global tracking URI i
 
 from __future__ import annotations
 
+import argparse
+import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,65 @@ from typing import Any
 from gesture_rnn.errors import ConfigError
 
 URI_FORMS = "models:/<name>@<alias>, models:/<name>/<version> or runs:/<run id>"
+
+# What MLflow accepts (mlflow.utils.validation), checked here before anything is trained, looked
+# up or downloaded: a run id names a folder of the download cache, so it never holds a path.
+RUN_ID = re.compile(r"[a-zA-Z0-9][\w\-]{0,255}")
+ALIAS = re.compile(r"[\w\-]{1,255}")
+MODEL_NAME = re.compile(r"[\w][\w .\-]{0,254}")
+VERSION = re.compile(r"[1-9][0-9]{0,18}")
+
+
+def check_run_id(run_id: str, key: str) -> str:
+    if not RUN_ID.fullmatch(run_id):
+        raise ConfigError(f"{key}: run id {run_id!r} is invalid: it must be letters, digits, _ or -")
+    return run_id
+
+
+def check_model_name(name: object, key: str) -> str:
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(
+            f"{key}={name!r} is invalid: a registered model's name is 1-255 letters, digits, "
+            "spaces, _, - or . (no '..'), starting with a letter or digit"
+        )
+    return name
+
+
+def check_alias(alias: object, key: str) -> str:
+    if (
+        not isinstance(alias, str)
+        or not ALIAS.fullmatch(alias)
+        or alias.lower() == "latest"
+        or re.fullmatch(r"[vV][0-9]+", alias)
+    ):
+        raise ConfigError(
+            f"{key}={alias!r} is invalid: an alias is 1-255 letters, digits, _ or -, and not "
+            "'latest' or v<number> (MLflow reserves them)"
+        )
+    return alias
+
+
+def check_version(version: object, key: str) -> str:
+    if not VERSION.fullmatch(str(version)):
+        raise ConfigError(f"{key}={version!r} is invalid: a model version is a whole number >= 1")
+    return str(version)
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None, str | None]:
+    """``uri`` -> (run id, model name, alias, version), each checked; exactly one of run id and
+    model name is set."""
+    key = f"model_uri={uri!r}"
+    if uri.startswith("runs:/"):
+        return check_run_id(uri[len("runs:/") :].rstrip("/"), key), None, None, None
+    if uri.startswith("models:/"):
+        rest = uri[len("models:/") :]
+        if "@" in rest:
+            name, alias = rest.split("@", 1)
+            return "", check_model_name(name, key), check_alias(alias, key), None
+        if rest.count("/") == 1:
+            name, version = rest.split("/")
+            return "", check_model_name(name, key), None, check_version(version, key)
+    raise ConfigError(f"model_uri={uri!r} is invalid: it must be {URI_FORMS}")
 
 
 def _client(tracking_uri: str) -> Any:
@@ -73,26 +135,23 @@ class ResolvedModel:
 def _run_of(client: Any, uri: str) -> tuple[str, str | None, str | None]:
     from mlflow.exceptions import MlflowException
 
+    run_id, name, alias, version = parse_model_uri(uri)
+    if name is None:
+        return run_id, None, None
     try:
-        if uri.startswith("runs:/") and uri[len("runs:/") :].strip("/"):
-            return uri[len("runs:/") :].strip("/").split("/")[0], None, None
-        if uri.startswith("models:/"):
-            rest = uri[len("models:/") :]
-            if "@" in rest:
-                name, alias = rest.split("@", 1)
-                version = client.get_model_version_by_alias(name, alias)
-            elif rest.count("/") == 1:
-                version = client.get_model_version(*rest.split("/"))
-            else:
-                raise ConfigError(f"model_uri={uri!r} is invalid: it must be {URI_FORMS}")
-            return version.run_id, version.name, str(version.version)
+        found = (
+            client.get_model_version_by_alias(name, alias)
+            if alias is not None
+            else client.get_model_version(name, version)
+        )
     except MlflowException as err:
         raise ConfigError(f"model_uri={uri!r} was not found: {err.message.splitlines()[0]}") from None
-    raise ConfigError(f"model_uri={uri!r} is invalid: it must be {URI_FORMS}")
+    return check_run_id(found.run_id, f"model_uri={uri!r}"), found.name, str(found.version)
 
 
 def resolve_model(uri: str, tracking_uri: str, cache_dir: str) -> ResolvedModel:
     """The tested checkpoint of the run behind ``uri``, downloaded once (atomically) and reused."""
+    parse_model_uri(str(uri))  # refused before MLflow is imported or asked
     client = _client(tracking_uri)
     run_id, name, version = _run_of(client, str(uri))
     target = Path(cache_dir).expanduser() / "models" / run_id
@@ -128,3 +187,32 @@ def model_checkpoint(cfg: Any) -> tuple[Any, ResolvedModel | None]:
         raise ConfigError("give ckpt_path (a checkpoint file) or model_uri (an MLflow model), not both")
     resolved = resolve_model(str(uri), str(cfg.tracking_uri), str(cfg.cache_dir))
     return str(resolved.checkpoint), resolved
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``make promote VERSION=3``: move an alias of a registered model to a version. The values
+    arrive as arguments, never as code."""
+    parser = argparse.ArgumentParser(prog="python -m gesture_rnn.tracking.registry", description=main.__doc__)
+    parser.add_argument("command", choices=["promote"])
+    parser.add_argument("version")
+    parser.add_argument("--tracking-uri", required=True)
+    parser.add_argument("--name", default="gestures")
+    parser.add_argument("--alias", default="champion")
+    args = parser.parse_args(argv)
+    try:
+        version = check_version(args.version, "VERSION")
+        name, alias = check_model_name(args.name, "MODEL_NAME"), check_alias(args.alias, "ALIAS")
+        from mlflow.exceptions import MlflowException
+
+        try:
+            _client(args.tracking_uri).set_registered_model_alias(name, alias, version)
+        except MlflowException as err:
+            raise ConfigError(f"{name} version {version}: {err.message.splitlines()[0]}") from None
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(f"models:/{name}@{alias} -> version {version}")
+
+
+if __name__ == "__main__":
+    main()

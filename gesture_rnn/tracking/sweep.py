@@ -11,6 +11,7 @@ import atexit
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,16 @@ class MLflowSweepCallback(Callback):
     # --- Hydra callback hooks -------------------------------------------------------------------
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         release_stderr()  # composed; trials may run in other processes and never release it
+        if _select(config, "register"):  # a name MLflow would refuse: before any trial, not after all
+            from gesture_rnn.errors import ConfigError
+            from gesture_rnn.tracking.registry import check_alias, check_model_name
+
+            try:
+                check_model_name(_select(config, "registry.model_name"), "registry.model_name")
+                check_alias(_select(config, "registry.alias"), "registry.alias")
+            except ConfigError as err:  # Hydra turns a callback's exception into a warning
+                print(f"error: {err}", file=sys.stderr)
+                raise SystemExit(2) from None
         self.sweep_dir = Path(config.hydra.sweep.dir)
         self._open_parent_run(config, self.sweep_dir)
 

@@ -1,7 +1,9 @@
 """Hydra sweep overrides -> hyperopt search-space expressions, and suggested values back.
 
-Same grammar as the Optuna sweeper: ``choice(a,b)`` is categorical, ``range(start,stop,step)`` is
-ordered integers, ``interval(lo,hi)`` is uniform and ``tag(log, interval(lo,hi))`` log-uniform.
+Same grammar, and the same value types, as the Optuna sweeper: ``choice(a,b)`` is categorical,
+``range(start,stop,step)`` is ordered integers, ``interval(lo,hi)`` is uniform and
+``tag(log, interval(lo,hi))`` log-uniform floats; ``int(interval(lo,hi))`` and
+``tag(log, int(interval(lo,hi)))`` are the same over integers (``model.hidden=int(interval(32,512))``).
 """
 
 import math
@@ -27,6 +29,11 @@ def _index_dimension(key: str, values: list[Any]) -> Dimension:
     return Dimension(expression, lambda raw: values[min(max(round(raw), 0), top)])
 
 
+def _whole(raw: float, low: float, high: float) -> int:
+    """hyperopt's quantised draw -> an integer in [low, high]."""
+    return int(min(max(round(raw), low), high))
+
+
 def dimension(override: Override) -> Dimension:
     key = override.get_key_element()
     value = override.value()
@@ -40,12 +47,20 @@ def dimension(override: Override) -> Dimension:
         return _index_dimension(key, values)
     if override.is_interval_sweep():
         assert isinstance(value, IntervalSweep)
-        # Hydra's grammar makes interval bounds floats; integer ranges are written range(...).
+        # interval bounds are floats unless cast: int(interval(a, b)) sweeps integers, as in Optuna
+        integer = isinstance(value.start, int) and isinstance(value.end, int)
         low, high = float(value.start), float(value.end)
         if "log" in value.tags:
             if low <= 0:
                 raise ValueError(f"{key}: a log interval needs a positive lower bound, got {low}")
+            if integer:
+                expression = hp.qloguniform(key, math.log(low), math.log(high), 1)
+                return Dimension(expression, lambda raw: _whole(raw, low, high))
             return Dimension(hp.loguniform(key, math.log(low), math.log(high)), float)
+        if integer:
+            return Dimension(
+                hp.quniform(key, low - 0.499, high + 0.499, 1), lambda raw: _whole(raw, low, high)
+            )
         return Dimension(hp.uniform(key, low, high), float)
     raise ValueError(f"{override.input_line}: unsupported sweep for the hyperopt sweeper")
 
