@@ -318,3 +318,31 @@ def test_predict_piped_into_head_stops_quietly(trained, tmp_path):
     assert reader.wait(timeout=120) == 0
     assert "recording_0000.txt: gesture" in first
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda classes: classes[:-1], r"the model has 20 outputs but m\.onnx\.json names 19 gestures"),
+        (
+            lambda classes: [*classes[:-1], classes[0]],
+            r"m\.onnx\.json lists gesture\(s\) \[1\] more than once",
+        ),
+        (lambda classes: [], r"more than once or none at all"),
+    ],
+)
+def test_a_sidecar_that_does_not_fit_its_model_is_refused_in_one_line(trained, tmp_path, edit, message):
+    model = run_export(
+        OmegaConf.create(
+            {"ckpt_path": str(trained["checkpoint"]), "format": "onnx", "out": str(tmp_path / "m.onnx")}
+        )
+    )
+    sidecar = Path(f"{model}.json")
+    metadata = json.loads(sidecar.read_text())
+    metadata["class_index_to_gesture"] = edit(metadata["class_index_to_gesture"])
+    sidecar.write_text(json.dumps(metadata))
+    (tmp_path / "r.txt").write_text("1 2 3\n" * 12)
+    with pytest.raises(ConfigError, match=message):
+        run_predict(
+            OmegaConf.create({"onnx": str(model), "input": str(tmp_path / "r.txt"), "output": "text"})
+        )

@@ -82,7 +82,31 @@ def onnx_session(path: object) -> tuple[object, list[int]]:
     except Exception as error:  # a damaged file or another format: one line, not a traceback
         reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
         raise ConfigError(f"onnx={path} is not an ONNX model written by export.py ({reason})") from None
+    check_model_against_sidecar(session, gestures, f"onnx={path}", sidecar.name)
     return session, gestures
+
+
+def check_model_against_sidecar(session: object, gestures: list[int], key: str, sidecar: str) -> None:
+    """The sidecar names one distinct gesture per model output, and the model takes what
+    export.py's models take (accel [batch, time, 3], lengths [batch]): else one line, before any
+    recording is read (not an IndexError or an onnxruntime traceback later)."""
+    repeated = sorted({g for g in gestures if gestures.count(g) > 1})
+    if not gestures or repeated:
+        raise ConfigError(
+            f"{key}: {sidecar} lists gesture(s) {repeated or '[]'} more than once or none at all"
+        )
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    outputs = [o.shape for o in session.get_outputs()]
+    if set(inputs) != {"accel", "lengths"} or inputs["accel"][-1] != 3 or len(outputs) != 1:
+        raise ConfigError(
+            f"{key}: the model's inputs {sorted(inputs)} and {len(outputs)} output(s) are not export.py's "
+            "(accel [batch, time, 3], lengths [batch] -> probabilities)"
+        )
+    classes = outputs[0][-1]
+    if isinstance(classes, int) and classes != len(gestures):
+        raise ConfigError(
+            f"{key}: the model has {classes} outputs but {sidecar} names {len(gestures)} gestures"
+        )
 
 
 def onnx_probabilities(session: object, sequences: list[np.ndarray]) -> np.ndarray:
