@@ -154,8 +154,7 @@ format: install ## Format and auto-fix with ruff
 	$(BIN)/ruff check --fix .
 
 serve: install ## Serve MODEL (default models:/gestures@candidate) over HTTP on 127.0.0.1:SERVE_PORT with MLflow
-	PATH="$$VENV_BIN:$$PATH" MLFLOW_TRACKING_URI="$$TRACKING_URI" "$$VENV_BIN/mlflow" models serve -m "$$MODEL" \
-	  --env-manager local -h 127.0.0.1 -p "$$SERVE_PORT"
+	MLFLOW_TRACKING_URI="$$TRACKING_URI" "$$VENV_BIN/python" -m gesture_rnn.deploy.serve "$$MODEL" --port "$$SERVE_PORT"
 
 promote: install ## Move the champion alias of the gestures model to VERSION (make promote VERSION=3)
 	@test -n "$$VERSION" || { echo "error: VERSION is required: make promote VERSION=3" >&2; exit 2; }

@@ -30,13 +30,20 @@ def test_parse_sequence_keeps_the_three_acceleration_columns_as_float32():
     [
         ("1 2 3 1.5 -0.9 10.1\n4 5 6 0.9 -0.9\n", r"U01/01/01\.txt, line 2: expected 6 columns.*found 5"),
         ("1 2 3 1.5 -0.9 10.1\n4 5 6 0.9 abc 9.9\n", r"U01/01/01\.txt, line 2: non-numeric"),
-        ("1 2 3 1.5 -0.9 10.1\n", r"U01/01/01\.txt: a sequence needs at least 2 rows, found 1"),
-        ("1 2 3 1.5 -0.9 10.1\n4 5 6 nan 0.1 9.9\n", r"U01/01/01\.txt, line 2: acceleration is NaN"),
+        (
+            "1 2 3 1.5 -0.9 10.1\n",
+            r"U01/01/01\.txt: a recording has 2\.\.1000 rows \(x y z at ~9 Hz\), found 1",
+        ),
+        ("1 2 3 1.5 -0.9 10.1\n4 5 6 nan 0.1 9.9\n", r"U01/01/01\.txt, line 2: acceleration is null, NaN"),
         (
             "1 2 3 1.5 -0.9 10.1\n4 5 6 0.1 inf 9.9\n",
-            r"U01/01/01\.txt, line 2: acceleration is NaN or infinite",
+            r"U01/01/01\.txt, line 2: acceleration is null, NaN or infinite \(as float32\)",
         ),
         ("x 2 3 1.5 -0.9 10.1\n4 5 6 0.9 -0.9 9.9\n", r"U01/01/01\.txt, line 1: non-numeric"),
+        # beyond float32's range: checked as the model sees it, not before the cast
+        ("1 2 3 1.5 -0.9 10.1\n4 5 6 1e39 0.1 9.9\n", r"line 2: acceleration is null, NaN or infinite"),
+        ("1 2 3 1.5 -0.9 10.1\n4 5 6 5000 0.1 9.9\n", r"line 2: acceleration is beyond ±1000 m/s²"),
+        ("1 2 3 1.5 -0.9 10.1\n4 5 inf 1 0.1 9.9\n", r"line 2: non-numeric or infinite"),  # a timestamp
     ],
 )
 def test_malformed_recordings_are_named_by_file_and_line(text, expected):

@@ -1,9 +1,11 @@
 """From sweep to service: the MLflow Model Registry (register=true, model_uri=models:/...) and the
-logged model served by ``mlflow models serve``."""
+logged model served by MLflow's scoring server (``make serve``)."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +22,9 @@ from gesture_rnn.commands.predict import run_predict
 from gesture_rnn.data import GestureDataModule
 from gesture_rnn.deploy.export import run_export
 from gesture_rnn.deploy.inference import load_predictor, probabilities_of
+from gesture_rnn.deploy.scoring_app import MAX_REQUEST_BYTES
 from gesture_rnn.deploy.serve import post_json, predictions, request_body, served
-from gesture_rnn.errors import ConfigError
+from gesture_rnn.errors import ConfigError, DataError
 
 pytestmark = pytest.mark.integration  # trains and starts a server: not in make test-fast
 
@@ -146,3 +149,68 @@ def test_the_registered_model_serves_over_http_with_mlflow(registered, tmp_path)
         assert np.abs(predictions(answer) - expected).max() < 1e-4
         status, answer = post_json(f"{url}/invocations", b'{"inputs": "not a batch"}')
         assert 400 <= status < 500 and answer.get("message"), answer
+        for length, expected in ((MAX_REQUEST_BYTES + 1, 413), (None, 411)):  # answered before a body byte
+            connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
+            connection.putrequest("POST", "/invocations")
+            connection.putheader("Content-Type", "application/json")
+            if length is not None:
+                connection.putheader("Content-Length", str(length))
+            connection.endheaders()
+            response = connection.getresponse()
+            assert response.status == expected and json.loads(response.read())["message"]
+            connection.close()
+
+
+GOOD = [[0.5, 9.6, 1.2], [0.7, 9.4, 1.0], [0.9, 9.1, 0.8]]
+INF = float("inf")
+# what is wrong, its rows (None: null in a request, "nan" in a file), the server's and a file's reason
+REFUSED = [
+    ("all null", [[None] * 3] * 3, "found 0", "line 1: acceleration is null"),
+    (
+        "infinite",
+        [GOOD[0], [INF, 9.4, 1.0], GOOD[2]],
+        "row 2: acceleration is null, NaN or infinite",
+        "line 2",
+    ),
+    ("NaN in the first row", [[None, 9.6, 1.2], GOOD[1], GOOD[2]], "row 1: acceleration is null", "line 1"),
+    ("a null row inside", [GOOD[0], [None] * 3, GOOD[2]], "row 3: values after a null row", "line 2"),
+    ("one row", [GOOD[0]], "found 1", "found 1"),
+    (
+        "beyond float32",
+        [GOOD[0], [1e39, 9.4, 1.0], GOOD[2]],
+        "row 2: acceleration is null, NaN or inf",
+        "line 2",
+    ),
+    ("beyond any sensor", [GOOD[0], [3e4, 9.4, 1.0], GOOD[2]], "row 2: acceleration is beyond", "line 2"),
+    ("too long", GOOD * 400, "found 1200", "found 1200"),
+]
+
+
+def test_predict_the_onnx_backend_and_the_served_model_keep_one_input_contract(registered, tmp_path):
+    """The same recordings are answered or refused by predict.py (checkpoint and ONNX) and by the
+    served model; refusals name the row (a file's line), the server's are 400 with the reason."""
+    checkpoint = next((registered["runs"][1]["dir"] / "checkpoints").glob("*.ckpt"))
+    onnx = run_export(OmegaConf.create({"ckpt_path": str(checkpoint), "format": "onnx", "quantize": None,
+                                        "out": str(tmp_path / "m.onnx")}))  # fmt: skip
+    backends = {"ckpt_path": str(checkpoint), "onnx": str(onnx)}
+    with served("models:/gestures@candidate", registered["uri"], free_port(), tmp_path / "serve.log") as url:
+        for what, rows, reason, in_file in [("good", GOOD, None, None), *REFUSED]:
+            recording = tmp_path / f"{what.replace(' ', '_')}.txt"
+            recording.write_text(
+                "".join(" ".join("nan" if v is None else repr(v) for v in r) + "\n" for r in rows)
+            )
+            padded = [rows, GOOD + [[None] * 3] * (len(rows) - len(GOOD))] if len(rows) > 3 else [rows]
+            status, answer = post_json(f"{url}/invocations", json.dumps({"inputs": padded}).encode())
+            for key, model in backends.items():
+                settings = {key: model, "input": str(recording), "output": "json", "top_k": 3}
+                if reason is None:
+                    assert run_predict(OmegaConf.create(settings))[0]["gesture"] in range(1, 21)
+                    continue
+                with pytest.raises(
+                    DataError, match=re.escape(f"{recording}, {in_file}" if "line" in in_file else in_file)
+                ):
+                    run_predict(OmegaConf.create(settings))
+            if reason is None:
+                assert status == 200 and np.isfinite(predictions(answer)).all(), answer
+            else:
+                assert status == 400 and reason in answer["message"], (what, status, answer)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import re
 import zipfile
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gesture_rnn.data.contract import check_recording
 from gesture_rnn.data.facts import NUM_CLASSES, NUM_COLUMNS, SEQUENCE_PATH
 from gesture_rnn.data.reading import decode_text, iter_files, md5_of_file
 from gesture_rnn.errors import DataError
@@ -65,6 +65,7 @@ def parse_sequence(text: str, name: str, accept_xyz: bool = False) -> np.ndarray
     if accept_xyz:
         expected = f"3 columns (x y z) or {expected}"
     rows: list[list[float]] = []
+    lines: list[int] = []
     for line_no, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
@@ -73,16 +74,13 @@ def parse_sequence(text: str, name: str, accept_xyz: bool = False) -> np.ndarray
             raise DataError(f"{name}, line {line_no}: expected {expected}, found {len(fields)}")
         try:
             values = [float(field) for field in fields[-3:]]
-            # the timestamps must be numeric too, even though they are not used
+            # the timestamps must be numeric and finite too, even though they are not used
             [int(float(field)) for field in fields[:-3]]
-        except ValueError as err:
-            raise DataError(f"{name}, line {line_no}: non-numeric value ({err})") from None
-        if not all(math.isfinite(value) for value in values):
-            raise DataError(f"{name}, line {line_no}: acceleration is NaN or infinite")
+        except (ValueError, OverflowError) as err:
+            raise DataError(f"{name}, line {line_no}: non-numeric or infinite value ({err})") from None
         rows.append(values)
-    if len(rows) < 2:
-        raise DataError(f"{name}: a sequence needs at least 2 rows, found {len(rows)}")
-    return np.asarray(rows, dtype=np.float32)
+        lines.append(line_no)
+    return check_recording(rows if rows else np.empty((0, 3)), name, lines)
 
 
 def _one_root(source: Path) -> Callable[[list[str]], None]:

@@ -1,10 +1,12 @@
-"""A logged model served over HTTP by MLflow's own scoring server (``mlflow models serve``), as a
-context manager that always stops it — what ``make serve`` runs, and what the serving test and
-``bench/serve_latency.py`` use.
+"""A logged model served over HTTP by MLflow's own scoring server app behind a request-size bound
+(``scoring_app``), as a context manager that always stops it — what ``make serve`` runs, and what
+the serving test and ``bench/serve_latency.py`` use.
 
 Request (``POST /invocations``, ``Content-Type: application/json``): ``{"inputs": [recording, ...]}``,
 each recording a list of ``[x, y, z]`` rows in m/s², all padded to the longest with ``null`` rows
-(the model reads each recording up to its first null row). Response: ``{"predictions":
+(the model reads each recording up to its first null row). A recording the input contract refuses
+(``gesture_rnn.data.contract``), or a request over ``scoring_app.MAX_REQUEST_BYTES``, is a 4xx
+with a message. Response: ``{"predictions":
 {"probabilities": [[p_1, ..., p_20], ...]}}``, calibrated probabilities of gestures 1-20.
 """
 
@@ -79,17 +81,39 @@ def running(
                 server.wait()
 
 
+def serve_command(host: str, port: int) -> list[str]:
+    """uvicorn running ``scoring_app`` (MLflow's scoring server behind a request-size bound)."""
+    return [sys.executable, "-m", "uvicorn", "--host", host, "--port", str(port),
+            "gesture_rnn.deploy.scoring_app:app"]  # fmt: skip
+
+
 @contextmanager
 def served(
     model_uri: str, tracking_uri: str, port: int, log: Path, timeout_s: float = 120.0
 ) -> Iterator[str]:
-    """``mlflow models serve -m model_uri`` on 127.0.0.1:port (local environment); yields its URL
-    once ``/ping`` answers, and stops it on exit."""
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-               "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
-    # the scoring server is started as `uvicorn` from PATH: this interpreter's environment first
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": path}
+    """The model at ``model_uri`` served on 127.0.0.1:port as ``make serve`` serves it; yields its
+    URL once ``/ping`` answers, and stops it on exit."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "GESTURE_MODEL_URI": model_uri}
     url = f"http://127.0.0.1:{port}"
-    with running(command, env, f"{url}/ping", log, timeout_s):
+    with running(serve_command("127.0.0.1", port), env, f"{url}/ping", log, timeout_s):
         yield url
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gesture_rnn.deploy.serve MODEL_URI --port N [--host H]``: what make serve runs."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m gesture_rnn.deploy.serve", description=main.__doc__)
+    parser.add_argument("model_uri")
+    parser.add_argument("--port", type=int, default=5001)
+    parser.add_argument("--host", default="127.0.0.1", help="127.0.0.1 unless you mean to serve others")
+    args = parser.parse_args(argv)
+    if not 1 <= args.port <= 65535:
+        parser.error(f"--port {args.port} is outside 1..65535")
+    env = {**os.environ, "GESTURE_MODEL_URI": args.model_uri}
+    os.execve(sys.executable, serve_command(args.host, args.port), env)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,7 +1,8 @@
 """The trained network as an MLflow model of its run, in the ONNX flavour: it loads without
 unpickling anything (``onnx`` is protobuf) and ``mlflow.pyfunc.load_model(<uri>)`` serves it with
-onnxruntime. Pyfunc input: float32 [batch, time, 3] with NaN rows after each sequence's end;
-output ``{"probabilities": float32 [batch, 20]}``.
+onnxruntime, behind the project's input contract (``gesture_rnn.deploy.served_model``: loading the
+pyfunc needs this package installed; ``mlflow.onnx.load_model`` gives the bare graph without it).
+Pyfunc input: float32 [batch, time, 3] with NaN rows after each sequence's end; output ``{"probabilities": float32 [batch, 20]}``.
 
 Logged through the run's own ``MlflowClient`` (save locally, then upload as a logged model of
 the run): no fluent API, so the process-global tracking URI and active run are never touched.
@@ -19,6 +20,18 @@ from mlflow.entities import LoggedModelOutput
 from gesture_rnn.data.facts import NUM_CHANNELS, NUM_CLASSES
 from gesture_rnn.deploy.export import export_onnx, nan_padded_example
 from gesture_rnn.models.nets import GestureNet
+
+
+def serve_through_contract(local: Path) -> None:
+    """Point the saved model's pyfunc at ``gesture_rnn.deploy.served_model`` (the ONNX graph behind
+    the input contract); the ``onnx`` flavour still loads the bare graph."""
+    from mlflow.models import Model
+
+    from gesture_rnn.deploy.served_model import LOADER_MODULE
+
+    mlmodel = Model.load(str(local / "MLmodel"))
+    mlmodel.flavors["python_function"]["loader_module"] = LOADER_MODULE
+    mlmodel.save(str(local / "MLmodel"))
 
 
 def log_mlflow_model(
@@ -52,6 +65,7 @@ def log_mlflow_model(
                     "numpy",
                 ],
             )
+            serve_through_contract(local)
             client.log_model_artifacts(model.model_id, str(local))
     except BaseException:
         client.finalize_logged_model(model.model_id, "FAILED")
