@@ -2,7 +2,8 @@
 unpickling anything (``onnx`` is protobuf) and ``mlflow.pyfunc.load_model(<uri>)`` serves it with
 onnxruntime, behind the project's input contract (``gesture_rnn.deploy.served_model``: loading the
 pyfunc needs this package installed; ``mlflow.onnx.load_model`` gives the bare graph without it).
-Pyfunc input: float32 [batch, time, 3] with NaN rows after each sequence's end; output ``{"probabilities": float32 [batch, 20]}``.
+Pyfunc input: float32 [batch, time, 3] with NaN rows after each sequence's end;
+output ``{"probabilities": float32 [batch, 20]}``.
 
 Logged through the run's own ``MlflowClient`` (save locally, then upload as a logged model of
 the run): no fluent API, so the process-global tracking URI and active run are never touched.
