@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         bases = []
         for fold in models[: args.members]:
             checkpoint = read_checkpoint(tested_checkpoint(Path(fold["dir"])))
-            check_unseen(checkpoint, user, source_is_dataset=True)
+            check_unseen(checkpoint, records.select(np.flatnonzero(records.users == user)), user, True)
             bases.append(net_from_checkpoint(checkpoint))
         base = bases[0] if len(bases) == 1 else AveragedNet(bases)
         mine = np.flatnonzero(records.users == user)

@@ -3,8 +3,10 @@ each fold, and the teachers that must be refused."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import compose_train_config
@@ -80,10 +82,44 @@ def test_a_teacher_that_trained_on_a_held_out_recording_is_refused(teachers, tra
     leaky = teachers / "1" / "checkpoints" / "last.ckpt"  # held out U01: trained on U03
     cfg = train_config("data.split=users", "data.test_users=[U03]", f"model.distillation.teachers=[{leaky}]")
     with pytest.raises(
-        ConfigError, match=r"trained on \d+ of this run's \d+ test recordings .* held out \['U03'\]"
+        ConfigError,
+        match=r"trained or selected on \d+ of this run's \d+ test recordings .* held out \['U03'\]",
     ):
         gesture_rnn.train(cfg)
     assert not list(Path(cfg.paths.output_dir).glob("checkpoints/*.ckpt")), "refused before training"
+
+
+@integration
+def test_the_leak_check_uses_the_teachers_own_data_not_its_names(synthetic_folder, train_config, tmp_path):
+    """A teacher trained on a copy of the data where U03 and U01 swapped names "held out U03" by
+    name but learned U03's recordings: refused, by content."""
+    swapped = tmp_path / "swapped" / synthetic_folder.name
+    for user in sorted(p.name for p in synthetic_folder.iterdir() if p.is_dir()):
+        shutil.copytree(synthetic_folder / user, swapped / {"U01": "U03", "U03": "U01"}.get(user, user))
+    overrides = [f"data.path={swapped}", "data.split=users", "data.test_users=[U03]", "data.val_fraction=0"]
+    overrides += ["model.net.hidden=8", "trainer.max_epochs=1", "logger=none", "log_model=false"]
+    gesture_rnn.train(compose_train_config(tmp_path, overrides, "teacher"))
+    GlobalHydra.instance().clear()
+    teacher = tmp_path / "teacher" / "checkpoints" / "last.ckpt"
+    cfg = train_config(
+        "data.split=users", "data.test_users=[U03]", f"model.distillation.teachers=[{teacher}]"
+    )
+    with pytest.raises(ConfigError, match=r"trained or selected on \d+ of this run's \d+ test recordings"):
+        gesture_rnn.train(cfg)
+
+
+@integration
+def test_a_teacher_cache_that_does_not_fit_is_recomputed(teachers, synthetic_zip, tmp_path):
+    dm = GestureDataModule.from_shipped_config(path=str(synthetic_zip), cache_dir=str(tmp_path))
+    dm.setup()
+    teacher = teachers / "0" / "checkpoints" / "last.ckpt"
+    fresh = teacher_logits(teacher, dm.records.sequences, None)
+    teacher_logits(teacher, dm.records.sequences, str(tmp_path))
+    (cache,) = (tmp_path / "teachers").glob("*.npy")
+    for damaged in (np.roll(fresh, 1, axis=0)[1:], np.where(np.arange(20) == 3, np.nan, fresh)):
+        np.save(cache, damaged.astype(np.float32))  # shifted by one recording, then NaN
+        np.testing.assert_array_equal(teacher_logits(teacher, dm.records.sequences, str(tmp_path)), fresh)
+        np.testing.assert_array_equal(np.load(cache), fresh)  # and the cache is rewritten
 
 
 @integration

@@ -3,6 +3,7 @@ everyone's is learned from a few recordings; bad input gets one clear line."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +139,12 @@ def test_the_personalisation_is_an_mlflow_run_tagged_with_its_base(
             ConfigError,
             "method='magic' is invalid: it must be one of ['head', 'all', 'ncm']",
         ),
-        ({"user": "U01"}, ConfigError, "user=U01 was in the base model's training data"),
+        (
+            {"user": "U01"},
+            ConfigError,
+            "user=U01: 80 of their 80 recordings were in the base model's training",
+        ),
+        ({"num_threads": 0}, ConfigError, "num_threads=0 is invalid: it must be null or an integer >= 1"),
     ],
 )
 def test_bad_input_is_refused_with_one_clear_line(
@@ -148,6 +154,29 @@ def test_bad_input_is_refused_with_one_clear_line(
         run_personalize(settings(tmp_path, base_checkpoint, shifted_dataset, **changes))
     assert str(raised.value).startswith(message)
     assert not (tmp_path / "me.ckpt").exists(), "nothing written"
+
+
+@pytest.mark.integration
+def test_a_training_user_is_refused_however_the_recordings_arrive(shifted_dataset, base_checkpoint, tmp_path):
+    """The guard compares recordings with the base's record, not names: U01's recordings copied
+    into a person's folder under another name are still the base model's training data; and a
+    personalised model has seen its shots."""
+    person = tmp_path / "me" / "U09"
+    shutil.copytree(shifted_dataset / "U01", person)
+    (person / "01" / "01.txt").write_text(recording_text(synthetic_sequence(5, np.random.default_rng(7))))
+    with pytest.raises(ConfigError, match=r"user=U09: 79 of their 80 recordings were in the base model's"):
+        run_personalize(
+            settings(tmp_path, base_checkpoint, shifted_dataset, input=str(tmp_path / "me"), user=None)
+        )
+    run_personalize(settings(tmp_path, base_checkpoint, shifted_dataset))  # U03, held out: allowed
+    with pytest.raises(ConfigError, match=r"user=U03: 40 of their 80 recordings were in the base model's"):
+        run_personalize(
+            settings(tmp_path, tmp_path / "me.ckpt", shifted_dataset, out=str(tmp_path / "b.ckpt"))
+        )
+    base = base_checkpoint.read_bytes()
+    with pytest.raises(ConfigError, match=r"out=.* is the base checkpoint itself"):
+        run_personalize(settings(tmp_path, base_checkpoint, shifted_dataset, out=str(base_checkpoint)))
+    assert base_checkpoint.read_bytes() == base, "the base is never replaced"
 
 
 @pytest.mark.integration

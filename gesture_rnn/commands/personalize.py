@@ -31,9 +31,11 @@ from torch.nn import functional as F
 from gesture_rnn.config.rules import Rule, check_rules, is_int, is_number
 from gesture_rnn.data.batching import pad_sequences
 from gesture_rnn.data.facts import NUM_CLASSES
+from gesture_rnn.data.fingerprints import fingerprints
 from gesture_rnn.data.parsing import GestureRecords
 from gesture_rnn.deploy.inference import class_probabilities
 from gesture_rnn.errors import ConfigError, DataError
+from gesture_rnn.models.checkpoint import seen_recordings
 from gesture_rnn.models.nets import GestureNet
 from gesture_rnn.utils.parallel import torch_threads
 
@@ -129,6 +131,7 @@ class Personalized:
     adapt_seconds: float
     adapt_count: int
     evaluate_count: int
+    shots_seen: tuple[str, ...] = ()  # fingerprints of the shots: the personalised model saw them
 
 
 def personalize(
@@ -178,11 +181,26 @@ def personalize_ensemble(
         adapt_seconds=seconds,
         adapt_count=len(adapt_idx),
         evaluate_count=len(eval_idx),
+        shots_seen=tuple(sorted(set(fingerprints(shots_seq)))),
     )
 
 
-def check_unseen(checkpoint: dict[str, Any], user: str, source_is_dataset: bool) -> None:
-    """Evaluating on a user of the dataset is only honest if the base model never saw them."""
+def check_unseen(
+    checkpoint: dict[str, Any], person: GestureRecords, user: str, source_is_dataset: bool
+) -> None:
+    """Evaluating on a person is only honest if the base model never saw their recordings: compared
+    by content with the base's record (``seen``), however the recordings arrive (the dataset, a
+    copy of it, a renamed folder). A checkpoint without that record: the dataset's users by split."""
+    seen = seen_recordings(checkpoint)
+    if seen is not None:
+        known = sum(f in seen for f in fingerprints(person.sequences))
+        if known:
+            raise ConfigError(
+                f"user={user}: {known} of their {len(person)} recordings were in the base model's "
+                "training or validation data (compared by content); personalise a model trained "
+                f"without them: python train.py data.split=users data.test_users=[{user}]"
+            )
+        return
     if not source_is_dataset:
         return
     data = checkpoint.get("datamodule_hyper_parameters") or {}
@@ -200,6 +218,7 @@ SETTINGS = (
     Rule("steps", "an integer >= 1", lambda v: is_int(v) and v >= 1),
     Rule("lr", "a number > 0", lambda v: is_number(v) and v > 0),
     Rule("seed", "an integer >= 0", lambda v: is_int(v) and v >= 0),
+    Rule("num_threads", "null or an integer >= 1", lambda v: v is None or (is_int(v) and v >= 1)),
 )
 
 
@@ -227,19 +246,28 @@ def _pick_user(cfg: Any, records: GestureRecords) -> str:
 
 def run_personalize(cfg: Any) -> Personalized:
     """``personalize.py``: adapt, evaluate, write the personalised checkpoint, log an MLflow run."""
-    from gesture_rnn.models.checkpoint import NET_PREFIX, net_from_checkpoint, read_checkpoint
+    from gesture_rnn.models.checkpoint import (
+        NET_PREFIX,
+        checkpoint_file,
+        net_from_checkpoint,
+        read_checkpoint,
+    )
     from gesture_rnn.utils.atomic import atomic_write
 
     check_rules(cfg, SETTINGS)
     checkpoint = read_checkpoint(cfg.get("ckpt_path"))
+    out = Path(str(cfg.out)).expanduser()
+    if out.exists() and out.resolve() == checkpoint_file(cfg.ckpt_path).resolve():
+        raise ConfigError(
+            f"out={cfg.out} is the base checkpoint itself; write the personalised model elsewhere"
+        )
     records, is_dataset = _records(cfg)
     user = _pick_user(cfg, records)
-    check_unseen(checkpoint, user, is_dataset)
-    threads = int(cfg.num_threads) if cfg.get("num_threads") else None
+    check_unseen(checkpoint, records.select(user_recordings(records, user)), user, is_dataset)
+    threads = int(cfg.num_threads) if cfg.get("num_threads") is not None else None
     with torch_threads(threads):
         base = net_from_checkpoint(checkpoint)
         result = personalize(base, records, user, cfg.shots, cfg.method, cfg.seed, cfg.steps, float(cfg.lr))
-    out = Path(str(cfg.out)).expanduser()
     state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(NET_PREFIX)}
     state.update({NET_PREFIX + k: v for k, v in result.net.state_dict().items()})
     record = {
@@ -250,6 +278,7 @@ def run_personalize(cfg: Any) -> Personalized:
         "seed": cfg.seed,
         "accuracy_before": result.accuracy_before,
         "accuracy_after": result.accuracy_after,
+        "shots_seen": list(result.shots_seen),
     }
     with atomic_write(out, "wb") as handle:
         torch.save({**checkpoint, "state_dict": state, "personalization": record}, handle)

@@ -16,6 +16,7 @@ from gesture_rnn.data import facts
 from gesture_rnn.data.augment import Augmentation, AugmentingCollate
 from gesture_rnn.data.batching import pad_batch
 from gesture_rnn.data.duplicates import drop_conflicting_duplicates, duplicate_groups
+from gesture_rnn.data.fingerprints import fingerprints
 from gesture_rnn.data.parsing import GestureRecords, load_records
 from gesture_rnn.data.sampling import EpochBatchSampler, derived_seed
 from gesture_rnn.data.source import locate_dataset
@@ -83,6 +84,7 @@ class GestureDataModule(L.LightningDataModule):
         self.mean = torch.zeros(facts.NUM_CHANNELS)
         self.std = torch.ones(facts.NUM_CHANNELS)
         self._datasets: dict[str, SequenceDataset] = {}
+        self._seen: list[str] | None = None
         self._train_sampler: EpochBatchSampler | None = None
         self._epoch = 0
 
@@ -207,10 +209,14 @@ class GestureDataModule(L.LightningDataModule):
             persistent_workers=hp.num_workers > 0,
         )
 
-    def state_dict(self) -> dict[str, str | int | None]:
-        """Saved in every checkpoint: which data the model was trained on (export sidecar) and
-        the seed of its split and batches."""
-        return {"checksum": self.checksum, "seed": self.seed}
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: which data the model was trained on (export sidecar), the
+        seed of its split and batches, and the fingerprints of every recording it trained or
+        selected on (``seen``: what personalize.py, the teachers' leak check and resume compare)."""
+        if self._seen is None and self.split is not None:
+            used = np.concatenate([self.split.train, self.split.val]).astype(np.int64)
+            self._seen = sorted(set(fingerprints(self.records.sequences[i] for i in used)))
+        return {"checksum": self.checksum, "seed": self.seed, "seen": self._seen or []}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Before ``setup``: take the checkpoint's seed if this run has none (seed=null), so a

@@ -14,7 +14,7 @@ from torch import nn
 
 from gesture_rnn.data.facts import GESTURES, NUM_CHANNELS, NUM_CLASSES, SAMPLING_RATE_HZ
 from gesture_rnn.errors import ConfigError
-from gesture_rnn.models.checkpoint import checkpoint_file, net_from_checkpoint, read_checkpoint
+from gesture_rnn.models.checkpoint import checkpoint_file, data_state, net_from_checkpoint, read_checkpoint
 from gesture_rnn.models.nets import GestureNet
 from gesture_rnn.utils.atomic import write_text_atomically
 
@@ -107,7 +107,6 @@ def export_torchscript(net: GestureNet, path: Path) -> Path:
 
 def sidecar_metadata(checkpoint: dict[str, Any], net: GestureNet, source: Path) -> dict[str, Any]:
     """What a deployment needs to know beside the weights (the sidecar JSON)."""
-    data_state = next((v for k, v in checkpoint.items() if k.endswith("GestureDataModule")), {})
     return {
         "classes": [f"gesture {g}" for g in GESTURES],
         "class_index_to_gesture": GESTURES,
@@ -121,7 +120,7 @@ def sidecar_metadata(checkpoint: dict[str, Any], net: GestureNet, source: Path) 
         "model": {"net": checkpoint["hyper_parameters"]["net"]},
         "normalization": {"mean": net.mean.tolist(), "std": net.std.tolist()},
         "temperature": float(net.temperature),
-        "data_md5": data_state.get("checksum"),
+        "data_md5": data_state(checkpoint).get("checksum"),
         "checkpoint": str(source),
     }
 

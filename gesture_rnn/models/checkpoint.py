@@ -86,6 +86,20 @@ def read_checkpoint(path: str | Path | None, key: str = "ckpt_path", mmap: bool 
     return upgrade_checkpoint(checkpoint)
 
 
+def data_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The datamodule's saved state: ``checksum`` of the data, split ``seed`` and ``seen``."""
+    return dict(next((v for k, v in checkpoint.items() if k.endswith("GestureDataModule")), {}))
+
+
+def seen_recordings(checkpoint: dict[str, Any]) -> set[str] | None:
+    """Fingerprints of every recording the model trained or selected on, a personalised model's
+    shots included; None for a checkpoint written before they were recorded."""
+    seen = data_state(checkpoint).get("seen")
+    if seen is None:
+        return None
+    return set(seen) | set((checkpoint.get("personalization") or {}).get("shots_seen") or [])
+
+
 def net_from_checkpoint(checkpoint: dict[str, Any]) -> GestureNet:
     """The trained network alone (no Lightning needed): what predict and export use."""
     net = build_net(checkpoint["hyper_parameters"]["net"])

@@ -23,8 +23,10 @@ import torch
 
 from gesture_rnn.data.batching import pad_sequences
 from gesture_rnn.data.datamodule import GestureDataModule
+from gesture_rnn.data.facts import NUM_CLASSES
+from gesture_rnn.data.fingerprints import fingerprints
 from gesture_rnn.errors import ConfigError
-from gesture_rnn.models.checkpoint import load_net, read_checkpoint
+from gesture_rnn.models.checkpoint import load_net, read_checkpoint, seen_recordings
 from gesture_rnn.tracking.trials import tested_checkpoint
 from gesture_rnn.utils.atomic import atomic_write
 
@@ -74,7 +76,20 @@ def teacher_checkpoints(entries: Sequence[str], test_users: Sequence[str]) -> li
 
 def check_teacher(path: Path, checkpoint: dict[str, Any], datamodule: Any) -> None:
     """Refuse a teacher whose training or validation data holds any of this run's test
-    recordings: rebuild the teacher's split from its own saved data settings and compare."""
+    recordings, compared by content with the teacher's own record (``seen``: whatever data it
+    was trained on — a copy with the held-out user renamed too). A checkpoint written before that
+    record: its split rebuilt from its saved data settings on this run's data."""
+    seen = seen_recordings(checkpoint)
+    if seen is not None:
+        tested = fingerprints(datamodule.records.sequences[i] for i in datamodule.split.test)
+        leaked = sum(f in seen for f in tested)
+        if leaked:
+            users = sorted({str(datamodule.records.users[i]) for i in datamodule.split.test})
+            raise ConfigError(
+                f"{KEY}: {path} trained or selected on {leaked} of this run's {len(tested)} test "
+                f"recordings (compared by content with its own data); use a teacher that held out {users}"
+            )
+        return
     settings = dict(checkpoint.get("datamodule_hyper_parameters") or {})
     if not settings:
         raise ConfigError(
@@ -107,6 +122,23 @@ def _records_digest(sequences: Sequence[np.ndarray]) -> str:
     return digest.hexdigest()[:16]
 
 
+def _cached_logits(cache: Path, count: int) -> np.ndarray | None:
+    """The cached logits if they fit — [count, classes], finite — else None (recomputed: a
+    damaged, shifted or NaN file never trains a student silently)."""
+    try:
+        logits = np.load(cache, allow_pickle=False)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        log.warning("Ignoring unreadable teacher cache %s (%s); recomputing", cache, err)
+        return None
+    if logits.shape != (count, NUM_CLASSES) or not np.isfinite(logits).all():
+        log.warning("Ignoring teacher cache %s (shape %s, finite: %s); recomputing", cache, logits.shape,
+                    bool(np.isfinite(logits).all()) if logits.dtype.kind == "f" else False)  # fmt: skip
+        return None
+    return logits
+
+
 def teacher_logits(path: Path, sequences: Sequence[np.ndarray], cache_dir: str | None) -> np.ndarray:
     """[n, classes] logits of the teacher at ``path`` for every sequence, from the cache when
     the same checkpoint already ran over the same recordings."""
@@ -115,8 +147,8 @@ def teacher_logits(path: Path, sequences: Sequence[np.ndarray], cache_dir: str |
     if cache_dir:
         name = f"{_file_digest(path)}-{_records_digest(sequences)}.npy"
         cache = Path(cache_dir).expanduser() / "teachers" / name
-        if cache.is_file():
-            return np.load(cache, allow_pickle=False)
+        if (cached := _cached_logits(cache, len(sequences))) is not None:
+            return cached
     net = load_net(path, KEY)
     with torch.inference_mode():
         logits = np.concatenate(

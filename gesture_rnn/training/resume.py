@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, open_dict
 
 from gesture_rnn.errors import ConfigError
-from gesture_rnn.models.checkpoint import check_shape, read_checkpoint
+from gesture_rnn.models.checkpoint import check_shape, data_state, read_checkpoint
 from gesture_rnn.tracking.runs import RUN_ID_FILE
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,7 @@ def plan_resume(cfg: DictConfig) -> ResumePlan | None:
     run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
     run_file = run_dir / RUN_ID_FILE if run_dir is not None else None
     run_id = run_file.read_text().strip() if run_file is not None and run_file.is_file() else None
-    data_state = next((v for k, v in content.items() if k.endswith("GestureDataModule")), {})
-    return ResumePlan(checkpoint, run_dir, run_id or None, dict(data_state))
+    return ResumePlan(checkpoint, run_dir, run_id or None, data_state(content))
 
 
 def _move_log_files(new_dir: Path, run_dir: Path) -> None:
