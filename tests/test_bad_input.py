@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import runpy
+import shutil
 import sqlite3
 import sys
 import zipfile
@@ -215,6 +216,45 @@ def test_a_checkpoint_of_another_model_size_is_refused_before_training(train_con
         "resume with the run's own model settings"
     ]
     assert not (other / "outputs" / "mlflow.db").exists(), "refused before any MLflow run was created"
+
+
+def test_a_resume_that_does_not_continue_the_checkpoints_record_is_refused(
+    synthetic_zip, synthetic_folder, tmp_path, capfd
+):
+    """Another split, other data, a personalised checkpoint or another MLflow store: one line,
+    before training, nothing moved out of or into the run's folder."""
+    code, _ = run_train_py(
+        tmp_path, [f"data.path={synthetic_zip}", "data.split=users", "data.test_users=[U03]"], capfd
+    )
+    assert code == 0
+    (checkpoint,) = (tmp_path / "outputs").rglob("checkpoints/last.ckpt")
+    run_dir = checkpoint.parent.parent
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    other_data = tmp_path / "edited" / synthetic_folder.name
+    shutil.copytree(synthetic_folder, other_data)
+    edited = next(other_data.rglob("U01/01/01.txt"))
+    edited.write_text(edited.read_text().replace("1", "2", 1))
+    personalised = tmp_path / "me.ckpt"
+    content = torch.load(checkpoint, weights_only=True)
+    torch.save(
+        {**content, "personalization": {"user": "U03", "base_checkpoint": str(checkpoint)}}, personalised
+    )
+    resumed = [f"ckpt_path={checkpoint}", "trainer.max_epochs=2", "data.split=users"]
+    cases = [
+        ([*resumed, f"data.path={synthetic_zip}", "data.test_users=[U01]"],
+         "was trained on another split: data.test_users=['U01'] (checkpoint: ['U03'])"),
+        ([*resumed, f"data.path={other_data}", "data.test_users=[U03]"], "was trained on data with md5"),
+        ([f"ckpt_path={personalised}", f"data.path={synthetic_zip}", *resumed[2:], "data.test_users=[U03]"],
+         "is a personalised model (personalize.py, user U03)"),
+        ([*resumed, f"data.path={synthetic_zip}", "data.test_users=[U03]",
+          f"logger.mlflow.tracking_uri=sqlite:///{tmp_path}/elsewhere.db"], "which the store sqlite:///"),
+    ]  # fmt: skip
+    for overrides, expected in cases:
+        code, lines = run_train_py(tmp_path, overrides, capfd)
+        assert code == 2 and len(lines) == 1 and expected in lines[0], lines
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before, "the run's folder as it was"
+    assert not (tmp_path / "elsewhere.db").exists()
+    assert_nothing_half_written(tmp_path)
 
 
 def test_a_full_disk_leaves_no_truncated_checkpoint_and_says_where(

@@ -51,7 +51,7 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     runs.check_tracking_servers(cfg)
     plan = resume.plan_resume(cfg)
     if plan is not None:
-        resume.continue_in_run_folder(cfg, plan)
+        runs.check_resumable_run(cfg, plan.mlflow_run_id, plan.checkpoint)
     set_up_process(cfg)
 
     # 2. data (with the teachers' soft targets when distilling) and model (the network
@@ -60,6 +60,9 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     if plan is not None:
         datamodule.load_state_dict(plan.datamodule_state)  # seed=null: the checkpoint's split
     datamodule.setup("fit")
+    if plan is not None:  # checked: the run continues in the checkpoint's folder
+        resume.check_same_data(plan, datamodule.checksum, datamodule.source)
+        resume.continue_in_run_folder(cfg, plan)
     if teachers := OmegaConf.select(cfg, "model.distillation.teachers"):
         distillation.attach_soft_targets(datamodule, list(teachers), cfg.model.distillation.temperature)
     model = instantiate(cfg.model)

@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gesture_rnn.config.resolvers import PROJECT_ROOT
-from gesture_rnn.errors import TrackingError
+from gesture_rnn.errors import ConfigError, TrackingError
 from gesture_rnn.models.nets import NETS
 
 if TYPE_CHECKING:
@@ -95,6 +95,30 @@ def check_tracking_servers(cfg: DictConfig, timeout_s: float = 5.0) -> None:
             raise TrackingError(
                 f"MLflow tracking server {uri} (logger.{name}.tracking_uri) is unreachable: {reason}; "
                 "start it, fix MLFLOW_TRACKING_URI, or unset it to log to the local store"
+            ) from None
+
+
+def check_resumable_run(cfg: DictConfig, run_id: str | None, checkpoint: Path) -> None:
+    """A resumed run continues its MLflow run: the configured store must hold it (another store
+    would fail after loading, and leave files behind)."""
+    if not run_id:
+        return
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    for name, node in (cfg.get("logger") or {}).items():
+        if not is_mlflow_node(node):
+            continue
+        uri = str(node.get("tracking_uri") or "")
+        try:
+            if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+                raise MlflowException("no such store")  # not created by asking
+            MlflowClient(uri).get_run(run_id)
+        except MlflowException:
+            raise ConfigError(
+                f"ckpt_path={checkpoint} continues MLflow run {run_id}, which the store {uri} "
+                f"(logger.{name}.tracking_uri) does not hold; resume with that run's tracking store, "
+                "or logger=none"
             ) from None
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gesture_rnn.errors import ConfigError
 from gesture_rnn.models.checkpoint import check_shape, data_state, read_checkpoint
@@ -54,11 +54,51 @@ def plan_resume(cfg: DictConfig) -> ResumePlan | None:
         checkpoint = Path(str(name)).expanduser().resolve()
     content = read_checkpoint(checkpoint if name == "last" else name)
     check_shape(content, cfg.model.net, f"ckpt_path={name}")
+    check_same_split(content, cfg.data, f"ckpt_path={name}")
     # a checkpoint of a train.py run lives in <run dir>/checkpoints/: continue in that run
     run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
     run_file = run_dir / RUN_ID_FILE if run_dir is not None else None
     run_id = run_file.read_text().strip() if run_file is not None and run_file.is_file() else None
     return ResumePlan(checkpoint, run_dir, run_id or None, data_state(content))
+
+
+# the data settings that decide which recordings train, select and test a model
+SPLIT_SETTINGS = (
+    "split", "test_users", "val_users", "val_fraction", "test_fraction", "stratify",
+    "drop_conflicting_duplicates",
+)  # fmt: skip
+
+
+def check_same_split(content: dict[str, Any], data_cfg: DictConfig, key: str) -> None:
+    """A resumed run continues the checkpoint's record: not a personalised model (its shots are
+    one person's), not another split (it would train on the checkpoint's held-out users and keep
+    its old tags in the same MLflow run). One line before anything is loaded or logged."""
+    if personalization := content.get("personalization"):
+        raise ConfigError(
+            f"{key} is a personalised model (personalize.py, user {personalization.get('user')}); "
+            f"resume its base model's run ({personalization.get('base_checkpoint')}), or personalise again"
+        )
+    saved = content.get("datamodule_hyper_parameters") or {}
+    given = OmegaConf.to_container(data_cfg, resolve=True)
+    names = [n for n in SPLIT_SETTINGS if n in saved and n in given]
+    if given.get("seed") is not None and saved.get("seed") is not None:
+        names.append("seed")
+    differ = [f"data.{n}={given[n]!r} (checkpoint: {saved[n]!r})" for n in names if given[n] != saved[n]]
+    if differ:
+        raise ConfigError(
+            f"{key} was trained on another split: {', '.join(differ)}; resume with the run's own data "
+            "settings, or start a new run without ckpt_path"
+        )
+
+
+def check_same_data(plan: ResumePlan, checksum: str | None, source: object) -> None:
+    """The data found now is the data the checkpoint was trained on (its md5 recorded with it)."""
+    saved = plan.datamodule_state.get("checksum")
+    if saved and checksum and saved != checksum:
+        raise ConfigError(
+            f"ckpt_path={plan.checkpoint} was trained on data with md5 {saved}; {source} has md5 "
+            f"{checksum}: resume with the same data (data.path), or start a new run"
+        )
 
 
 def _move_log_files(new_dir: Path, run_dir: Path) -> None:
