@@ -212,11 +212,31 @@ def test_train_and_tune_against_a_real_tracking_server(synthetic_zip, tmp_path, 
 
 
 def test_a_resumed_sweep_continues_its_trials_and_its_parent_run(synthetic_zip, tmp_path):
-    run_tune(tmp_path, synthetic_zip, "hydra.sweeper.n_trials=1", *TINY)  # as if stopped after one trial
-    run_tune(tmp_path, synthetic_zip, "hydra.sweeper.n_trials=2", "hydra.sweeper.resume=true", *TINY)
-    check_parent_and_children(MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db"), n_trials=2)
+    """Also: ``+key=``/``++key=`` overrides keep the record (params named without the prefix,
+    trials nested); the folder then refuses, before any trial, a resume that asks another search,
+    another sweeper, or a new sweep — each of which would overwrite or mix up its trials."""
+    added = ["+trainer.detect_anomaly=false", "++trainer.num_sanity_val_steps=0"]
+    run_tune(tmp_path, synthetic_zip, "hydra.sweeper.n_trials=1", *TINY, *added)  # as if stopped after one
+    resume = ["hydra.sweeper.n_trials=2", "hydra.sweeper.resume=true"]
+    run_tune(tmp_path, synthetic_zip, *resume, *TINY, *added)
+    client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    check_parent_and_children(client, n_trials=2)
+    (parent,), _ = sweep_runs(client)
+    assert parent.data.params["fixed.trainer.detect_anomaly"] == "false"
     assert OmegaConf.load(tmp_path / "sweep" / "optimization_results.yaml").n_trials == 2
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.name.isdigit()) == ["0", "1"]
+    changed = [o.replace("choice(8,16)", "choice(8,32)") for o in TINY]
+    refused = [
+        ([*resume, *changed, *added], "another search: model.net.hidden: choice(8,16) -> choice(8,32)"),
+        (["hparams_search=optuna", *TINY, *added], "holds 2 trials of hydra_plugins.hyperopt_sweeper"),
+        (["hydra.sweeper.n_trials=3", *TINY, *added], "holds 2 trials of an earlier sweep; choose another"),
+    ]  # fmt: skip
+    for overrides, message in refused:
+        result = run_tune(tmp_path, synthetic_zip, *overrides, expect=2)
+        errors = [line for line in result.stderr.splitlines() if line.startswith(("error:", "Traceback"))]
+        assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.name.isdigit()) == ["0", "1"]
+    check_parent_and_children(client, n_trials=2)  # the parent as it was: FINISHED, two trials
 
 
 class _Payload:

@@ -11,6 +11,7 @@ import atexit
 import logging
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,25 @@ from gesture_rnn.tracking.trials import best_trial, find_trials
 log = logging.getLogger(__name__)
 
 PARENT_RUN_FILE = "mlflow_parent_run_id"
+SWEEPER_FILE = "sweeper.txt"  # which sweeper's trials the folder holds
+LOCK_FILE = ".sweep.lock"  # held while a sweep runs in the folder
 SWEEPER_KEYS = ("_target_", "algo", "seed", "n_trials", "n_jobs", "direction", "max_failure_rate")
 
 
 def _select(config: DictConfig, key: str, default: Any = None) -> Any:
     return OmegaConf.select(config, key, default=default)
+
+
+def _refuse(message: str) -> SystemExit:
+    """Hydra turns a callback's exception into a warning and sweeps on: print one line, exit 2."""
+    print(f"error: {message}", file=sys.stderr)
+    return SystemExit(2)
+
+
+def param_name(override_key: str) -> str:
+    """An override's key as an MLflow parameter name: without Hydra's ``+``/``++``/``~`` prefix,
+    and with characters MLflow refuses in names (``@``, ``,``...) as ``_``."""
+    return re.sub(r"[^\w./\- :]", "_", override_key.lstrip("+~"))
 
 
 class MLflowSweepCallback(Callback):
@@ -70,8 +85,10 @@ class MLflowSweepCallback(Callback):
             space = flatten(OmegaConf.to_container(_select(config, "hydra.sweeper.params") or {}), "space.")
             for override in config.hydra.overrides.task:
                 key, _, value = override.partition("=")
+                key = param_name(key)
                 space.pop(f"space.{key}", None)
-                space[f"{'space' if '(' in value else 'fixed'}.{key}"] = value
+                kind = "deleted" if override.startswith("~") else "space" if "(" in value else "fixed"
+                space[f"{kind}.{key}"] = value
             params = {**sweeper, **space, "optimized_metric": _select(config, "optimized_metric")}
             for key, value in params.items():
                 self.client.log_param(self.parent_run_id, key, str(value)[:6000])
@@ -135,7 +152,39 @@ class MLflowSweepCallback(Callback):
                 print(f"error: {err}", file=sys.stderr)
                 raise SystemExit(2) from None
         self.sweep_dir = Path(config.hydra.sweep.dir)
-        self._open_parent_run(config, self.sweep_dir)
+        self._claim_folder(config, self.sweep_dir)
+        try:
+            self._open_parent_run(config, self.sweep_dir)
+        except MlflowException as err:  # not a warning and un-nested trials: stop, close the run
+            self._fail_if_still_running()
+            raise _refuse(f"the sweep's MLflow parent run could not be set up: {err.message}") from None
+
+    def _claim_folder(self, config: DictConfig, sweep_dir: Path) -> None:
+        """One sweep per folder: a second sweep running there, or a new sweep (another sweeper, or
+        one not resuming) in a folder that holds trials, would overwrite them — refused up front."""
+        import fcntl
+
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = (sweep_dir / LOCK_FILE).open("a")  # released when this process ends
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _refuse(
+                f"another sweep is running in {sweep_dir}; choose another hydra.sweep.dir"
+            ) from None
+        sweeper = str(_select(config, "hydra.sweeper._target_"))
+        record = sweep_dir / SWEEPER_FILE
+        jobs = self._jobs_started()
+        if jobs:
+            earlier = record.read_text().strip() if record.is_file() else "an unknown sweeper"
+            if earlier != sweeper:
+                raise _refuse(f"{sweep_dir} holds {jobs} trials of {earlier}; a {sweeper} sweep there "
+                              "would overwrite them: choose another hydra.sweep.dir")  # fmt: skip
+            if not _select(config, "hydra.sweeper.resume", False):
+                resumable = " or pass hydra.sweeper.resume=true" if "resume" in config.hydra.sweeper else ""
+                raise _refuse(f"{sweep_dir} holds {jobs} trials of an earlier sweep; choose another "
+                              f"hydra.sweep.dir{resumable}")  # fmt: skip
+        record.write_text(sweeper + "\n")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -165,6 +214,7 @@ class MLflowSweepCallback(Callback):
             )
             for override in best["overrides"]:
                 key, _, value = override.partition("=")
+                key = param_name(key)
                 try:
                     self.client.log_param(self.parent_run_id, f"best.{key}", value)
                 except MlflowException:  # params are immutable: a resumed sweep found a new best

@@ -30,7 +30,7 @@ from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Trials, rand, tpe
 from hyperopt.base import Domain
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_plugins.hyperopt_sweeper._space import Dimension, parse_search_space
+from hydra_plugins.hyperopt_sweeper._space import Dimension, parse_search_space, search_record
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class SweepState:
 
     trials: Trials = field(default_factory=Trials)
     records: list[TrialRecord] = field(default_factory=list)
+    search: dict[str, Any] | None = None  # the space and fixed overrides (None: saved before)
 
     @property
     def failures(self) -> list[TrialRecord]:
@@ -129,6 +130,8 @@ class HyperoptSweeperImpl:
             hydra_context=hydra_context, task_function=task_function, config=config
         )
         self.sweep_dir = Path(config.hydra.sweep.dir)
+        configured = [f"{key}={value}" for key, value in self.params.items()]
+        self.search = search_record(configured + list(config.hydra.overrides.task))
         # read (and check) a saved state now, before the sweep starts: a foreign or damaged file
         # stops the command before callbacks open anything (e.g. an MLflow parent run)
         self.state = self._load_or_create_state()
@@ -143,6 +146,11 @@ class HyperoptSweeperImpl:
             )
         if path.exists():
             state = self._load_state_file(path)
+            if state.search is not None and state.search != self.search:
+                raise SweepStateError(
+                    f"{path} is a sweep of another search: {_differences(state.search, self.search)}; "
+                    "resume with the same space and fixed overrides, or choose another hydra.sweep.dir"
+                )
             log.info("Resuming the sweep in %s: %d trials done", self.sweep_dir, len(state.records))
             return state
         if self.resume:
@@ -176,7 +184,7 @@ class HyperoptSweeperImpl:
         if len(records) != len(trials.trials):
             count = f"{len(records)} records for {len(trials.trials)} trials"
             raise SweepStateError(f"{path} is damaged: {count}")
-        return SweepState(trials, records)
+        return SweepState(trials, records, saved.get("search"))
 
     def _save_state(self, state: SweepState) -> None:
         trials = [
@@ -190,6 +198,7 @@ class HyperoptSweeperImpl:
         ]
         records = [dataclasses.asdict(record) for record in state.records]
         saved = {"format": STATE_FORMAT, "version": STATE_VERSION, "trials": trials, "records": records}
+        saved["search"] = self.search
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.sweep_dir, prefix=".tmp-", suffix=".json")
         try:
@@ -312,6 +321,17 @@ class HyperoptSweeperImpl:
         print(format_ranking(ranked, state.failures))
         if best is not None:
             log.info("Best trial %d: value %.6g, params %s", best.number, best.value, best.params)
+
+
+def _differences(saved: dict[str, Any], asked: dict[str, Any]) -> str:
+    """``key: saved -> asked`` for every swept or fixed override that changed."""
+    changes = []
+    for part in ("space", "fixed"):
+        before, now = saved.get(part, {}), asked.get(part, {})
+        for key in sorted(set(before) | set(now)):
+            if before.get(key) != now.get(key):
+                changes.append(f"{key}: {before.get(key, '(none)')} -> {now.get(key, '(none)')}")
+    return ", ".join(changes)
 
 
 def format_ranking(ranked: list[TrialRecord], failures: list[TrialRecord]) -> str:

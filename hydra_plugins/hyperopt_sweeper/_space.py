@@ -65,6 +65,20 @@ def dimension(override: Override) -> Dimension:
     raise ValueError(f"{override.input_line}: unsupported sweep for the hyperopt sweeper")
 
 
+def search_record(arguments: list[str]) -> dict[str, Any]:
+    """What a sweep's trials are comparable by: each swept key's expression and the fixed
+    overrides, as text (saved with the state; a resume must ask the same)."""
+    swept: dict[str, str] = {}
+    fixed: dict[str, str] = {}
+    for override in OverridesParser.create().parse_overrides(arguments):
+        key = override.get_key_element()
+        swept.pop(key, None)
+        fixed.pop(key, None)
+        value = str(override.input_line).partition("=")[2].replace(" ", "")
+        (swept if override.is_sweep_override() else fixed)[key] = value
+    return {"space": swept, "fixed": fixed}
+
+
 def parse_search_space(arguments: list[str]) -> tuple[dict[str, Dimension], list[str]]:
     """Split overrides into the search space and the fixed overrides every trial gets.
 
