@@ -13,7 +13,7 @@ class DataError(GestureRNNError):
     """The dataset cannot be found, fetched, verified or parsed."""
 
 
-class StorageError(GestureRNNError):
+class StorageError(GestureRNNError, OSError):
     """A file could not be written (a full disk, no permission); the message says which."""
 
 

@@ -137,3 +137,48 @@ def real_data() -> Iterator[Path]:
     if not REAL_DATA:
         pytest.skip("set GESTURES_DATA to the real gestures-dataset.zip to run this test")
     yield Path(REAL_DATA)
+
+
+@pytest.fixture
+def unwritable(tmp_path: Path) -> Iterator[dict[str, Path]]:
+    """Real file systems that refuse writes: ``read_only`` (a read-only tmpfs) and ``full`` (a
+    tmpfs filled to its last byte). Mounting needs root; a user who may not mount gets a folder
+    without write permission for ``read_only``, and the full-disk cases are skipped."""
+    import errno
+    import shutil
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(path: Path, options: str) -> bool:
+        path.mkdir()
+        if shutil.which("mount") is None or os.geteuid() != 0:
+            return False
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True
+        )
+        if done.returncode == 0:
+            mounted.append(path)
+        return done.returncode == 0
+
+    folders = {"read_only": tmp_path / "read-only", "full": tmp_path / "full"}
+    if not mount(folders["read_only"], "ro,size=64k"):
+        if os.geteuid() == 0:
+            pytest.skip("needs a read-only file system: root here may not mount a tmpfs")
+        folders["read_only"].chmod(0o555)
+    if mount(folders["full"], "size=16k"):
+        filler = os.open(folders["full"] / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(filler, b"\0" * 1024):
+                pass
+        except OSError as err:
+            assert err.errno == errno.ENOSPC
+        finally:
+            os.close(filler)
+    else:
+        folders.pop("full")
+    try:
+        yield folders
+    finally:
+        for path in mounted:
+            subprocess.run(["umount", str(path)], check=False)

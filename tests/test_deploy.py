@@ -261,8 +261,11 @@ def test_predict_averages_several_checkpoints_and_rotations(trained, tmp_path):
         assert result["probability"] == pytest.approx(float(row.max()), abs=1e-5)
     single = run_predict(OmegaConf.create({**settings, "ckpt_path": checkpoint, "rotations": 1}))
     assert [r["probability"] for r in single] != [r["probability"] for r in results]
-    for key, value, allowed in (("rotations", 0, "an integer >= 1"), ("rotation_degrees", 200, "(0, 180]")):
-        with pytest.raises(ConfigError, match=re.escape(f"{key}={value} is invalid: it must be")) as error:
+    ranged = [("rotations", 0, "an integer in [1, 64]"), ("rotations", 10**9, "[1, 64]"),
+              ("rotation_degrees", 200, "(0, 180]"), ("top_k", 0, "[1, 20]"), ("top_k", -1, "[1, 20]"),
+              ("top_k", "three", "an integer in [1, 20]")]  # fmt: skip
+    for key, value, allowed in ranged:
+        with pytest.raises(ConfigError, match=re.escape(f"{key}={value!r} is invalid: it must be")) as error:
             run_predict(OmegaConf.create({**settings, "ckpt_path": checkpoint, key: value}))
         assert allowed in str(error.value)
 
@@ -346,3 +349,62 @@ def test_a_sidecar_that_does_not_fit_its_model_is_refused_in_one_line(trained, t
         run_predict(
             OmegaConf.create({"onnx": str(model), "input": str(tmp_path / "r.txt"), "output": "text"})
         )
+
+
+def test_every_file_written_fails_in_one_line_naming_it_and_leaves_nothing(trained, tmp_path, unwritable):
+    """Exports and personalised checkpoints onto a read-only folder, a full disk or an existing
+    folder; predictions to a full device or a closed stdout; a read-only cache (parsed, not
+    cached). Files written get the user's usual permissions, as the .onnx always did."""
+    from gesture_rnn.commands.personalize import run_personalize
+    from gesture_rnn.data.parsing import load_records
+    from gesture_rnn.errors import StorageError
+    from gesture_rnn.utils.atomic import current_umask
+
+    checkpoint = str(trained["checkpoint"])
+    person = tmp_path / "person"
+    rng = np.random.default_rng(11)
+    for gesture in range(1, 21):
+        (person / "U09" / f"{gesture:02d}").mkdir(parents=True)
+        for rep in (1, 2):
+            values = trained["test_sequences"][0] + rng.normal(0, 0.5, trained["test_sequences"][0].shape)
+            (person / "U09" / f"{gesture:02d}" / f"{rep:02d}.txt").write_text(recording_text(values))
+    personalise = {"ckpt_path": checkpoint, "input": str(person), "user": None, "shots": 1, "seed": 0,
+                   "method": "ncm", "steps": 1, "lr": 0.01, "num_threads": 1, "tracking_uri": None}  # fmt: skip
+    export = {"ckpt_path": checkpoint, "format": "onnx", "quantize": None}
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    places = {**unwritable, "folder": folder}
+    reasons = {"read_only": r"(Read-only file system|Permission denied)", "full": "No space left on device"}
+    for place, where in places.items():
+        before = sorted(where.iterdir())
+        for write, name, what in (
+            (lambda out: run_export(OmegaConf.create({**export, "out": str(out)})), "m.onnx", "onnx model"),
+            (lambda out: run_personalize(OmegaConf.create({**personalise, "out": str(out)})), "me.ckpt",
+             "personalised checkpoint"),
+        ):  # fmt: skip
+            out = where if place == "folder" else where / name
+            expected = (
+                f"out={out} is a folder" if place == "folder" else f"{reasons[place]}: writing {what} {out}"
+            )
+            with pytest.raises(
+                (StorageError, ConfigError), match=expected if place != "folder" else "is a folder"
+            ):
+                write(out)
+        assert sorted(where.iterdir()) == before, f"nothing left in {place}"
+    records = load_records(person, str(unwritable["read_only"]))  # parsed, not cached
+    assert len(records) == 40
+    made = run_export(OmegaConf.create({**export, "out": str(tmp_path / "ok.onnx")}))
+    usual = 0o666 & ~current_umask()
+    metrics = trained["checkpoint"].parent.parent / "metrics.json"
+    for path in (made, Path(f"{made}.json"), trained["checkpoint"], metrics):
+        assert oct(path.stat().st_mode & 0o777) == oct(usual), path
+    recording = tmp_path / "r.txt"
+    recording.write_text(recording_text(trained["test_sequences"][0]))
+    predict = f"{sys.executable} {PROJECT_ROOT / 'predict.py'} onnx={made} input={recording}"
+    for redirect, message in ((">/dev/full", "No space left on device: writing the predictions"),
+                              (">&-", "standard output is closed")):  # fmt: skip
+        done = subprocess.run(
+            ["bash", "-c", f"{predict} {redirect}"], capture_output=True, text=True, timeout=120
+        )
+        errors = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2 and len(errors) == 1 and message in errors[0], done.stderr

@@ -280,7 +280,7 @@ def run_personalize(cfg: Any) -> Personalized:
         "accuracy_after": result.accuracy_after,
         "shots_seen": list(result.shots_seen),
     }
-    with atomic_write(out, "wb") as handle:
+    with atomic_write(out, "wb", "personalised checkpoint") as handle:
         torch.save({**checkpoint, "state_dict": state, "personalization": record}, handle)
     run_id = _log_run(cfg, record, result) if cfg.get("tracking_uri") else None
     print(

@@ -19,16 +19,22 @@ from omegaconf import DictConfig
 
 from gesture_rnn.config.rules import Rule, check_rules, is_int, is_number
 from gesture_rnn.data.recordings import read_recordings
-from gesture_rnn.errors import ConfigError
+from gesture_rnn.errors import ConfigError, StorageError
 
 OUTPUTS = ("text", "json")
 CHUNK = 256  # recordings per forward pass
 UNSURE = "unsure"
+MAX_ROTATIONS = 64  # each is one more forward pass over every recording
 RULES = (
     Rule(
         "min_probability", "a number in [0, 1] or null", lambda v: v is None or (is_number(v) and 0 <= v <= 1)
     ),
-    Rule("rotations", "an integer >= 1", lambda v: v is None or (is_int(v) and v >= 1)),
+    Rule(
+        "rotations",
+        f"an integer in [1, {MAX_ROTATIONS}]",
+        lambda v: v is None or (is_int(v) and 1 <= v <= MAX_ROTATIONS),
+    ),
+    Rule("top_k", "an integer in [1, 20]", lambda v: v is None or (is_int(v) and 1 <= v <= 20)),
     Rule("rotation_degrees", "a number in (0, 180]", lambda v: v is None or (is_number(v) and 0 < v <= 180)),
 )
 
@@ -129,6 +135,10 @@ def run_predict(cfg: DictConfig) -> list[dict]:
     if not cfg.get("input"):
         raise ConfigError("input is required: python predict.py ckpt_path=... input=recording.txt")
     check_rules(cfg, RULES)
+    if sys.stdout is None:  # started with stdout closed (``>&-``): print() would drop every answer
+        raise StorageError(
+            "standard output is closed: nowhere to print the predictions (redirect it to a file)"
+        )
     if cfg.get("onnx") and (cfg.get("ckpt_path") or cfg.get("model_uri")):
         raise ConfigError("give ckpt_path or model_uri (a checkpoint) or onnx (an exported model), not both")
     rotations, degrees = cfg.get("rotations") or 1, cfg.get("rotation_degrees") or 20.0
@@ -152,7 +162,7 @@ def run_predict(cfg: DictConfig) -> list[dict]:
         probabilities, gestures = probabilities_of(net, [values for _, values in recordings], CHUNK), GESTURES
     threshold = float(cfg.get("min_probability") or 0)
     names = [name for name, _ in recordings]
-    results = answers(names, probabilities, gestures, int(cfg.get("top_k", 3)), threshold)
+    results = answers(names, probabilities, gestures, int(cfg.get("top_k") or 3), threshold)
     if registered is not None:  # which registered version answered
         results = [{**result, "model": registered.describe()} for result in results]
     try:
@@ -161,4 +171,7 @@ def run_predict(cfg: DictConfig) -> list[dict]:
         sys.stdout.flush()
     except BrokenPipeError:  # the reader (``| head -1``) has what it wanted: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as err:  # a full device: say so, not a traceback (and not a silent loss)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the unflushed rest goes nowhere
+        raise StorageError(f"{err.strerror or err}: writing the predictions to standard output") from None
     return results

@@ -21,7 +21,7 @@ import numpy as np
 from gesture_rnn.data.contract import check_recording
 from gesture_rnn.data.facts import NUM_CLASSES, NUM_COLUMNS, SEQUENCE_PATH
 from gesture_rnn.data.reading import decode_text, iter_files, md5_of_file
-from gesture_rnn.errors import DataError
+from gesture_rnn.errors import DataError, StorageError
 from gesture_rnn.utils.atomic import atomic_write
 
 log = logging.getLogger(__name__)
@@ -191,5 +191,8 @@ def load_records(source: Path, cache_dir: str | os.PathLike | None) -> GestureRe
         return records
     records = parse_source(source, checksum)
     if cache_path is not None:
-        _save_cache(records, cache_path)
+        try:
+            _save_cache(records, cache_path)
+        except StorageError as err:  # a read-only or full cache: parse again next time
+            log.warning("Not caching the parsed data: %s", err)
     return records

@@ -3,7 +3,9 @@ sidecar with what a deployment needs to know (classes, inputs, sampling rate, da
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from gesture_rnn.data.facts import GESTURES, NUM_CHANNELS, NUM_CLASSES, SAMPLING
 from gesture_rnn.errors import ConfigError
 from gesture_rnn.models.checkpoint import checkpoint_file, data_state, net_from_checkpoint, read_checkpoint
 from gesture_rnn.models.nets import GestureNet
-from gesture_rnn.utils.atomic import write_text_atomically
+from gesture_rnn.utils.atomic import current_umask, storage_error, write_text_atomically
 
 ONNX_OPSET = 17
 
@@ -147,20 +149,28 @@ def run_export(cfg: DictConfig) -> Path:
     net = net_from_checkpoint(checkpoint)
     suffix, export = FORMATS[fmt]
     target = Path(cfg.out).expanduser() if cfg.get("out") else source.with_suffix(suffix)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir():
+        raise ConfigError(
+            f"out={target} is a folder: name the model file, e.g. out={target / ('model' + suffix)}"
+        )
     partial = target.with_name(f".{target.name}.partial")  # never a half-written model at target
     float_partial = partial.with_name(partial.name + ".float")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         if quantize:
             from gesture_rnn.deploy.quantize import quantize_weights_int8
 
             quantize_weights_int8(export(net, float_partial), partial)
         else:
             export(net, partial)
+        os.chmod(partial, 0o666 & ~current_umask())
         partial.replace(target)
+    except OSError as err:  # a read-only folder, a full disk
+        raise storage_error(err, f"{fmt} model", target) from None
     finally:
-        partial.unlink(missing_ok=True)
-        float_partial.unlink(missing_ok=True)
+        for leftover in (partial, float_partial):
+            with contextlib.suppress(OSError):  # a read-only folder refuses even this
+                leftover.unlink(missing_ok=True)
     sidecar = target.with_name(target.name + ".json")
     metadata = {**sidecar_metadata(checkpoint, net, source), "format": fmt, "file": target.name}
     metadata["registry"] = registered.describe() if registered else None
@@ -170,6 +180,6 @@ def run_export(cfg: DictConfig) -> Path:
         metadata["quantization"] = SCHEME
     else:
         metadata["quantization"] = None
-    write_text_atomically(sidecar, json.dumps(metadata, indent=2) + "\n")
+    write_text_atomically(sidecar, json.dumps(metadata, indent=2) + "\n", "sidecar")
     print(f"  {fmt} model  {target}\n  sidecar     {sidecar}")
     return target

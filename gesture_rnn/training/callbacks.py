@@ -184,7 +184,7 @@ class RunRecord(Callback):
             "mlflow_run_ids": runs.run_ids(trainer.loggers),
             "config": self.config,
         }
-        write_text_atomically(self.output_dir / "metrics.json", json.dumps(record, default=str))
+        write_text_atomically(self.output_dir / "metrics.json", json.dumps(record, default=str), "run record")
 
     def _write_artifacts(self, trainer: L.Trainer, pl_module: L.LightningModule, curves) -> dict[str, float]:
         datamodule = trainer.datamodule

@@ -16,7 +16,6 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from gesture_rnn.errors import StorageError
 from gesture_rnn.utils.atomic import atomic_write
 
 
@@ -27,11 +26,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         target = Path(path)
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        try:
-            with atomic_write(target, "wb") as handle:
-                handle.write(buffer.getbuffer())
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError as err:
-            reason = err.strerror or type(err).__name__
-            raise StorageError(f"{reason}: writing checkpoint {target} (nothing was left there)") from err
+        with atomic_write(target, "wb", "checkpoint") as handle:  # a StorageError names it
+            handle.write(buffer.getbuffer())
+            handle.flush()
+            os.fsync(handle.fileno())

@@ -25,7 +25,7 @@ from gesture_rnn.data.batching import pad_sequences
 from gesture_rnn.data.datamodule import GestureDataModule
 from gesture_rnn.data.facts import NUM_CLASSES
 from gesture_rnn.data.fingerprints import fingerprints
-from gesture_rnn.errors import ConfigError
+from gesture_rnn.errors import ConfigError, StorageError
 from gesture_rnn.models.checkpoint import load_net, read_checkpoint, seen_recordings
 from gesture_rnn.tracking.trials import tested_checkpoint
 from gesture_rnn.utils.atomic import atomic_write
@@ -155,9 +155,11 @@ def teacher_logits(path: Path, sequences: Sequence[np.ndarray], cache_dir: str |
             [net(*pad_sequences(sequences[i : i + 256])).numpy() for i in range(0, len(sequences), 256)]
         )
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(cache, "wb") as handle:
-            np.save(handle, logits, allow_pickle=False)
+        try:
+            with atomic_write(cache, "wb", "teacher cache") as handle:
+                np.save(handle, logits, allow_pickle=False)
+        except StorageError as err:  # a read-only or full cache: computed again next time
+            log.warning("Not caching the teacher's logits: %s", err)
     return logits
 
 
