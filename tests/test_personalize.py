@@ -180,6 +180,33 @@ def test_a_training_user_is_refused_however_the_recordings_arrive(shifted_datase
 
 
 @pytest.mark.integration
+def test_a_persons_folder_with_unpadded_names_and_a_copy_is_read_and_said(
+    shifted_dataset, base_checkpoint, tmp_path, capsys
+):
+    """U3/7/1.txt is U03/07/01.txt; an exact copy is left out (it could be a shot and evaluated
+    too) and said; one recording named both ways is refused."""
+    person = tmp_path / "me"
+    for file in (shifted_dataset / "U03").rglob("*.txt"):
+        target = person / "U3" / str(int(file.parent.name)) / f"{int(file.stem)}.txt"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(file, target)
+    shutil.copy(person / "U3" / "1" / "1.txt", person / "U3" / "1" / "9.txt")
+    result = run_personalize(
+        settings(tmp_path, base_checkpoint, shifted_dataset, input=str(person), user=None)
+    )
+    assert result.adapt_count + result.evaluate_count == 80, "all 80 recordings read, the copy once"
+    assert (
+        "left out       1 duplicate(s): U3/1/9.txt (a copy of another recording)" in capsys.readouterr().out
+    )
+    (person / "U3" / "01").mkdir()
+    shutil.copy(person / "U3" / "1" / "1.txt", person / "U3" / "01" / "01.txt")
+    with pytest.raises(
+        DataError, match=r"U3/01/01\.txt and U3/1/1\.txt are both U03, gesture 1, repetition 1"
+    ):
+        run_personalize(settings(tmp_path, base_checkpoint, shifted_dataset, input=str(person), user=None))
+
+
+@pytest.mark.integration
 def test_a_folder_without_recordings_is_refused(shifted_dataset, base_checkpoint, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"holds no Uxx/yy/zz\.txt sequence files"):

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 
 from gesture_rnn.config.rules import Rule, check_rules, is_int, is_number
 from gesture_rnn.data.batching import pad_sequences
+from gesture_rnn.data.duplicates import distinct_recordings
 from gesture_rnn.data.facts import NUM_CLASSES
 from gesture_rnn.data.fingerprints import fingerprints
 from gesture_rnn.data.parsing import GestureRecords
@@ -263,6 +264,7 @@ def run_personalize(cfg: Any) -> Personalized:
         )
     records, is_dataset = _records(cfg)
     user = _pick_user(cfg, records)
+    records, left_out = distinct_recordings(records.select(user_recordings(records, user)))
     check_unseen(checkpoint, records.select(user_recordings(records, user)), user, is_dataset)
     threads = int(cfg.num_threads) if cfg.get("num_threads") is not None else None
     with torch_threads(threads):
@@ -288,7 +290,9 @@ def run_personalize(cfg: Any) -> Personalized:
         f"  accuracy on {result.evaluate_count} other recordings  {result.accuracy_before:.4f} -> "
         f"{result.accuracy_after:.4f}\n"
         f"  adapted in     {result.adapt_seconds:.2f} s ({threads or torch.get_num_threads()} thread(s))\n"
-        f"  checkpoint     {out}" + (f"\n  MLflow run     {run_id}" if run_id else "")
+        f"  checkpoint     {out}"
+        + (f"\n  MLflow run     {run_id}" if run_id else "")
+        + (f"\n  left out       {len(left_out)} duplicate(s): {', '.join(left_out)}" if left_out else "")
     )
     return result
 

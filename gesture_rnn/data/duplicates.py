@@ -41,3 +41,14 @@ def drop_conflicting_duplicates(records: GestureRecords) -> tuple[np.ndarray, li
             ", ".join(described),
         )
     return np.setdiff1d(np.arange(len(records)), dropped), described
+
+
+def distinct_recordings(records: GestureRecords) -> tuple[GestureRecords, list[str]]:
+    """Each recording once, and what was left out: conflicting groups dropped (as above), and of
+    identical copies under one gesture the first kept — a copy drawn as a personalisation shot
+    would otherwise also be evaluated."""
+    keep, dropped = drop_conflicting_duplicates(records)
+    kept = records.select(keep)
+    copies = sorted(i for group in duplicate_groups(kept) for i in group[1:])
+    notes = dropped + [f"{kept.files[i]} (a copy of another recording)" for i in copies]
+    return kept.select(np.setdiff1d(np.arange(len(kept)), copies)), notes

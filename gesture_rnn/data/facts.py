@@ -16,5 +16,11 @@ SAMPLING_RATE_HZ = 9  # about 9 Hz in the recordings (≈110 ms between samples)
 LONGEST_SEQUENCE = 51  # samples in the longest recording (the shortest has 10)
 NUM_CHANNELS = 3  # x y z acceleration in m/s²
 NUM_COLUMNS = 6  # per line of a recording: millis, nanos, timestamp, x, y, z
-# <user>/<gesture>/<repetition>.txt anywhere below the root
-SEQUENCE_PATH = re.compile(r"(?:^|/)(U\d{2})/(\d{2})/(\d{2})\.txt$")
+# U<user>/<gesture>/<repetition>.txt anywhere below the root; the dataset writes two digits
+# (U03/07/12.txt), a person may write one (U3/7/12.txt): the same recording
+SEQUENCE_PATH = re.compile(r"(?:^|/)U(\d{1,2})/(\d{1,2})/(\d{1,2})\.txt$")
+
+
+def recording_key(match: re.Match[str]) -> tuple[str, int, int]:
+    """(user ``Uxx``, gesture, repetition) of a ``SEQUENCE_PATH`` match."""
+    return f"U{int(match.group(1)):02d}", int(match.group(2)), int(match.group(3))

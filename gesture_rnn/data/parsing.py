@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from gesture_rnn.data.contract import check_recording
-from gesture_rnn.data.facts import NUM_CLASSES, NUM_COLUMNS, SEQUENCE_PATH
+from gesture_rnn.data.facts import NUM_CLASSES, NUM_COLUMNS, SEQUENCE_PATH, recording_key
 from gesture_rnn.data.reading import decode_text, iter_files, md5_of_file
 from gesture_rnn.errors import DataError, StorageError
 from gesture_rnn.utils.atomic import atomic_write
@@ -84,8 +84,9 @@ def parse_sequence(text: str, name: str, accept_xyz: bool = False) -> np.ndarray
 
 
 def _one_root(source: Path) -> Callable[[list[str]], None]:
-    """The recordings come from exactly one dataset root: a second copy of the dataset under
-    another folder would double every sequence (and its duplicates skew the split)."""
+    """The recordings come from exactly one dataset root (a second copy of the dataset under
+    another folder would double every sequence, and its duplicates skew the split), and each
+    recording is named once (``U3/7/1.txt`` and ``U03/07/01.txt`` are the same one)."""
 
     def check(names: list[str]) -> None:
         roots = sorted({name[: SEQUENCE_PATH.search(name).start()] for name in names})
@@ -95,6 +96,15 @@ def _one_root(source: Path) -> Callable[[list[str]], None]:
                 f"{source} holds recordings under {len(roots)} folders ({shown}); "
                 "a dataset has one root: keep one copy"
             )
+        seen: dict[tuple[str, int, int], str] = {}
+        for name in names:  # U3/7/1.txt and U03/07/01.txt are one recording named twice
+            key = recording_key(SEQUENCE_PATH.search(name))
+            if key in seen:
+                raise DataError(
+                    f"{source}: {seen[key]} and {name} are both {key[0]}, gesture {key[1]}, repetition "
+                    f"{key[2]}; keep one"
+                )
+            seen[key] = name
 
     return check
 
@@ -127,7 +137,7 @@ def source_checksum(source: Path) -> str:
 def parse_source(source: Path, checksum: str) -> GestureRecords:
     sequences, labels, users, repetitions, files = [], [], [], [], []
     for name, match, content in _read_source(source):
-        user, gesture, repetition = match.group(1), int(match.group(2)), int(match.group(3))
+        user, gesture, repetition = recording_key(match)
         if not 1 <= gesture <= NUM_CLASSES:
             raise DataError(f"{source}/{name}: gesture folder {gesture:02d} is outside 01..20")
         sequences.append(parse_sequence(decode_text(content, f"{source}/{name}"), f"{source}/{name}"))
