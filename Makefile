@@ -9,8 +9,11 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 # optional extras besides the dev tools, e.g. make install EXTRAS=dev,peers (MiniRocket for make bench/watch)
 EXTRAS ?= dev
-# Re-install when pyproject.toml, the torch requirement or the extras change.
-STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH) $(EXTRAS)' | md5sum | cut -c1-8)
+# Re-install when pyproject.toml or the torch requirement change; each extra is installed once, so
+# a target asking for fewer extras than were installed (make test after EXTRAS=dev,peers) runs no pip.
+comma := ,
+STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH)' | md5sum | cut -c1-8)
+EXTRA_STAMPS := $(patsubst %,$(VENV)/.installed-extra-%,$(subst $(comma), ,$(EXTRAS)))
 ARGS ?=
 PYTEST_ARGS ?=
 UI_PORT ?= 5000
@@ -43,14 +46,18 @@ export VERSION TRACKING_URI MODEL SERVE_PORT UI_PORT ZIP VENV_BIN LOCAL_STORE
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## Create .venv with torch and the package (editable, with dev tools; EXTRAS=dev,peers adds MiniRocket)
+install: $(STAMP) $(EXTRA_STAMPS) ## Create .venv with torch and the package (editable, with dev tools; EXTRAS=dev,peers adds MiniRocket)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install --quiet -e .
 	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+$(VENV)/.installed-extra-%: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[$*]'
 	@touch $@
 
 data: install ## Keep the dataset's zip (md5 checked) where every later command finds it: make data ZIP=/path/to/gestures-dataset.zip

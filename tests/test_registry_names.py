@@ -3,8 +3,11 @@ before they reach MLflow, the file system or a shell, and refused in one line (e
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,3 +81,53 @@ def test_make_promote_passes_the_version_as_a_value_never_as_code(tmp_path):
     assert "VERSION=" in result.stderr and "is invalid: a model version is a whole number" in result.stderr
     assert not marker.exists(), "the value ran as code"
     assert not Path(f"{tmp_path}/it's here.db").exists()
+
+
+def test_a_tracking_server_that_does_not_answer_fails_in_seconds_not_minutes(tmp_path):
+    """predict.py model_uri= and make promote's command ask the server once, briefly, instead of
+    MLflow's four minutes of retries."""
+    from conftest import free_port
+
+    server = f"http://127.0.0.1:{free_port()}"
+    commands = [
+        [sys.executable, str(PROJECT_ROOT / "predict.py"), "model_uri=models:/gestures@champion",
+         f"tracking_uri={server}", f"cache_dir={tmp_path}/cache", f"input={tmp_path}"],
+        [sys.executable, "-m", "gesture_rnn.tracking.registry", "promote", "3", "--tracking-uri", server],
+    ]  # fmt: skip
+    for command in commands:
+        started = time.monotonic()
+        result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and time.monotonic() - started < 60, result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"error: MLflow tracking server {server} (") and "is unreachable" in line
+
+
+def test_a_target_asking_for_fewer_extras_than_were_installed_runs_no_pip(tmp_path):
+    """make serve / promote / test after make install EXTRAS=dev,peers: nothing to install (offline
+    they would fail); an extra not yet installed is installed alone. Dry runs (make -n) in a copy."""
+    shutil.copy(PROJECT_ROOT / "Makefile", tmp_path / "Makefile")
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    venv = tmp_path / ".venv"
+    venv.mkdir()
+    torch_stamp = hashlib.md5(b"torch==2.13.0").hexdigest()[:8]
+    for stamp in (f".installed-{torch_stamp}", ".installed-extra-dev", ".installed-extra-peers"):
+        (venv / stamp).touch()  # as make install EXTRAS=dev,peers leaves them
+
+    def dry_run(*arguments: str) -> str:
+        done = subprocess.run(
+            ["make", "-n", *arguments], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    for target in (
+        ["install"],
+        ["install", "EXTRAS=dev,peers"],
+        ["test"],
+        ["promote", "VERSION=1"],
+        ["serve"],
+    ):
+        assert "pip install" not in dry_run(*target), target
+    assert [line for line in dry_run("install", "EXTRAS=dev,docs").splitlines() if "pip" in line] == [
+        ".venv/bin/python -m pip install --quiet -e '.[docs]'"
+    ]

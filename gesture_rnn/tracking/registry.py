@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gesture_rnn.errors import ConfigError
+from gesture_rnn.errors import ConfigError, TrackingError
 
 URI_FORMS = "models:/<name>@<alias>, models:/<name>/<version> or runs:/<run id>"
 
@@ -185,6 +185,9 @@ def model_checkpoint(cfg: Any) -> tuple[Any, ResolvedModel | None]:
         return cfg.get("ckpt_path"), None
     if cfg.get("ckpt_path"):
         raise ConfigError("give ckpt_path (a checkpoint file) or model_uri (an MLflow model), not both")
+    from gesture_rnn.tracking.reachable import check_server
+
+    check_server(str(cfg.tracking_uri), "tracking_uri")
     resolved = resolve_model(str(uri), str(cfg.tracking_uri), str(cfg.cache_dir))
     return str(resolved.checkpoint), resolved
 
@@ -201,6 +204,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         version = check_version(args.version, "VERSION")
+        from gesture_rnn.tracking.reachable import check_server
+
+        check_server(args.tracking_uri, "TRACKING_URI")
         name, alias = check_model_name(args.name, "MODEL_NAME"), check_alias(args.alias, "ALIAS")
         from mlflow.exceptions import MlflowException
 
@@ -208,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
             _client(args.tracking_uri).set_registered_model_alias(name, alias, version)
         except MlflowException as err:
             raise ConfigError(f"{name} version {version}: {err.message.splitlines()[0]}") from None
-    except ConfigError as err:
+    except (ConfigError, TrackingError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     print(f"models:/{name}@{alias} -> version {version}")

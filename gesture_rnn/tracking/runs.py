@@ -8,8 +8,6 @@ import logging
 import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,8 +18,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gesture_rnn.config.resolvers import PROJECT_ROOT
-from gesture_rnn.errors import ConfigError, TrackingError
+from gesture_rnn.errors import ConfigError
 from gesture_rnn.models.nets import NETS
+from gesture_rnn.tracking.reachable import check_server
 
 if TYPE_CHECKING:
     from lightning.pytorch.loggers import Logger, MLFlowLogger
@@ -81,21 +80,8 @@ def check_tracking_servers(cfg: DictConfig, timeout_s: float = 5.0) -> None:
     """Fail before any work if a configured MLflow server does not answer (MLflow itself would
     retry for minutes, then fail after training)."""
     for name, node in (cfg.get("logger") or {}).items():
-        if not is_mlflow_node(node):
-            continue
-        uri = str(node.get("tracking_uri") or "")
-        if not uri.startswith(("http://", "https://")):
-            continue
-        try:
-            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s).close()
-        except urllib.error.HTTPError:
-            pass  # it answered: a server (perhaps behind a proxy without /health)
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            reason = getattr(err, "reason", err)
-            raise TrackingError(
-                f"MLflow tracking server {uri} (logger.{name}.tracking_uri) is unreachable: {reason}; "
-                "start it, fix MLFLOW_TRACKING_URI, or unset it to log to the local store"
-            ) from None
+        if is_mlflow_node(node):
+            check_server(str(node.get("tracking_uri") or ""), f"logger.{name}.tracking_uri", timeout_s)
 
 
 def check_resumable_run(cfg: DictConfig, run_id: str | None, checkpoint: Path) -> None:
