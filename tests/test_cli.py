@@ -113,6 +113,11 @@ def test_a_misplaced_network_setting_gets_the_right_spelling(tmp_path, override,
             "error: model.net.hidden is not a setting of the transformer network; "
             "its settings: d_model, heads, layers, ff, dropout",
         ),
+        (  # an unquoted path with spaces, as the shell splits it
+            ["data.path=/my", "data/gestures", "dataset.zip", "trainer.max_epochs=1"],
+            "error: 'data/gestures dataset.zip' is not a key=value override: if data.path is the path "
+            "'/my data/gestures dataset.zip', quote it: data.path='/my data/gestures dataset.zip'",
+        ),
     ],
 )
 def test_the_short_network_spelling_is_refused_in_one_line_where_it_cannot_apply(tmp_path, overrides, line):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import itertools
 import os
 import re
 import sys
@@ -125,10 +126,27 @@ def family_refusal(key: str, args: list[str]) -> str:
     return f"model.net.{key} is not a setting of the {family} network; its settings: {', '.join(settings)}"
 
 
+def split_path_hint(args: list[str]) -> None:
+    """``input=my recordings/a.txt`` unquoted reaches us as two arguments, the second without
+    ``=`` (Hydra would say only that it cannot parse it): name the path and how to quote it."""
+    for index, arg in enumerate(args[1:], start=1):
+        before = args[index - 1]
+        if "=" in arg or arg.startswith(("-", "~", "+")) or "=" not in before or before.startswith("-"):
+            continue
+        rest = list(itertools.takewhile(lambda a: "=" not in a and not a.startswith("-"), args[index:]))
+        key, _, value = before.partition("=")
+        joined = " ".join([value, *rest])
+        raise ConfigError(
+            f"{' '.join(rest)!r} is not a key=value override: if {key} is the path {joined!r}, "
+            f"quote it: {key}='{joined}'"
+        )
+
+
 def launch(main: Callable[[], object]) -> None:
     """Run a Hydra entry point with the project's command-line spellings and short errors."""
     with short_hydra_errors():
         try:
+            split_path_hint(sys.argv[1:])
             sys.argv[1:] = canonical_overrides(sys.argv[1:])
         except ConfigError as err:
             release_stderr()
