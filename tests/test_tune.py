@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,38 @@ def mlflow_server(tmp_path):
     ]  # fmt: skip
     with running(command, dict(os.environ), f"{url}/health", tmp_path / "server.log", timeout_s=90):
         yield url
+
+
+def test_a_tracking_server_lost_mid_training_lets_training_finish_and_says_what_was_not_logged(
+    synthetic_zip, tmp_path
+):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+              "--artifacts-destination", str(tmp_path / "art"), "--host", "127.0.0.1", "--port", str(port),
+              "--workers", "1"]  # fmt: skip
+    command = [sys.executable, str(PROJECT_ROOT / "train.py"), f"paths.root_dir={tmp_path}",
+               f"data.path={synthetic_zip}", f"data.cache_dir={tmp_path}/cache", "model.hidden=8",
+               "trainer.max_epochs=40", "trainer.log_every_n_steps=1", "console=quiet"]  # fmt: skip
+    with running(server, dict(os.environ), f"{url}/health", tmp_path / "server.log", timeout_s=90):
+        training = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, env={**os.environ, "MLFLOW_TRACKING_URI": url})  # fmt: skip
+        deadline = time.monotonic() + 120
+        while (
+            not list(tmp_path.glob("outputs/train/runs/*/mlflow_run_id.txt")) and time.monotonic() < deadline
+        ):
+            time.sleep(0.2)
+        assert training.poll() is None, "still training when the server goes"
+    started = time.monotonic()  # the server is gone
+    stdout, stderr = training.communicate(timeout=400)
+    assert training.returncode == 0, stderr[-3000:]
+    assert time.monotonic() - started < 240, "no minutes-long stall per logging call"
+    (record,) = tmp_path.glob("outputs/train/runs/*/metrics.json")
+    assert 0 <= json.loads(record.read_text())["metrics"]["test/acc"] <= 1, "the run folder has everything"
+    lines = [line for line in stdout.splitlines() if line.startswith("  MLflow run")]
+    assert len(lines) == 1, stdout
+    line = lines[0]
+    assert "server lost (" in line and "not logged:" in line and "evaluation/" in line, stdout
 
 
 def test_train_and_tune_against_a_real_tracking_server(synthetic_zip, tmp_path, mlflow_server):

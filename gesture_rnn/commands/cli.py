@@ -142,8 +142,16 @@ def split_path_hint(args: list[str]) -> None:
         )
 
 
+# MLflow's HTTP client for this command's process (and its trials): 3 retries (about 14 s of
+# back-off) and 30 s per request, unless the user set them
+MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
 def launch(main: Callable[[], object]) -> None:
     """Run a Hydra entry point with the project's command-line spellings and short errors."""
+    # a lost tracking server costs seconds, not MLflow's default minutes of retries per call
+    for variable, value in MLFLOW_HTTP_DEFAULTS.items():
+        os.environ.setdefault(variable, value)
     with short_hydra_errors():
         try:
             split_path_hint(sys.argv[1:])

@@ -136,6 +136,9 @@ def format_summary(
         lines.insert(2, f"  best val acc   {fmt('val/acc_best')} (model selection; test data unused)")
     uri = str((cfg.get("logger") or {}).get("mlflow", {}).get("tracking_uri", ""))
     for logger in runs.mlflow_loggers(loggers):
+        if lost := getattr(logger, "not_logged", lambda: None)():
+            lines.append(f"  MLflow run     {logger.run_id}: {lost}")
+            continue
         lines.append(f"  MLflow run     {logger.run_id}: {runs.run_location(logger, uri)}")
     return "\n".join(lines)
 

@@ -289,15 +289,30 @@ def log_run_config(loggers: Iterable[Logger], cfg: DictConfig, config_file: Path
 def log_artifact(loggers: Iterable[Logger], path: Path, artifact_dir: str) -> None:
     """Log a file, or every file of a folder, under ``artifact_dir`` of each MLflow run."""
     for logger in mlflow_loggers(loggers):
-        if path.is_dir():
-            logger.experiment.log_artifacts(logger.run_id, str(path), artifact_dir)
-        else:
-            logger.experiment.log_artifact(logger.run_id, str(path), artifact_dir)
+        with guarded(logger, f"{artifact_dir}/") as live:
+            if live and path.is_dir():
+                logger.experiment.log_artifacts(logger.run_id, str(path), artifact_dir)
+            elif live:
+                logger.experiment.log_artifact(logger.run_id, str(path), artifact_dir)
+
+
+@contextmanager
+def guarded(logger: Logger, what: str) -> Iterator[bool]:
+    """``logger.guard(what)`` where the logger has one (``ResilientMLFlowLogger``), else a call
+    that raises as usual."""
+    guard = getattr(logger, "guard", None)
+    if guard is None:
+        yield True
+        return
+    with guard(what) as live:
+        yield live
 
 
 def terminate_runs(loggers: Iterable[Logger], status: str, replace: tuple[str, ...] = ("RUNNING",)) -> None:
     """Mark each MLflow run whose status is in ``replace`` as ``status`` (FAILED, KILLED)."""
     for logger in mlflow_loggers(loggers):
+        if getattr(logger, "lost", None):  # its server is gone: asking again would only stall
+            continue
         try:
             if logger.experiment.get_run(logger.run_id).info.status in replace:
                 logger.experiment.set_terminated(logger.run_id, status)

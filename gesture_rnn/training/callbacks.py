@@ -206,8 +206,12 @@ class RunRecord(Callback):
             log.info("log_model: a bidirectional network does not run unpacked; no MLflow model logged")
             return
         for logger in runs.mlflow_loggers(trainer.loggers):
-            uri = log_mlflow_model(pl_module.net, logger.experiment, logger.run_id, logger.experiment_id)
-            log.info("MLflow model: %s", uri)
+            with runs.guarded(logger, "the MLflow model") as live:
+                if live:
+                    uri = log_mlflow_model(
+                        pl_module.net, logger.experiment, logger.run_id, logger.experiment_id
+                    )
+                    log.info("MLflow model: %s", uri)
 
 
 class RegisterModel(Callback):
@@ -232,6 +236,9 @@ class RegisterModel(Callback):
             return
         tags = {key: self.record.metrics[key] for key in self.TAGGED if key in self.record.metrics}
         for logger in runs.mlflow_loggers(trainer.loggers):
+            if getattr(logger, "lost", None):  # its server is gone: say so, register nothing
+                logger.skipped.append("the registration")
+                continue
             version = register_run(logger.experiment, logger.run_id, self.model_name, self.alias, tags)
             self.versions.append(version)
             log.info("Registered as %s version %s (alias %s): models:/%s@%s", self.model_name, version,
