@@ -17,8 +17,6 @@ import functools
 import json
 import logging
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,15 +197,9 @@ class HyperoptSweeperImpl:
         records = [dataclasses.asdict(record) for record in state.records]
         saved = {"format": STATE_FORMAT, "version": STATE_VERSION, "trials": trials, "records": records}
         saved["search"] = self.search
-        self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.sweep_dir, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(saved, handle, indent=1)
-            os.replace(tmp, self.sweep_dir / STATE_FILE)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        from gesture_rnn.utils.atomic import write_text_atomically
+
+        write_text_atomically(self.sweep_dir / STATE_FILE, json.dumps(saved, indent=1), "sweep state")
 
     # --- ask / tell --------------------------------------------------------------------------
     def _trial_seed(self, number: int) -> int:
