@@ -38,9 +38,9 @@ def kill_during_the_nth_write(module, n: int) -> None:
     count = [0]
 
     @contextmanager
-    def dying(path, mode="w"):
+    def dying(path, mode="w", what=""):
         count[0] += 1
-        with real(path, mode) as handle:
+        with real(path, mode, what) as handle:
             if count[0] == n:
                 real_write = handle.write
 

@@ -120,11 +120,15 @@ CASES = [
         lambda t, z: [f"data.path={dataset_with(t, SHORT_ROW)}"],
         "01.txt, line 6",
     ),
-    ("fewer than 2 rows", lambda t, z: [f"data.path={dataset_with(t, GOOD_ROWS.splitlines()[0])}"], "2 rows"),
+    (
+        "fewer than 2 rows",
+        lambda t, z: [f"data.path={dataset_with(t, GOOD_ROWS.splitlines()[0])}"],
+        "a recording has 2..1000 rows",
+    ),
     (
         "NaN value",
         lambda t, z: [f"data.path={dataset_with(t, GOOD_ROWS.replace('1.000000', 'nan', 1))}"],
-        "01.txt, line 1: acceleration is NaN",
+        "01.txt, line 1: acceleration is null, NaN",
     ),
     ("unknown key", lambda t, z: [f"data.path={z}", "model.hiden=3"], "model.hiden"),
     ("unknown group option", lambda t, z: [f"data.path={z}", "model=lstm"], "model/lstm"),
@@ -270,8 +274,8 @@ def test_a_full_disk_leaves_no_truncated_checkpoint_and_says_where(
     writes = []
 
     @contextmanager
-    def disk_fills_on_the_second_write(path, mode):
-        with real_atomic_write(path, mode) as handle:
+    def disk_fills_on_the_second_write(path, mode, what):
+        with real_atomic_write(path, mode, what) as handle:
             writes.append(path)
             if len(writes) >= 2:  # epoch_000.ckpt is written whole, then last.ckpt fails
                 real_write = handle.write

@@ -58,6 +58,10 @@ class MLflowSweepCallback(Callback):
         self.jobs_before = 0  # trial folders already there (a resumed sweep)
         self.status_before: str | None = None  # a resumed parent run's status before this command
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Launchers that pickle the task (submitit, joblib) carry the callback: not its lock."""
+        return {key: value for key, value in self.__dict__.items() if key != "_lock"}
+
     # --- helpers -------------------------------------------------------------------------------
     def _open_parent_run(self, config: DictConfig, sweep_dir: Path) -> None:
         mlflow_cfg = _select(config, "logger.mlflow")
