@@ -222,7 +222,12 @@ def exit_on_user_error(task: Callable[..., T]) -> Callable[..., T]:
 
 @exit_on_user_error
 def run_task(cfg: DictConfig) -> float | None:
-    """What train.py and tune.py run: one training; returns ``optimized_metric`` for sweepers."""
+    """What train.py and tune.py run: one training, or with ``cv=`` a cross-validation; returns
+    ``optimized_metric`` (with ``cv=``, its mean over the folds) for sweepers."""
     from gesture_rnn.commands.train import metric_value, train
 
+    if cfg.get("cv"):
+        from gesture_rnn.commands.cross_validate import cross_validate
+
+        return metric_value(cross_validate(cfg), cfg.get("optimized_metric"))
     return metric_value(train(cfg), cfg.get("optimized_metric"))

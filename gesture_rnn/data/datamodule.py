@@ -68,6 +68,8 @@ class GestureDataModule(L.LightningDataModule):
         seed: int | None,
         url: str | None = None,
         md5: str | None = None,
+        folds: int = 5,  # defaults only for checkpoints written before data.split=kfold existed
+        fold: int = 0,
     ) -> None:
         """Every setting comes from ``conf/data/gestures.yaml`` (the one place defaults live);
         ``url``/``md5`` default to the dataset's own (``gesture_rnn.data.facts``)."""
@@ -136,6 +138,8 @@ class GestureDataModule(L.LightningDataModule):
             stratify=hp.stratify,
             test_users=list(hp.test_users),
             seed=seed,
+            folds=hp.folds,
+            fold=hp.fold,
         )
         split = keep_groups_together(split, duplicate_groups(records))
         if hp.normalize:

@@ -14,7 +14,7 @@ import numpy as np
 from gesture_rnn.data.facts import NUM_CLASSES
 from gesture_rnn.errors import ConfigError
 
-SPLITS = ("random", "users")
+SPLITS = ("random", "users", "kfold")
 MIN_TRAINING = NUM_CLASSES  # at least one training sequence per gesture could exist
 
 
@@ -41,6 +41,21 @@ def hold_out(
     return kept, held_out
 
 
+def kfold_part(
+    indices: np.ndarray, labels: np.ndarray, folds: int, fold: int, stratify: bool, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the rest, fold ``fold`` of ``folds``): each class shuffled by seed and dealt round the
+    folds, so the folds of one seed partition the data and keep the class balance."""
+    if not (isinstance(folds, int) and 2 <= folds <= 20):
+        raise ConfigError(f"data.folds={folds!r} is invalid: it must be an integer in [2, 20]")
+    if not (isinstance(fold, int) and 0 <= fold < folds):
+        raise ConfigError(f"data.fold={fold!r} is invalid: it must be an integer in [0, {folds - 1}]")
+    groups = [indices[labels[indices] == c] for c in np.unique(labels[indices])] if stratify else [indices]
+    dealt = np.concatenate([rng.permutation(group) for group in groups])
+    test = np.sort(dealt[np.arange(len(dealt)) % folds == fold])
+    return np.setdiff1d(indices, test), test
+
+
 def split_indices(
     labels: np.ndarray,
     users: np.ndarray,
@@ -51,11 +66,15 @@ def split_indices(
     test_users: Sequence[str],
     seed: int,
     val_users: int = 0,
+    folds: int = 5,
+    fold: int = 0,
 ) -> SplitIndices:
     rng = np.random.default_rng(seed)
     everything = np.arange(len(labels))
     if split == "random":
         train_val, test = hold_out(everything, labels, test_fraction, stratify, rng)
+    elif split == "kfold":
+        train_val, test = kfold_part(everything, labels, folds, fold, stratify, rng)
     elif split == "users":
         known = sorted(set(users.tolist()))
         unknown = sorted(set(test_users) - set(known))

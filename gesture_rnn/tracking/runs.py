@@ -246,8 +246,9 @@ def run_tags(cfg: DictConfig, data_md5: str | None, net: Mapping[str, Any] | Non
     }
     if parent_run_id := os.environ.get(PARENT_RUN_ENV):
         tags["mlflow.parentRunId"] = parent_run_id  # a trial of a sweep: nest under its parent run
-        trial = Path(str(OmegaConf.select(cfg, "paths.output_dir", default="") or "")).name
-        tags["mlflow.runName"] = f"trial {trial} · {tags['mlflow.runName']}"
+        job = Path(str(OmegaConf.select(cfg, "paths.output_dir", default="") or ""))
+        label = "fold" if job.parent.name == "folds" else "trial"  # a cross-validation's or a sweep's
+        tags["mlflow.runName"] = f"{label} {job.name} · {tags['mlflow.runName']}"
     return tags
 
 
@@ -294,6 +295,24 @@ def log_artifact(loggers: Iterable[Logger], path: Path, artifact_dir: str) -> No
                 logger.experiment.log_artifacts(logger.run_id, str(path), artifact_dir)
             elif live:
                 logger.experiment.log_artifact(logger.run_id, str(path), artifact_dir)
+
+
+@contextmanager
+def nested_under(run_id: str | None) -> Iterator[None]:
+    """Runs created inside nest under ``run_id`` (a cross-validation's folds under its run); the
+    sweep's parent, if any, is restored after."""
+    if not run_id:
+        yield
+        return
+    before = os.environ.get(PARENT_RUN_ENV)
+    os.environ[PARENT_RUN_ENV] = run_id
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(PARENT_RUN_ENV, None)
+        else:
+            os.environ[PARENT_RUN_ENV] = before
 
 
 @contextmanager

@@ -65,7 +65,7 @@ def plan_resume(cfg: DictConfig) -> ResumePlan | None:
 # the data settings that decide which recordings train, select and test a model
 SPLIT_SETTINGS = (
     "split", "test_users", "val_users", "val_fraction", "test_fraction", "stratify",
-    "drop_conflicting_duplicates",
+    "drop_conflicting_duplicates", "folds", "fold",
 )  # fmt: skip
 
 

@@ -1,0 +1,170 @@
+"""``python train.py cv=users`` (or ``cv=kfold cv.folds=5``): every fold a train.py run, one MLflow
+parent run with the folds nested under it, and one summary — what the command prints, logs and
+returns (so ``tune.py -m cv=users`` optimises the cross-validated mean of ``optimized_metric``).
+
+A fold that fails is recorded FAILED and named; the means are then NaN rather than an average of
+fewer folds. An interrupted cross-validation continues where it stopped when run again in its
+folder (``hydra.run.dir=<its folder>``): finished folds (``folds/<name>/metrics.json``) are kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, open_dict
+
+from gesture_rnn.errors import ConfigError, GestureRNNError, Interrupted
+from gesture_rnn.tracking import runs
+from gesture_rnn.training.cross_validation import Summary, folds
+from gesture_rnn.utils.atomic import write_text_atomically
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "cv.md"
+
+
+def fold_config(cfg: DictConfig, data: dict[str, Any], output_dir: Path) -> DictConfig:
+    """``cfg`` as one fold's train.py run: the fold's data settings, its own folder, no cv."""
+    fold = copy.deepcopy(cfg)  # interpolations kept: paths below output_dir follow the fold's
+    with open_dict(fold):
+        fold.cv = None
+        fold.register = False  # a fold is not a model to serve
+        fold.paths.output_dir = str(output_dir)
+        for key, value in data.items():
+            fold.data[key] = value
+    return fold
+
+
+def cross_validate(cfg: DictConfig) -> dict[str, float]:
+    """Train every fold (those finished in this folder before are kept), then summarise."""
+    from gesture_rnn.commands.train import train
+
+    plan = folds(cfg.cv)
+    if cfg.get("ckpt_path"):
+        raise ConfigError("cv= trains every fold from scratch; to continue one, run it again in its folder: "
+                          "hydra.run.dir=<its folder> (finished folds are kept)")  # fmt: skip
+    if cfg.get("register"):
+        raise ConfigError("register=true registers one model; cv= trains one per fold: register a single run")
+    output_dir = Path(cfg.paths.output_dir)
+    parent = _parent_run(cfg, output_dir, plan_name=f"cv {cfg.cv.kind}")
+    summary = Summary({})
+    for fold in plan:
+        fold_dir = output_dir / "folds" / fold.name
+        record = fold_dir / "metrics.json"
+        if record.is_file():  # finished before an interruption: kept, not trained again
+            summary.results[fold.name] = json.loads(record.read_text())["metrics"]
+            log.info("Fold %s: finished before, kept", fold.name)
+            continue
+        print(f"\nfold {fold.name} ({len(summary.results) + 1}/{len(plan)})")
+        try:
+            with runs.nested_under(parent):
+                summary.results[fold.name] = train(fold_config(cfg, fold.data, fold_dir))
+        except (Interrupted, KeyboardInterrupt):
+            _end_parent(cfg, parent, "KILLED")
+            raise
+        except GestureRNNError:  # the command line's error, the same for every fold: one line
+            _end_parent(cfg, parent, "FAILED")
+            raise
+        except Exception as err:  # recorded and named, the other folds go on
+            summary.results[fold.name] = None
+            summary.errors[fold.name] = f"{type(err).__name__}: {err}".splitlines()[0]
+            log.error("Fold %s failed: %s", fold.name, summary.errors[fold.name])
+    metrics = summary.metrics()
+    table = summary.table()
+    write_text_atomically(
+        output_dir / SUMMARY_FILE, f"# Cross-validation ({cfg.cv.kind})\n\n{table}\n", "summary"
+    )
+    plot = _plot(summary, output_dir / "cv.png")
+    record = {"metrics": metrics, "mlflow_run_ids": [parent] if parent else [], "folds": summary.errors}
+    write_text_atomically(output_dir / "metrics.json", json.dumps(record, default=str), "run record")
+    if parent:
+        _log_parent(cfg, parent, metrics, [output_dir / SUMMARY_FILE, plot], failed=bool(summary.failed))
+    print(f"\nCross-validation, {cfg.cv.kind}: {len(plan)} folds\n{table}")
+    if summary.failed:
+        print(f"  FAILED folds: {', '.join(summary.failed)} — the means are NaN (see the table)")
+    print(
+        f"  run folder     {output_dir}" + (f"\n  MLflow run     {parent} (folds nested)" if parent else "")
+    )
+    return metrics
+
+
+def _mlflow_node(cfg: DictConfig) -> Any:
+    return next((node for node in (cfg.get("logger") or {}).values() if runs.is_mlflow_node(node)), None)
+
+
+def _parent_run(cfg: DictConfig, output_dir: Path, plan_name: str) -> str | None:
+    """The cross-validation's own MLflow run (nested under a sweep's, in a sweep), continued when
+    the folder already has one."""
+    node = _mlflow_node(cfg)
+    if node is None:
+        return None
+    id_file = output_dir / runs.RUN_ID_FILE
+    if id_file.is_file():
+        return id_file.read_text().strip()
+    tags = runs.run_tags(cfg, None)
+    tags["mlflow.runName"] = f"{plan_name} · {tags['mlflow.runName']}"
+    tags.pop("data_md5")
+    run_id = runs.create_run(node.tracking_uri, node.experiment_name, node.get("artifact_location"), tags)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    id_file.write_text(run_id + "\n")
+    from mlflow import MlflowClient
+
+    client = MlflowClient(node.tracking_uri)
+    for key, value in runs.run_params(cfg).items():
+        client.log_param(run_id, key, str(value)[:6000])
+    return run_id
+
+
+def _log_parent(
+    cfg: DictConfig, run_id: str, metrics: dict[str, float], files: list[Path], failed: bool
+) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(_mlflow_node(cfg).tracking_uri)
+    for key, value in metrics.items():
+        if not math.isnan(value):
+            client.log_metric(run_id, key, value)
+    for path in files:
+        if path is not None and path.is_file():
+            client.log_artifact(run_id, str(path))
+    client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+
+
+def _end_parent(cfg: DictConfig, run_id: str | None, status: str) -> None:
+    if run_id:
+        from mlflow import MlflowClient
+
+        MlflowClient(_mlflow_node(cfg).tracking_uri).set_terminated(run_id, status)
+
+
+def _plot(summary: Summary, path: Path) -> Path | None:
+    """Each fold's test accuracy as a bar, the mean as a line."""
+    finished = {name: m["test/acc"] for name, m in summary.finished.items() if "test/acc" in m}
+    if not finished:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(1.0 + 0.6 * len(summary.results), 3.2))
+    names = list(summary.results)
+    axes.bar(
+        names,
+        [finished.get(n, 0.0) for n in names],
+        color=["#4c72b0" if n in finished else "#c44e52" for n in names],
+    )
+    mean = sum(finished.values()) / len(finished)
+    axes.axhline(mean, color="black", linewidth=1, label=f"mean {mean:.4f}")
+    axes.set_ylim(max(0.0, min(finished.values()) - 0.05), 1.0)
+    axes.set_ylabel("test accuracy")
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

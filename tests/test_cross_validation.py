@@ -1,0 +1,167 @@
+"""``cv=users`` / ``cv=kfold``: the folds, their isolation, the summary, a failed fold, resuming."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import PROJECT_ROOT, SYNTH_USERS, compose_train_config
+from mlflow import MlflowClient
+
+from gesture_rnn.data.splits import split_indices
+from gesture_rnn.errors import ConfigError
+from gesture_rnn.training.cross_validation import Summary, folds
+
+USERS = f"cv.users=[{','.join(SYNTH_USERS)}]"
+SMALL = ["model.net.hidden=8", "trainer.max_epochs=2", "log_model=false", "console=quiet"]
+
+
+def test_leave_one_user_out_holds_each_user_out_once_and_selects_on_another():
+    plan = folds({"kind": "users", "users": ["U01", "U02", "U03"], "val_users": 1})
+    assert [f.name for f in plan] == ["U01", "U02", "U03"]
+    assert all(f.data == {"split": "users", "test_users": [f.name], "val_users": 1, "val_fraction": 0.0}
+               for f in plan)  # fmt: skip
+    assert len(folds({"kind": "users", "users": None, "val_users": 1})) == 8, "the dataset's users"
+    for bad, message in (({"kind": "users", "users": ["U01"]}, "at least 2 distinct users"),
+                         ({"kind": "kfold", "folds": 1}, "cv.folds=1 is invalid"),
+                         ({"kind": "loso"}, "cv.kind='loso' is invalid")):  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            folds(bad)
+
+
+def test_kfold_parts_partition_the_data_and_keep_the_class_balance():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(20), 10)
+    users = rng.choice(["U01", "U02"], size=len(labels))
+    tests = [
+        split_indices(labels, users, "kfold", 0.2, 0.1, True, [], seed=3, folds=5, fold=i).test
+        for i in range(5)
+    ]
+    together = np.concatenate(tests)
+    assert sorted(together.tolist()) == list(range(len(labels))), "each recording tested exactly once"
+    assert all(np.bincount(labels[t], minlength=20).tolist() == [2] * 20 for t in tests), "stratified"
+    with pytest.raises(ConfigError, match=r"data.fold=5 is invalid: it must be an integer in \[0, 4\]"):
+        split_indices(labels, users, "kfold", 0.2, 0.1, True, [], seed=3, folds=5, fold=5)
+
+
+def test_the_summary_is_computed_from_the_folds_metrics_and_a_failed_fold_is_never_averaged_away():
+    fixed = {
+        "U01": {"test/acc": 0.90, "val/acc_best": 0.80, "test/f1": 0.88},
+        "U02": {"test/acc": 0.80, "val/acc_best": 0.70, "test/f1": 0.78},
+        "U03": {"test/acc": 1.00, "val/acc_best": 0.90, "test/f1": 1.00},
+    }
+    metrics = Summary(dict(fixed)).metrics()
+    assert metrics["test/acc"] == pytest.approx(0.9) and metrics["val/acc_best"] == pytest.approx(0.8)
+    assert metrics["cv/test/acc/std"] == pytest.approx(np.std([0.9, 0.8, 1.0]))
+    assert metrics["cv/worst/test/acc"] == pytest.approx(0.8) and metrics["cv/fold/U03/test/acc"] == 1.0
+    failed = Summary({**fixed, "U02": None}, {"U02": "RuntimeError: out of memory"})
+    metrics = failed.metrics()
+    assert (
+        math.isnan(metrics["test/acc"]) and metrics["cv/failed"] == 1.0 and "cv/worst/test/acc" not in metrics
+    )
+    assert metrics["cv/test/acc/finished_mean"] == pytest.approx(0.95)
+    assert "| U02 | | | | FAILED: RuntimeError: out of memory |" in failed.table()
+    assert "mean ± std of 2 of 3 folds | 0.9500" in failed.table()
+
+
+def train_py(tmp_path: Path, data: Path, *overrides: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(PROJECT_ROOT / "train.py"), f"paths.root_dir={tmp_path}",
+               f"data.path={data}", f"data.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path / 'cv'}",
+               *overrides]  # fmt: skip
+    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.integration
+def test_cv_users_is_one_run_with_its_folds_nested_isolated_and_resumable(synthetic_zip, tmp_path):
+    """python train.py cv=users: one parent MLflow run, a nested run per fold; no held-out
+    recording in a fold's training or selection (its checkpoint's record); run again in its folder,
+    only a missing fold trains."""
+    done = train_py(tmp_path, synthetic_zip, "cv=users", USERS, *SMALL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Cross-validation, users: 3 folds" in done.stdout and "| mean ± std |" in done.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    experiment = client.get_experiment_by_name("gestures").experiment_id
+    runs = client.search_runs([experiment])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 3 and parent.info.status == "FINISHED"
+    assert sorted(r.data.params["data.test_users"] for r in children) == ["['U01']", "['U02']", "['U03']"]
+    folds_acc = [r.data.metrics["test/acc"] for r in children]
+    assert parent.data.metrics["test/acc"] == pytest.approx(np.mean(folds_acc))
+    assert parent.data.metrics["cv/worst/test/acc"] == pytest.approx(min(folds_acc))
+    assert {"cv.md", "cv.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+    from gesture_rnn.data.fingerprints import fingerprints
+    from gesture_rnn.data.parsing import load_records
+
+    records = load_records(synthetic_zip, None)
+    for user in SYNTH_USERS:  # fold isolation, checked against what each model recorded it saw
+        (checkpoint,) = (tmp_path / "cv" / "folds" / user / "checkpoints").glob("epoch_*.ckpt")
+        seen = set(torch.load(checkpoint, weights_only=True)["GestureDataModule"]["seen"])
+        held_out = fingerprints(records.sequences[i] for i in np.flatnonzero(records.users == user))
+        assert not seen & set(held_out), f"fold {user}: a held-out recording trained or selected the model"
+        val = torch.load(checkpoint, weights_only=True)["datamodule_hyper_parameters"]
+        assert val["val_users"] == 1 and val["val_fraction"] == 0.0
+
+    kept = {u: (tmp_path / "cv" / "folds" / u / "metrics.json").stat().st_mtime_ns for u in ("U01", "U02")}
+    for path in sorted((tmp_path / "cv" / "folds" / "U03").rglob("*"), reverse=True):  # as if stopped
+        path.unlink() if path.is_file() else path.rmdir()
+    again = train_py(tmp_path, synthetic_zip, "cv=users", USERS, *SMALL)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("\nfold ") == 1, "only the missing fold trained"
+    assert kept == {u: (tmp_path / "cv" / "folds" / u / "metrics.json").stat().st_mtime_ns for u in kept}
+    runs = client.search_runs([experiment])
+    assert len([r for r in runs if "mlflow.parentRunId" not in r.data.tags]) == 1, "the same parent run"
+
+
+@pytest.mark.integration
+def test_a_failed_fold_is_recorded_failed_and_named(synthetic_zip, tmp_path, monkeypatch, capsys):
+    from gesture_rnn.commands import train as train_command
+    from gesture_rnn.commands.cross_validate import cross_validate
+
+    real_train = train_command.train
+
+    def failing_for_u02(cfg):
+        if list(cfg.data.test_users) == ["U02"]:
+            raise RuntimeError("the fold ran out of memory")
+        return real_train(cfg)
+
+    monkeypatch.setattr(train_command, "train", failing_for_u02)
+    cfg = compose_train_config(tmp_path, [f"data.path={synthetic_zip}", "cv=users", USERS, *SMALL])
+    metrics = cross_validate(cfg)
+    assert math.isnan(metrics["test/acc"]) and metrics["cv/failed"] == 1
+    out = capsys.readouterr().out
+    assert "FAILED folds: U02" in out and "FAILED: RuntimeError: the fold ran out of memory" in out
+    record = json.loads((tmp_path / "outputs" / "run" / "metrics.json").read_text())
+    assert record["folds"] == {"U02": "RuntimeError: the fold ran out of memory"}
+    client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    parent = client.get_run(record["mlflow_run_ids"][0])
+    assert parent.info.status == "FAILED"
+
+
+@pytest.mark.integration
+def test_tune_optimises_the_cross_validated_mean_with_folds_nested_in_trials(synthetic_zip, tmp_path):
+    command = [sys.executable, str(PROJECT_ROOT / "tune.py"), "-m", f"paths.root_dir={tmp_path}",
+               f"data.path={synthetic_zip}", f"data.cache_dir={tmp_path}/cache",
+               f"hydra.sweep.dir={tmp_path}/sweep", "cv=users", "cv.users=[U01,U02]",
+               "hydra.sweeper.n_trials=2", "model.hidden=choice(8,16)", "trainer.max_epochs=1",
+               "log_model=false"]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("gestures").experiment_id])
+    by_id = {r.info.run_id: r for r in runs}
+    (sweep,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == sweep.info.run_id]
+    folds_ = [r for r in runs if by_id.get(r.data.tags.get("mlflow.parentRunId", "")) in trials]
+    assert len(trials) == 2 and len(folds_) == 4
+    best = max(t.data.metrics["val/acc_best"] for t in trials)  # the folds' mean: the objective
+    assert sweep.data.metrics["best/val/acc_best"] == pytest.approx(best)
