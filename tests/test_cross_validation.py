@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,11 +81,12 @@ def train_py(tmp_path: Path, data: Path, *overrides: str) -> subprocess.Complete
 
 @pytest.mark.integration
 def test_cv_users_is_one_run_with_its_folds_nested_isolated_and_resumable(synthetic_zip, tmp_path):
-    """python train.py cv=users: one parent MLflow run, a nested run per fold; no held-out
-    recording in a fold's training or selection (its checkpoint's record); run again in its folder,
-    only a missing fold trains."""
-    done = train_py(tmp_path, synthetic_zip, "cv=users", USERS, *SMALL)
+    """python train.py cv=users (folds in two processes): one parent MLflow run, a nested run per
+    fold; no held-out recording in a fold's training or selection (its checkpoint's record); run
+    again in its folder, only a missing fold trains."""
+    done = train_py(tmp_path, synthetic_zip, "cv=users", USERS, "cv.jobs=2", *SMALL)  # two folds at once
     assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r"3 folds, 2 at a time \(\d+ thread\(s\) each\)", done.stdout), done.stdout
     assert "Cross-validation, users: 3 folds" in done.stdout and "| mean ± std |" in done.stdout
     client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
     experiment = client.get_experiment_by_name("gestures").experiment_id

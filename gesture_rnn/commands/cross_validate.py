@@ -13,12 +13,14 @@ import copy
 import json
 import logging
 import math
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from gesture_rnn.errors import ConfigError, GestureRNNError, Interrupted
+from gesture_rnn.errors import ConfigError, GestureRNNError
 from gesture_rnn.tracking import runs
 from gesture_rnn.training.cross_validation import Summary, folds
 from gesture_rnn.utils.atomic import write_text_atomically
@@ -50,30 +52,39 @@ def cross_validate(cfg: DictConfig) -> dict[str, float]:
                           "hydra.run.dir=<its folder> (finished folds are kept)")  # fmt: skip
     if cfg.get("register"):
         raise ConfigError("register=true registers one model; cv= trains one per fold: register a single run")
+    jobs = cfg.cv.get("jobs", 1)
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or not 1 <= jobs <= 64:
+        raise ConfigError(f"cv.jobs={jobs!r} is invalid: it must be an integer in [1, 64]")
     output_dir = Path(cfg.paths.output_dir)
     parent = _parent_run(cfg, output_dir, plan_name=f"cv {cfg.cv.kind}")
     summary = Summary({})
+    todo = []
     for fold in plan:
-        fold_dir = output_dir / "folds" / fold.name
-        record = fold_dir / "metrics.json"
+        record = output_dir / "folds" / fold.name / "metrics.json"
         if record.is_file():  # finished before an interruption: kept, not trained again
             summary.results[fold.name] = json.loads(record.read_text())["metrics"]
             log.info("Fold %s: finished before, kept", fold.name)
-            continue
-        print(f"\nfold {fold.name} ({len(summary.results) + 1}/{len(plan)})")
-        try:
-            with runs.nested_under(parent):
-                summary.results[fold.name] = train(fold_config(cfg, fold.data, fold_dir))
-        except (Interrupted, KeyboardInterrupt):
-            _end_parent(cfg, parent, "KILLED")
-            raise
-        except GestureRNNError:  # the command line's error, the same for every fold: one line
-            _end_parent(cfg, parent, "FAILED")
-            raise
-        except Exception as err:  # recorded and named, the other folds go on
-            summary.results[fold.name] = None
-            summary.errors[fold.name] = f"{type(err).__name__}: {err}".splitlines()[0]
-            log.error("Fold %s failed: %s", fold.name, summary.errors[fold.name])
+        else:
+            summary.results[fold.name] = None  # in plan order; filled in as folds finish
+            todo.append(fold)
+    jobs = min(jobs, max(1, len(todo)))
+    try:
+        if jobs > 1:
+            _run_in_parallel(cfg, todo, output_dir, parent, jobs, summary)
+        else:
+            for number, fold in enumerate(todo, start=1):
+                print(f"\nfold {fold.name} ({number}/{len(todo)} to train)")
+                fold_cfg = fold_config(cfg, fold.data, output_dir / "folds" / fold.name)
+                try:
+                    with runs.nested_under(parent):
+                        summary.results[fold.name] = train(fold_cfg)
+                except GestureRNNError:  # the command line's error, the same for every fold: one line
+                    raise
+                except Exception as err:  # recorded and named, the other folds go on
+                    _failed(summary, fold.name, err)
+    except BaseException:
+        _end_parent(cfg, parent, "KILLED" if not isinstance(sys.exc_info()[1], GestureRNNError) else "FAILED")
+        raise
     metrics = summary.metrics()
     table = summary.table()
     write_text_atomically(
@@ -91,6 +102,55 @@ def cross_validate(cfg: DictConfig) -> dict[str, float]:
         f"  run folder     {output_dir}" + (f"\n  MLflow run     {parent} (folds nested)" if parent else "")
     )
     return metrics
+
+
+def _failed(summary: Summary, name: str, err: BaseException) -> None:
+    summary.results[name] = None
+    summary.errors[name] = f"{type(err).__name__}: {err}".splitlines()[0]
+    log.error("Fold %s failed: %s", name, summary.errors[name])
+
+
+def _train_fold(fold_cfg: DictConfig, parent: str | None) -> dict[str, float]:
+    """One fold in a worker process (``cv.jobs`` > 1): its run nested under ``parent``."""
+    from gesture_rnn.commands.train import train
+
+    with runs.nested_under(parent):
+        return train(fold_cfg)
+
+
+def _run_in_parallel(
+    cfg: DictConfig, todo: list[Any], output_dir: Path, parent: str | None, jobs: int, summary: Summary
+) -> None:
+    """``jobs`` folds at a time, each in its own process with a fair share of the cores (small
+    networks use two cores poorly; two folds at once use them well)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    configs = {}
+    for fold in todo:
+        fold_cfg = fold_config(cfg, fold.data, output_dir / "folds" / fold.name)
+        with open_dict(fold_cfg):
+            fold_cfg.num_threads = threads
+        OmegaConf.resolve(fold_cfg)  # the worker has no Hydra context to resolve it in
+        configs[fold.name] = fold_cfg
+    print(f"\n{len(todo)} folds, {jobs} at a time ({threads} thread(s) each)")
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_train_fold, configs[f.name], parent): f.name for f in todo}
+        try:
+            for future in as_completed(futures):
+                name = futures[future]
+                try:
+                    summary.results[name] = future.result()
+                    print(f"fold {name}: test accuracy {summary.results[name].get('test/acc', math.nan):.4f}")
+                except GestureRNNError:
+                    raise
+                except Exception as err:
+                    _failed(summary, name, err)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
 def _mlflow_node(cfg: DictConfig) -> Any:
