@@ -41,7 +41,7 @@ VENV_BIN := $(CURDIR)/$(BIN)
 LOCAL_STORE := sqlite:///$(CURDIR)/outputs/mlflow.db
 export VERSION TRACKING_URI MODEL SERVE_PORT UI_PORT ZIP VENV_BIN LOCAL_STORE
 
-.PHONY: help install data docs train tune reproduce loso ablation compare new_wearer watch serve promote startup gpu_check calibration personalize bench soak test test-fast test-slow lint format ui clean
+.PHONY: help install data docs train tune reproduce loso cv ablation compare new_wearer watch serve promote startup gpu_check calibration personalize bench soak test test-fast test-slow lint format ui clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -127,6 +127,10 @@ compare: install ## Network families x 2 sizes on both protocols + CPU cost -> r
 
 bench: install ## Pipeline vs plain PyTorch loop, start-up, inference, MiniRocket (EXTRAS=dev,peers) -> reports/bench.md
 	$(BIN)/python -m bench.benchmark $(ARGS)
+
+cv: ## Leave-one-user-out as one command (cv=users, 1 and 2 folds at once) beside MiniRocket -> reports/cv.md (needs GESTURES_DATA)
+	$(MAKE) install EXTRAS=dev,peers
+	$(BIN)/python -m studies.cv --data "$(GESTURES_DATA)" $(ARGS)
 
 startup: install ## Where train.py's start-up goes, up to its first step, beside import lightning -> reports/startup.md (needs GESTURES_DATA)
 	$(BIN)/python -m bench.startup --data "$(GESTURES_DATA)" $(ARGS)
