@@ -30,7 +30,10 @@ from gesture_rnn.models import GestureClassifier, GestureNet
         ("model.net.dropout=-0.1", r"model.net.dropout=-0.1 is invalid"),
         ("trainer.max_epochs=0", r"trainer.max_epochs=0 is invalid: it must be an integer >= 1"),
         ("trainer.max_epochs=-1", r"trainer.max_epochs=-1 is invalid"),
-        ("data.split=people", r"data.split='people' is invalid: it must be one of \['random', 'users', 'kfold'\]"),
+        (
+            "data.split=people",
+            r"data.split='people' is invalid: it must be one of \['random', 'users', 'kfold'\]",
+        ),
         ("data.test_fraction=0", r"data.test_fraction=0 is invalid: it must be a number in \(0, 1\)"),
         ("data.test_fraction=1.0", r"data.test_fraction=1.0 is invalid"),
         ("data.val_fraction=1", r"data.val_fraction=1 is invalid: it must be a number in \[0, 1\)"),
