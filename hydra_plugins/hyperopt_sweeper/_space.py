@@ -65,34 +65,29 @@ def dimension(override: Override) -> Dimension:
     raise ValueError(f"{override.input_line}: unsupported sweep for the hyperopt sweeper")
 
 
+def _last_overrides(arguments: list[str]) -> dict[str, Override]:
+    """Each key's override, a later one replacing an earlier one (so a command-line
+    ``trainer.max_epochs=5`` fixes a key that ``hydra.sweeper.params`` sweeps), in that order."""
+    last: dict[str, Override] = {}
+    for override in OverridesParser.create().parse_overrides(arguments):
+        key = override.get_key_element()
+        last.pop(key, None)
+        last[key] = override
+    return last
+
+
 def search_record(arguments: list[str]) -> dict[str, Any]:
     """What a sweep's trials are comparable by: each swept key's expression and the fixed
     overrides, as text (saved with the state; a resume must ask the same)."""
-    swept: dict[str, str] = {}
-    fixed: dict[str, str] = {}
-    for override in OverridesParser.create().parse_overrides(arguments):
-        key = override.get_key_element()
-        swept.pop(key, None)
-        fixed.pop(key, None)
+    record: dict[str, dict[str, str]] = {"space": {}, "fixed": {}}
+    for key, override in _last_overrides(arguments).items():
         value = str(override.input_line).partition("=")[2].replace(" ", "")
-        (swept if override.is_sweep_override() else fixed)[key] = value
-    return {"space": swept, "fixed": fixed}
+        record["space" if override.is_sweep_override() else "fixed"][key] = value
+    return record
 
 
 def parse_search_space(arguments: list[str]) -> tuple[dict[str, Dimension], list[str]]:
-    """Split overrides into the search space and the fixed overrides every trial gets.
-
-    A later override of a key replaces an earlier one, so a command-line ``trainer.max_epochs=5``
-    fixes a key that ``hydra.sweeper.params`` sweeps.
-    """
-    space: dict[str, Dimension] = {}
-    fixed: dict[str, str] = {}
-    for override in OverridesParser.create().parse_overrides(arguments):
-        key = override.get_key_element()
-        space.pop(key, None)
-        fixed.pop(key, None)
-        if override.is_sweep_override():
-            space[key] = dimension(override)
-        else:
-            fixed[key] = override.input_line
-    return space, list(fixed.values())
+    """Split overrides into the search space and the fixed overrides every trial gets."""
+    last = _last_overrides(arguments)
+    space = {key: dimension(o) for key, o in last.items() if o.is_sweep_override()}
+    return space, [o.input_line for o in last.values() if not o.is_sweep_override()]
