@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from gesture_rnn.config.checks import validate_config
-from gesture_rnn.data.augment import Augmentation, AugmentingCollate, random_rotation, time_warp
-from gesture_rnn.data.batching import pad_batch
+from gesture_rnn.data.augment import Augmentation, AugmentingCollate, random_rotation, time_warp, warp_padded
+from gesture_rnn.data.batching import pad_batch, pad_sequences
 from gesture_rnn.data.datamodule import GestureDataModule
 from gesture_rnn.errors import ConfigError
 
@@ -39,6 +40,21 @@ def test_shapes_time_warp_and_that_zero_means_unchanged():
     assert augmented.shape == sequence.shape and not torch.equal(augmented, sequence)
     warped = Augmentation(time_warp=0.3)(sequence)
     assert 14 <= len(warped) <= 26 and warped.shape[1] == 3
+
+
+def test_the_batch_warp_is_each_recordings_linear_resampling_with_zero_padding():
+    """The whole-batch warp gives what resampling each recording alone with F.interpolate gives
+    (the arithmetic the augmentation always had), for stretched, shrunk and 2-step results."""
+    generator = torch.Generator().manual_seed(3)
+    sequences = [torch.randn(length, 3, generator=generator) for length in (10, 51, 23, 2, 37)]
+    factors = torch.tensor([0.8, 1.2, 1.0, 0.5, 0.05])
+    warped, lengths = warp_padded(*pad_sequences(sequences), factors)
+    for row, (sequence, factor) in enumerate(zip(sequences, factors.tolist(), strict=True)):
+        steps = max(2, round(len(sequence) * factor))
+        expected = F.interpolate(sequence.T[None], size=steps, mode="linear", align_corners=True)
+        assert int(lengths[row]) == steps
+        torch.testing.assert_close(warped[row, :steps], expected[0].T, rtol=1e-5, atol=1e-5)
+        assert not warped[row, steps:].any()
 
 
 def test_scaling_only_changes_the_amplitude():

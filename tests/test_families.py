@@ -21,7 +21,7 @@ from gesture_rnn.models.nets import FAMILIES, GestureNet, build_net
 
 SHIPPED = sorted(path.stem for path in (CONF_DIR / "model" / "net").glob("*.yaml"))
 # every family, plus the other inputs (model.net.inputs) on families that read them differently
-VARIANTS = [*SHIPPED, "gru:motion", "tcn:separated", "transformer:separated"]
+VARIANTS = [*SHIPPED, "gru:motion", "tcn:separated", "transformer:separated", "conv_gru:magnitude"]
 
 
 def shipped_settings(family: str, **changes) -> dict:
@@ -119,6 +119,25 @@ def test_motion_inputs_ignore_how_the_watch_sits_and_separated_inputs_keep_it():
         separated = small_net("gru:separated")
         assert separated.feature_size == 6
         assert not torch.allclose(separated(tilted, lengths), separated(accel, lengths), atol=1e-3)
+
+
+def test_the_magnitude_channel_is_what_a_turned_watch_keeps_and_padding_stays_zero():
+    """``magnitude`` adds |a| in g minus 1: the same for a recording turned by any rotation,
+    zero after a recording's end (so padding never reaches the network's reading)."""
+    from gesture_rnn.data.augment import random_rotation
+
+    sequences = recordings()
+    accel, lengths = pad_sequences(sequences)
+    turned = accel @ random_rotation(90.0, torch.Generator().manual_seed(4)).T
+    net = small_net("conv_gru:magnitude")
+    assert net.feature_size == 4
+    upright, rotated = net.prepare(accel, lengths), net.prepare(turned, lengths)
+    torch.testing.assert_close(rotated[..., 3], upright[..., 3], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(rotated[..., :3], upright[..., :3], atol=1e-2)
+    for row, length in enumerate(lengths.tolist()):
+        assert not upright[row, length:, 3].any()
+    first = sequences[0][0]
+    torch.testing.assert_close(upright[0, 0, 3], first.norm() / 9.80665 - 1)
 
 
 def test_a_checkpoint_from_before_the_inputs_setting_reads_raw_and_refuses_other_inputs(tmp_path):

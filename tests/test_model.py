@@ -91,3 +91,18 @@ def test_only_this_projects_networks_are_built_from_a_config():
 def test_the_export_path_of_a_bidirectional_gru_is_refused_with_the_fix():
     with pytest.raises(ConfigError, match=r"model\.net\.bidirectional=false"):
         gru(4, bidirectional=True).forward_padded(torch.randn(1, 5, 3), torch.tensor([5]))
+
+
+def test_label_smoothing_softens_the_training_loss_only():
+    """model.label_smoothing=s trains on (1 - s) * NLL + s * the mean of -log p over classes;
+    the validation and test losses stay the plain NLL, comparable with unsmoothed runs."""
+    torch.manual_seed(0)
+    smoothing = 0.2
+    model = GestureClassifier(net=gru(4), optimizer=ADAM, label_smoothing=smoothing)
+    logits, labels = torch.randn(6, 20), torch.randint(0, 20, (6,))
+    log_p = torch.log_softmax(logits, dim=1)
+    nll = -log_p[torch.arange(6), labels].mean()
+    expected = (1 - smoothing) * nll + smoothing * (-log_p.mean(dim=1)).mean()
+    torch.testing.assert_close(model._training_loss(logits, labels, None), expected)
+    torch.testing.assert_close(model.criterion(logits, labels), nll)
+    assert GestureClassifier(net=gru(4), optimizer=ADAM).hparams.label_smoothing == 0.0

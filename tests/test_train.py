@@ -95,6 +95,27 @@ def test_without_validation_the_last_epoch_is_tested(train_config, tmp_path):
     assert metrics["test/overfit_ratio"] == pytest.approx(ratio, rel=1e-4)
 
 
+def test_weight_averaging_validates_tests_and_saves_the_averaged_weights(train_config, tmp_path):
+    """callbacks=ema: the tested (best) checkpoint holds the moving average, and the test metrics
+    are that average's — not the raw weights, which Lightning's callback would reload."""
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from gesture_rnn.tracking.trials import tested_checkpoint
+
+    ema = ["callbacks=ema", "callbacks.ema.decay=0.9"]
+    cfg = train_config(*FAST, *ema, "data.val_fraction=0.2", "logger=none")
+    metrics = gesture_rnn.train(cfg)
+    tested = tested_checkpoint(Path(cfg.paths.output_dir))
+    checkpoint = torch.load(tested, weights_only=True)
+    weight = "net.gru.weight_hh_l0"
+    assert not torch.equal(checkpoint["state_dict"][weight], checkpoint["current_model_state"][weight])
+    datamodule = instantiate(cfg.data)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (again,) = trainer.test(load_classifier(tested), datamodule=datamodule, verbose=False)
+    assert again["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-5)
+
+
 def test_the_checkpoint_loads_back_with_its_normalisation(train_config, tmp_path):
     gesture_rnn.train(train_config(*FAST, "data.val_fraction=0"))
     path = tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt"

@@ -35,7 +35,8 @@ def fold_config(cfg: DictConfig, data: dict[str, Any], output_dir: Path) -> Dict
     fold = copy.deepcopy(cfg)  # interpolations kept: paths below output_dir follow the fold's
     with open_dict(fold):
         fold.cv = None
-        fold.register = False  # a fold is not a model to serve
+        fold.register = False  # a fold is not a model to serve: neither registered nor logged as
+        fold.log_model = False  # one (its checkpoint is still uploaded; ~2 s of a fold's ~15)
         fold.paths.output_dir = str(output_dir)
         for key, value in data.items():
             fold.data[key] = value

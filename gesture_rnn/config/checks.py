@@ -33,6 +33,7 @@ RULES = (
     Rule("data.augment.jitter", "a number >= 0", lambda v: is_number(v) and v >= 0),
     Rule("model.optimizer.lr", "a finite number > 0", lambda v: is_number(v) and v > 0),
     Rule("model.optimizer.weight_decay", "a finite number >= 0", lambda v: is_number(v) and v >= 0),
+    Rule("model.label_smoothing", "a number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1),
     Rule("model.distillation.weight", "a number in [0, 1]", lambda v: is_number(v) and 0 <= v <= 1),
     Rule("model.distillation.temperature", "a finite number > 0", lambda v: is_number(v) and v > 0),
     Rule(

@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from gesture_rnn.data.batching import pad_batch, pad_sequences
 
@@ -38,9 +37,31 @@ def random_rotation(max_degrees: float, generator: torch.Generator | None = None
 
 def time_warp(sequence: torch.Tensor, factor: float) -> torch.Tensor:
     """Resample [T, 3] to round(T * factor) steps (at least 2) by linear interpolation."""
-    steps = max(2, round(len(sequence) * factor))
-    resampled = F.interpolate(sequence.T[None], size=steps, mode="linear", align_corners=True)
-    return resampled[0].T.contiguous()
+    batch, lengths = warp_padded(sequence[None], torch.tensor([len(sequence)]), torch.tensor([factor]))
+    return batch[0, : int(lengths[0])]
+
+
+def warp_padded(
+    batch: torch.Tensor, lengths: torch.Tensor, factors: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resample each sequence of a zero-padded batch [B, T, C] to round(length * factor) steps
+    (at least 2) by linear interpolation with aligned ends (``F.interpolate(mode="linear",
+    align_corners=True)``'s arithmetic), all at once: a loop over sequences costs more than the
+    small networks' training step. Returns the new zero-padded batch and lengths."""
+    new_lengths = torch.round(lengths * factors.to(torch.float64)).long().clamp_min(2)
+    steps = torch.arange(int(new_lengths.max()), dtype=torch.float64).unsqueeze(0)  # [1, T']
+    scale = (lengths - 1).to(torch.float64) / (new_lengths - 1).to(torch.float64)  # [B]
+    position = (steps * scale.unsqueeze(1)).to(torch.float32)
+    last = (lengths - 1).unsqueeze(1)
+    low = position.floor().long().clamp(min=0).minimum(last)
+    high = (low + 1).minimum(last)
+    weight = (position - low.to(position.dtype)).unsqueeze(2)
+    channels = batch.shape[2]
+    below = batch.gather(1, low.unsqueeze(2).expand(-1, -1, channels))
+    above = batch.gather(1, high.unsqueeze(2).expand(-1, -1, channels))
+    real = (steps < new_lengths.unsqueeze(1)).unsqueeze(2)
+    warped = torch.where(real, below + (above - below) * weight, torch.zeros((), dtype=batch.dtype))
+    return warped, new_lengths
 
 
 @dataclass(frozen=True)
@@ -60,14 +81,13 @@ class Augmentation:
     def padded(
         self, sequences: list[torch.Tensor], generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Augment a batch and pad it -> (padded [B, T, 3], lengths [B]). Only the time warp runs
-        per sequence; rotation, scaling and jitter act on the padded batch at once (rotation and
-        scaling commute with the warp's linear interpolation), and the padding stays zero."""
+        """Augment a batch and pad it -> (padded [B, T, 3], lengths [B]). Every transform acts on
+        the padded batch at once, and the padding stays zero."""
         count = len(sequences)
+        batch, lengths = pad_sequences(sequences)
         if self.time_warp > 0:
             factors = 1 + self.time_warp * (2 * torch.rand(count, generator=generator) - 1)
-            sequences = [time_warp(s, f) for s, f in zip(sequences, factors.tolist(), strict=True)]
-        batch, lengths = pad_sequences(sequences)
+            batch, lengths = warp_padded(batch, lengths, factors)
         if self.rotate_deg > 0:
             batch = batch @ random_rotations(count, self.rotate_deg, generator).transpose(1, 2)
         if self.scale > 0:

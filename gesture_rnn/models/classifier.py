@@ -51,7 +51,8 @@ class GestureClassifier(L.LightningModule):
     ``net`` is a ``{_target_: ...}`` config of a network in ``gesture_rnn.models.nets`` (saved in
     the checkpoint, so ``load_from_checkpoint`` rebuilds it) or a ready ``GestureNet``. The
     optimizer and scheduler are ``{_target_: ..., _partial_: true}`` configs built in
-    ``configure_optimizers``. ``distillation`` ({teachers, weight, temperature}) mixes the
+    ``configure_optimizers``. ``label_smoothing`` softens the training targets (not the
+    validation or test loss). ``distillation`` ({teachers, weight, temperature}) mixes the
     teachers' soft targets into the training loss (``gesture_rnn.training.distillation``); the training
     batches carry them once ``train()`` has attached them to the datamodule.
     """
@@ -62,6 +63,7 @@ class GestureClassifier(L.LightningModule):
         optimizer: Mapping[str, Any],
         scheduler: Mapping[str, Any] | None = None,
         distillation: Mapping[str, Any] | None = None,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         if isinstance(net, nn.Module):
@@ -75,7 +77,9 @@ class GestureClassifier(L.LightningModule):
         self.hparams.optimizer = plain(optimizer)
         self.hparams.scheduler = plain(scheduler)
         self.hparams.distillation = plain(distillation)
-        self.criterion = nn.CrossEntropyLoss()
+        self.criterion = nn.CrossEntropyLoss()  # validation and test: the plain NLL, comparable across runs
+        # training only: a target of 1 - s on the label and s spread over all classes
+        self.train_criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_metrics, self.test_metrics = _metrics("val/"), _metrics("test/")
         # calibration on the test set: expected calibration error (15 bins) of softmax(logits) and
@@ -106,7 +110,7 @@ class GestureClassifier(L.LightningModule):
     ) -> torch.Tensor:
         settings = self.hparams.get("distillation") or {}
         if not settings.get("teachers"):
-            return self.criterion(logits, y)
+            return self.train_criterion(logits, y)
         if soft_targets is None:
             raise RuntimeError(
                 "model.distillation.teachers is set but the training batches carry no soft targets; "

@@ -50,8 +50,16 @@ SETTING_RULES["packed"] = ("true or false", lambda v: isinstance(v, bool))
 #   motion     each recording minus its own mean over its real steps — the mean is mostly
 #              gravity as the watch sits on this wrist, so what is left is the movement
 #   separated  motion and that mean (gravity, repeated at every step) as separate channels
-# value: channels read per recorded channel
-INPUTS = {"raw": 1, "motion": 1, "separated": 2}
+#   magnitude  raw plus the length of the acceleration vector in g minus 1 — the one channel a
+#              watch turned on the wrist does not change
+# value: channels the first layer reads, from the recorded channels
+INPUTS = {
+    "raw": lambda channels: channels,
+    "motion": lambda channels: channels,
+    "separated": lambda channels: 2 * channels,
+    "magnitude": lambda channels: channels + 1,
+}
+STANDARD_GRAVITY = 9.80665  # m/s², the magnitude channel's unit
 SETTING_RULES["inputs"] = (f"one of {', '.join(INPUTS)}", lambda v: v in INPUTS)
 # settings every family takes, with the value that older checkpoints (without them) were trained with
 COMMON_SETTINGS = {"inputs": "raw"}
@@ -88,7 +96,7 @@ class GestureNet(nn.Module):
             raise invalid("inputs", inputs, SETTING_RULES["inputs"][0])
         self.input_size, self.num_classes, self.inputs = input_size, num_classes, inputs
         # channels the first layer reads
-        self.feature_size = INPUTS[inputs] * input_size
+        self.feature_size = INPUTS[inputs](input_size)
         self.register_buffer("mean", torch.zeros(input_size))
         self.register_buffer("std", torch.ones(input_size))
         # probability calibration (gesture_rnn.models.calibration), fitted after training; 1 = none
@@ -126,6 +134,10 @@ class GestureNet(nn.Module):
         x = self.normalize(accel)
         if self.inputs == "raw":
             return x
+        if self.inputs == "magnitude":  # padding (zero acceleration) is left at zero
+            real = (~padding_mask(lengths, x.shape[1], x.device)).unsqueeze(2).to(x.dtype)
+            g = accel.norm(dim=2, keepdim=True) / STANDARD_GRAVITY
+            return torch.cat((x, (g - 1) * real), dim=2)
         real = (~padding_mask(lengths, x.shape[1], x.device)).unsqueeze(2).to(x.dtype)  # [B, T, 1]
         gravity = (x * real).sum(1, keepdim=True) / real.sum(1, keepdim=True)  # [B, 1, C]
         motion = (x - gravity) * real

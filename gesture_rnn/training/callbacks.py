@@ -1,6 +1,6 @@
-"""Side work of a run as Lightning callbacks: per-epoch seeding, saving on interrupt, learning
-curves, probability calibration, and the run record (artifacts, summary metrics, MLflow model,
-``metrics.json``)."""
+"""Side work of a run as Lightning callbacks: per-epoch seeding, weight averaging, saving on
+interrupt, learning curves, probability calibration, and the run record (artifacts, summary
+metrics, MLflow model, ``metrics.json``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, EMAWeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -129,6 +129,21 @@ class TemperatureScaling(Callback):
         if last is not None and last.is_file() and (tested is None or last.resolve() != tested.resolve()):
             net = net_from_checkpoint(read_checkpoint(last))
             write_temperature(last, fit_temperature(*logits_and_labels(net, loader, torch.device("cpu"))))
+
+
+class AveragedWeights(EMAWeightAveraging):
+    """An exponential moving average of the weights (``callbacks=ema``), validated, tested and
+    saved as the checkpoint's ``state_dict``.
+
+    Lightning's callback reloads a checkpoint's non-averaged weights whenever it loads one while
+    it holds an average, so ``trainer.test(ckpt_path="best")`` after the fit would test the raw
+    weights; here only a resumed fit restores them, and testing reads the averaged ones."""
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
 
 class RunRecord(Callback):
