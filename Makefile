@@ -26,13 +26,10 @@ SEEDS ?= 0,1,2
 # the leave-one-user-out models make personalize adapts (written by make calibration)
 BASE ?= outputs/calibration/best
 # the new-wearer ensemble's members, one sweep per seed (written by make new_wearer)
-ENSEMBLE_BASES ?= $(wildcard outputs/new_wearer/full/best/seed*/part*)
-LOSO_FOLDS := [U01],[U02],[U03],[U04],[U05],[U06],[U07],[U08]
+ENSEMBLE_BASES ?= $(wildcard outputs/new_wearer/full/best/seed*)
 # quiet multiruns: one line per job instead of a progress bar per epoch
 QUIET := console=quiet
 ABLATION_QUIET := $(QUIET) logger=none log_model=false
-# validation (model selection, calibration) on one whole training user, as new wearers are
-VAL_USER := data.val_users=1 data.val_fraction=0
 
 ZIP ?=
 # Values a user types reach recipes as environment variables, quoted by the shell ("$$VERSION"),
@@ -80,19 +77,18 @@ reproduce: install ## The study's four rows over SEEDS (default 0,1,2) -> report
 
 loso: install ## Leave-one-user-out (8 folds) vs the random split (SEEDS) -> reports/loso.md
 	rm -rf outputs/loso
-	$(BIN)/python train.py -m data.split=users 'data.test_users=$(LOSO_FOLDS)' \
-	  hydra.sweep.dir=outputs/loso/users $(QUIET) $(ARGS)
+	$(BIN)/python train.py cv=users cv.val_users=0 hydra.run.dir=outputs/loso/users $(QUIET) $(ARGS)
 	$(BIN)/python train.py -m seed=$(SEEDS) hydra.sweep.dir=outputs/loso/random $(QUIET) $(ARGS)
 	$(BIN)/python -m studies.reports loso outputs/loso/users outputs/loso/random \
 	  --out reports/loso.md --command "make loso SEEDS=$(SEEDS)"
 
-ablation: install ## Screen options on hard LOSO folds, evaluate experiment=best fully -> reports/ablation.md
+ablation: install ## Screen options on hard LOSO folds, evaluate experiment=gru_large fully -> reports/ablation.md
 	PY=$(BIN)/python bash studies/ablation_screen.sh
-	$(BIN)/python train.py -m experiment=best data.split=users 'data.test_users=$(LOSO_FOLDS)' \
-	  hydra.sweep.dir=outputs/ablation/best_loso $(ABLATION_QUIET) $(ARGS)
-	$(BIN)/python train.py -m data.split=users 'data.test_users=$(LOSO_FOLDS)' \
-	  hydra.sweep.dir=outputs/ablation/baseline_loso $(ABLATION_QUIET) $(ARGS)
-	$(BIN)/python train.py -m experiment=best seed=$(SEEDS) data.val_fraction=0 \
+	$(BIN)/python train.py cv=users cv.val_users=0 experiment=gru_large \
+	  hydra.run.dir=outputs/ablation/best_loso $(ABLATION_QUIET) $(ARGS)
+	$(BIN)/python train.py cv=users cv.val_users=0 \
+	  hydra.run.dir=outputs/ablation/baseline_loso $(ABLATION_QUIET) $(ARGS)
+	$(BIN)/python train.py -m experiment=gru_large seed=$(SEEDS) data.val_fraction=0 \
 	  hydra.sweep.dir=outputs/ablation/best_random $(ABLATION_QUIET) $(ARGS)
 	$(BIN)/python train.py -m seed=$(SEEDS) data.val_fraction=0 \
 	  hydra.sweep.dir=outputs/ablation/baseline_random $(ABLATION_QUIET) $(ARGS)
@@ -104,10 +100,9 @@ new_wearer: install ## New wearers out of the box: options screened, then 8 fold
 
 calibration: install ## Calibrated probabilities for new wearers (LOSO, validation on a held-out user) -> reports/calibration.md
 	rm -rf outputs/calibration
-	$(BIN)/python train.py -m experiment=best data.split=users 'data.test_users=$(LOSO_FOLDS)' $(VAL_USER) \
-	  hydra.sweep.dir=outputs/calibration/best $(ABLATION_QUIET) $(ARGS)
-	$(BIN)/python train.py -m data.split=users 'data.test_users=$(LOSO_FOLDS)' $(VAL_USER) \
-	  hydra.sweep.dir=outputs/calibration/default $(ABLATION_QUIET) $(ARGS)
+	$(BIN)/python train.py cv=users experiment=gru_large \
+	  hydra.run.dir=outputs/calibration/best $(ABLATION_QUIET) $(ARGS)
+	$(BIN)/python train.py cv=users hydra.run.dir=outputs/calibration/default $(ABLATION_QUIET) $(ARGS)
 	$(BIN)/python -m studies.reports calibration outputs/calibration/best outputs/calibration/default \
 	  --out reports/calibration.md --command "make calibration"
 

@@ -2,11 +2,12 @@
 
     python -m bench.quantize [SWEEP] [--out reports/quantize.md]
 
-SWEEP is a leave-one-user-out multirun (default ``outputs/calibration/best``, ``make
-calibration``'s experiment=best folds). Each fold's tested checkpoint is exported to ONNX as float
-and with int8 weights (``export.py quantize=int8``); both classify all of the held-out user's
-recordings with onnxruntime: accuracy, largest probability difference, argmax agreement, file size,
-one-gesture latency (p50, one thread).
+SWEEP is a ``train.py cv=users`` folder (default ``outputs/calibration/best``, ``make
+calibration``'s experiment=gru_large folds) or an older leave-one-user-out multirun folder. Each
+fold's tested checkpoint is exported to ONNX as float and with int8 weights (``export.py
+quantize=int8``); both classify all of the held-out user's recordings with onnxruntime:
+accuracy, largest probability difference, argmax agreement, file size, one-gesture latency (p50,
+one thread).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from gesture_rnn.data.datamodule import GestureDataModule
 from gesture_rnn.deploy.export import export_onnx
 from gesture_rnn.deploy.quantize import SCHEME, quantize_weights_int8
 from gesture_rnn.models.checkpoint import load_net
-from gesture_rnn.tracking.trials import find_trials, tested_checkpoint
+from gesture_rnn.tracking.trials import tested_checkpoint
 from gesture_rnn.utils.atomic import write_text_atomically
-from studies.reports import held_out, machine
+from studies.multirun import finished_runs, held_out
+from studies.reports import machine
 
 
 def session(path: Path) -> onnxruntime.InferenceSession:
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sweep", type=Path, nargs="?", default=Path("outputs/calibration/best"))
     parser.add_argument("--out", type=Path, default=Path("reports/quantize.md"))
     args = parser.parse_args(argv)
-    folds = find_trials(args.sweep)
+    folds = finished_runs(args.sweep)
     if not folds:
         raise SystemExit(f"error: no finished runs under {args.sweep}; run make calibration first")
     dm = GestureDataModule.from_shipped_config(cache_dir=tempfile.mkdtemp(), val_fraction=0.0)

@@ -1,7 +1,7 @@
 """gesture_rnn: gesture recognition on smartwatch accelerometer data with recurrent networks.
 
-Importing the package is cheap (config resolvers and errors only); ``train`` and
-``metric_value`` import Lightning when first used.
+Importing the package is cheap (config resolvers and errors only); ``train`` imports Lightning
+when first used.
 """
 
 from __future__ import annotations
@@ -17,8 +17,12 @@ __all__ = ["ConfigError", "DataError", "GestureRNNError", "metric_value", "train
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("train", "metric_value"):
-        from gesture_rnn.commands import train
+    if name == "train":
+        from gesture_rnn.commands.train import train
 
-        return getattr(train, name)
+        return train
+    if name == "metric_value":
+        from gesture_rnn.tracking.trials import metric_value
+
+        return metric_value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

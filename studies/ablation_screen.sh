@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Screen each option on the hardest leave-one-user-out folds (one seed), then report:
-#   bash studies/ablation_screen.sh [FOLDS] [OUT]     (make ablation)
+# Screen each option on the hardest leave-one-user-out folds (one seed, train.py cv=users), then report:
+#   USERS=[U02,U04,U08] OUT=outputs/ablation bash studies/ablation_screen.sh     (make ablation)
 set -euo pipefail
-FOLDS=${FOLDS:-"[U02],[U04],[U08]"}
+USERS=${USERS:-"[U02,U04,U08]"}
 OUT=${OUT:-outputs/ablation}
 PY=${PY:-python}
 QUIET="console=quiet logger=none log_model=false"
@@ -29,8 +29,8 @@ ROUND2="all_augment_rotate60 all_augment_40_epochs all_augment_hidden128_layers2
 for name in ${ONLY:-$ROUND1 $ROUND2}; do
   [ -d "$OUT/$name" ] && continue  # already screened
   # shellcheck disable=SC2086
-  $PY train.py -m data.split=users "data.test_users=$FOLDS" ${OPTIONS[$name]} $QUIET \
-    hydra.sweep.dir="$OUT/$name.partial" > /dev/null 2>&1
+  $PY train.py cv=users cv.val_users=0 "cv.users=$USERS" ${OPTIONS[$name]} $QUIET \
+    hydra.run.dir="$OUT/$name.partial" > /dev/null 2>&1
   mv "$OUT/$name.partial" "$OUT/$name"
   echo "screened $name"
 done

@@ -14,7 +14,8 @@ Phases (each skips what is already finished under --out, so a stopped comparison
           ONNX export's one-gesture latency (p50, onnxruntime on 1 thread)
   report  reports/models.md and reports/models.png (python -m studies.reports models)
 
-The trainings are ``train.py -m`` multiruns, one per family, size and protocol. ``--jobs N`` runs N
+The trainings are one command per family, size and protocol: ``train.py cv=users`` for the
+leave-one-user-out folds, a ``train.py -m`` multirun over the random split's seeds. ``--jobs N`` runs N
 of them at once (each on its share of the CPU threads) — for a GPU machine (``--trainer gpu``); on
 a 2-core CPU keep 1: parallel torch processes slow each other down many times over.
 """
@@ -37,11 +38,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from gesture_rnn.data.facts import USERS
-from gesture_rnn.tracking.trials import find_trials
 from gesture_rnn.training.artifacts import save_figure  # also selects the Agg backend
 from gesture_rnn.utils.atomic import write_text_atomically
-from studies.multirun import PROJECT_ROOT, run_missing
-from studies.reports import held_out, machine, mean_sd
+from studies.multirun import PROJECT_ROOT, finished_runs, held_out, run_cv, run_missing
+from studies.reports import machine, mean_sd
 
 EXPERIMENT = "gestures-compare"
 # the watch recommendation: the best new-wearer accuracy among networks of at most this many
@@ -109,7 +109,7 @@ def collect(out_dir: Path, protocol: Protocol | None = None) -> list[Row]:
         for sweep_dir in sorted(p for p in (out_dir / split).glob("*-*") if p.is_dir()):
             family, size = sweep_dir.name.rsplit("-", 1)
             row = rows.setdefault(sweep_dir.name, Row(family, size))
-            for run in (run for part in sorted(sweep_dir.glob("part*")) for run in find_trials(part)):
+            for run in finished_runs(sweep_dir):
                 metrics = run["metrics"]
                 protocol.add(run["config"])
                 row.params = row.params or parameter_count(run["config"])
@@ -334,17 +334,18 @@ class Split:
     values: list[str]
 
 
+# leave-one-user-out runs as train.py cv=users (cv.val_users=0: no validation, as PROTOCOL says)
 SPLITS = {
-    "screen": Split(["data.split=users", "seed=0"], "data.test_users", [f"[{u}]" for u in HARD_USERS]),
+    "screen": Split(["cv.val_users=0", "seed=0"], "cv.users", list(HARD_USERS)),
     "random": Split(["data.split=random"], "seed", ["0", "1", "2"]),
-    "loso": Split(["data.split=users", "seed=0"], "data.test_users", [f"[{u}]" for u in USERS]),
+    "loso": Split(["cv.val_users=0", "seed=0"], "cv.users", list(USERS)),
 }
 PHASE_SPLITS = {"screen": ["screen"], "full": ["random", "loso"]}
 
 
 def run_multirun(split_name: str, family: str, size: str, args: argparse.Namespace) -> str:
-    """One family and size on one protocol, as a train.py multirun over the jobs not finished
-    yet (``studies.multirun.run_missing``); returns a progress line."""
+    """One family and size on one protocol — ``train.py cv=users`` over the held-out users, or a
+    multirun over the seeds — training only what is not finished yet; returns a progress line."""
     split, name = SPLITS[split_name], f"{family}-{size}"
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     overrides = [
@@ -356,7 +357,11 @@ def run_multirun(split_name: str, family: str, size: str, args: argparse.Namespa
         *([f"num_threads={threads}"] if threads else []),
         *args.overrides,
     ]
-    result = run_missing(args.out / split_name / name, overrides, split.key, split.values)
+    folder = args.out / split_name / name
+    if split.key == "cv.users":
+        result = run_cv(folder, overrides, split.values)
+    else:
+        result = run_missing(folder, overrides, split.key, split.values)
     if result.log is None:
         return f"{split_name:6s} {name}: done before"
     status = (

@@ -1,6 +1,11 @@
-"""Resumable ``train.py -m`` sweeps for the benchmarks: every sweep folder holds ``part<n>``
-folders, and a continued sweep runs only the values with no finished job yet, in a new part —
-a finished job is never trained or overwritten again."""
+"""How the studies train and read their runs.
+
+- Leave-one-user-out: ``train.py cv=users`` in one folder per variant (``run_cv``), which keeps the
+  folds finished before — the studies have no fold loop of their own.
+- Anything else swept (seeds of the random split): resumable ``train.py -m`` sweeps whose folder
+  holds ``part<n>`` folders; a continued sweep runs only the values with no finished job yet, in a
+  new part (``run_missing``).
+- ``finished_runs`` reads either (and the multirun folders older studies left) — the one reader."""
 
 from __future__ import annotations
 
@@ -10,8 +15,27 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from gesture_rnn.tracking.trials import find_trials
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def held_out(run: dict[str, Any]) -> str:
+    """The user(s) a leave-one-user-out run held out, as written in its config (U04)."""
+    return str(run["config"]["data.test_users"]).strip("[]'\" ")
+
+
+def finished_runs(folder: Path) -> list[dict[str, Any]]:
+    """Every finished run of a study folder: the folds of a ``cv=users`` run (``folds/<user>``),
+    and the jobs of the ``part<n>`` multiruns or plain multirun that older studies left there."""
+    return find_trials(folder / "folds") + _multirun_jobs(folder)
+
+
+def _multirun_jobs(folder: Path) -> list[dict[str, Any]]:
+    parts = [*sorted(folder.glob("part*")), folder]
+    return [run for part in parts if part.is_dir() for run in find_trials(part)]
 
 
 def finished_values(sweep_dir: Path, key: str) -> dict[str, float]:
@@ -57,3 +81,23 @@ def run_missing(sweep_dir: Path, overrides: list[str], key: str, values: list[st
         code = subprocess.run(command, cwd=PROJECT_ROOT, stdout=handle, stderr=subprocess.STDOUT).returncode
     done = finished_values(sweep_dir, key)
     return SweepResult(done, [v for v in values if v not in done], code, time.perf_counter() - started, log)
+
+
+def run_cv(folder: Path, overrides: list[str], users: list[str]) -> SweepResult:
+    """``train.py cv=users cv.users=<users> <overrides>`` in ``folder``. The command keeps the folds
+    it finished before (so its summary covers every user); users that an older multirun in the
+    folder finished are left out of it, so no user is trained twice."""
+    done = {held_out(run): run["metrics"]["test/acc"] for run in finished_runs(folder)}
+    if all(user in done for user in users):
+        return SweepResult(done, [], 0, 0.0, None)
+    by_multirun = {held_out(run) for run in _multirun_jobs(folder)}
+    asked = [user for user in users if user not in by_multirun]
+    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "cv=users", f"cv.users=[{','.join(asked)}]",
+               *overrides, f"hydra.run.dir={folder}"]  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / f"cv{len(list(folder.glob('cv*.log')))}.log"
+    started = time.perf_counter()
+    with open(log, "w") as handle:
+        code = subprocess.run(command, cwd=PROJECT_ROOT, stdout=handle, stderr=subprocess.STDOUT).returncode
+    done = {held_out(run): run["metrics"]["test/acc"] for run in finished_runs(folder)}
+    return SweepResult(done, [u for u in users if u not in done], code, time.perf_counter() - started, log)

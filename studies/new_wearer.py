@@ -3,8 +3,8 @@
     python -m studies.new_wearer [--phases screen full evaluate report] [--candidates ...]
                                [--final best motion] [--seeds 0 1 2] [--out DIR]
 
-Every training is ``experiment=best`` plus one candidate's overrides, on leave-one-user-out
-folds, with model selection and calibration on one whole *training* user (``data.val_users=1``):
+Every training is ``experiment=gru_large`` plus one candidate's overrides, ``train.py cv=users``,
+with model selection and calibration on one whole *training* user (``cv.val_users=1``):
 the held-out user is never used for training or for choosing anything.
 
 Phases (each skips what is already finished under --out, so a stopped run continues):
@@ -32,19 +32,19 @@ import matplotlib.pyplot as plt
 import torch
 
 from gesture_rnn.data.facts import USERS
-from gesture_rnn.tracking.trials import find_trials, tested_checkpoint
+from gesture_rnn.tracking.trials import tested_checkpoint
 from gesture_rnn.training.artifacts import save_figure
 from gesture_rnn.utils.atomic import write_text_atomically
-from studies.multirun import PROJECT_ROOT, run_missing
-from studies.reports import held_out, machine
+from studies.multirun import PROJECT_ROOT, finished_runs, held_out, run_cv
+from studies.reports import machine
 
 GOAL_MEAN, GOAL_WORST = 0.975, 0.95
 EXPERIMENT = "gestures-new-wearer"
 
 
 def seed_runs(seed_dir: Path) -> list[dict[str, Any]]:
-    """The finished folds of one variant and seed, over every ``part<n>``."""
-    return [trial for part in sorted(seed_dir.glob("part*")) for trial in find_trials(part)]
+    """The finished folds of one variant and seed (its ``cv=users`` folder)."""
+    return finished_runs(seed_dir)
 
 
 def accuracies(variant_dir: Path) -> dict[int, dict[str, float]]:
@@ -223,9 +223,9 @@ def new_wearer_report(
         f"and a screen of {screened}.",
         f"Machine: {machine()}.",
         "",
-        "Every training is `experiment=best` (GRU 256/2/0.06, augmentation, 20 epochs) plus the "
+        "Every training is `experiment=gru_large` (GRU 256/2/0.06, augmentation, 20 epochs) plus the "
         "option named. Each fold holds one user out entirely; model selection and the temperature use "
-        "one other *training* user (`data.val_users=1 data.val_fraction=0`), so the held-out user is "
+        "one other *training* user (`cv=users`, `cv.val_users=1`), so the held-out user is "
         f"never used for training or for choosing anything. Goals: mean ≥ {GOAL_MEAN}, no user below "
         f"{GOAL_WORST}.",
         "",
@@ -333,18 +333,17 @@ def _log(series: dict[str, dict[str, float]], report: Path, command: str, tracki
     return run_id
 
 
-# the three lowest folds of experiment=best with a validation user (reports/calibration.md)
+# the three lowest folds of experiment=gru_large with a validation user (reports/calibration.md)
 SCREEN_USERS = ["U03", "U04", "U07"]
+# train.py cv=users: model selection and calibration on one other whole user (cv.val_users=1)
 BASE = [
-    "experiment=best",
-    "data.split=users",
-    "data.val_users=1",
-    "data.val_fraction=0",
+    "experiment=gru_large",
+    "cv.val_users=1",
     "console=quiet",
     "logger=none",
     "log_model=false",
 ]
-# name -> overrides on top of experiment=best
+# name -> overrides on top of experiment=gru_large
 CANDIDATES: dict[str, list[str]] = {
     "best": [],
     "motion": ["model.net.inputs=motion"],
@@ -355,15 +354,11 @@ CANDIDATES: dict[str, list[str]] = {
 TTA_COPIES, TTA_DEGREES = 8, 20.0
 
 
-def _fold_values(users: list[str]) -> list[str]:
-    return [f"[{user}]" for user in users]
-
-
 def train_phase(sweeps: dict[Path, list[str]], users: list[str]) -> bool:
-    """Each sweep folder -> its overrides, over the given folds; prints one line per sweep."""
+    """Each folder -> its overrides, ``train.py cv=users`` over the given users; one line each."""
     ok = True
     for sweep_dir, overrides in sweeps.items():
-        result = run_missing(sweep_dir, [*BASE, *overrides], "data.test_users", _fold_values(users))
+        result = run_cv(sweep_dir, [*BASE, *overrides], users)
         if result.log is None:
             print(f"  {sweep_dir.relative_to(sweep_dir.parents[2])}: done before", flush=True)
             continue
@@ -392,7 +387,6 @@ def ms_per_gesture(net: torch.nn.Module, sequences: list, repeats: int = 60) -> 
 def load_members(variant_dir: Path, seeds: list[int]) -> dict[str, list[torch.nn.Module]]:
     """Held-out user -> the tested network of every seed (users missing a seed are left out)."""
     from gesture_rnn.models.checkpoint import load_net
-    from studies.reports import held_out
 
     nets: dict[str, dict[int, torch.nn.Module]] = {}
     for seed in seeds:

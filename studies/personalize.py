@@ -3,8 +3,9 @@
     python -m studies.personalize BASE_SWEEP [BASE_SWEEP ...] [--shots 1 2 3 5] [--methods head ncm all]
                                 [--seeds 0 1 2]
 
-BASE_SWEEP is a leave-one-user-out multirun of train.py (one job per held-out user, e.g.
-``make calibration``'s outputs/calibration/best): each fold's base model never saw its user.
+BASE_SWEEP is a ``train.py cv=users`` folder (one fold per held-out user, e.g. ``make
+calibration``'s outputs/calibration/best) or an older leave-one-user-out multirun folder: each
+fold's base model never saw its user.
 Several sweeps (e.g. one per training seed, ``make new_wearer``'s) make each fold's base an
 ensemble: every member is adapted on the same shots and their probabilities averaged. For
 every fold, method, k and seed, k recordings per gesture of the held-out user are drawn by seed,
@@ -28,10 +29,11 @@ from gesture_rnn.commands.personalize import accuracy, check_unseen, personalize
 from gesture_rnn.data.datamodule import GestureDataModule
 from gesture_rnn.models.checkpoint import net_from_checkpoint, read_checkpoint
 from gesture_rnn.models.ensemble import AveragedNet
-from gesture_rnn.tracking.trials import find_trials, tested_checkpoint
+from gesture_rnn.tracking.trials import tested_checkpoint
 from gesture_rnn.training.artifacts import save_figure
 from gesture_rnn.utils.atomic import write_text_atomically
-from studies.reports import held_out, machine
+from studies.multirun import finished_runs, held_out
+from studies.reports import machine
 
 GOALS = {1: (0.985, None), 3: (0.99, 0.98)}  # k -> (mean, worst user)
 SETTINGS = {"head": (100, 0.01), "ncm": (1, 0.01), "all": (30, 0.001)}  # method -> (steps, lr)
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     records = dm.records
     folds: dict[str, list[dict]] = defaultdict(list)  # held-out user -> the folds' models
     for sweep in args.base_sweeps:
-        for fold in find_trials(sweep):
+        for fold in finished_runs(sweep):
             folds[held_out(fold)].append(fold)
     if not folds:
         raise SystemExit(f"error: no finished runs under {args.base_sweeps}; run make calibration first")

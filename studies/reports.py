@@ -20,8 +20,8 @@ from typing import Any
 import matplotlib.pyplot as plt
 import torch
 
-from gesture_rnn.tracking.trials import find_trials
 from gesture_rnn.training.artifacts import save_figure  # also selects the Agg backend
+from studies.multirun import finished_runs, held_out
 
 # The study's single-run test accuracies: (hidden, layers, dropout, epochs) -> accuracy
 STUDY = {(64, 1, 0.1, 3): 0.41, (64, 1, 0.1, 10): 0.89, (64, 1, 0.1, 20): 0.974, (256, 2, 0.06, 20): 0.9955}
@@ -50,7 +50,7 @@ def mean_sd(values: list[float], digits: int = 4) -> str:
 
 
 def load_runs(sweep_dirs: Iterable[Path]) -> list[dict[str, Any]]:
-    runs = [trial for sweep_dir in sweep_dirs for trial in find_trials(Path(sweep_dir))]
+    runs = [run for sweep_dir in sweep_dirs for run in finished_runs(Path(sweep_dir))]
     if not runs:
         raise SystemExit(f"error: no finished runs (metrics.json) under {', '.join(map(str, sweep_dirs))}")
     return runs
@@ -125,11 +125,6 @@ def _plot_accuracy_vs_epochs(groups: dict[tuple, list[dict[str, Any]]], path: Pa
     ax.grid(alpha=0.3)
     ax.legend()
     save_figure(fig, path)
-
-
-def held_out(run: dict[str, Any]) -> str:
-    """The user(s) a leave-one-user-out run held out, as written in its config (U04)."""
-    return str(run["config"]["data.test_users"]).strip("[]'\" ")
 
 
 def loso_report(

@@ -7,7 +7,7 @@ Phases (each keeps what is already finished under --out, so a stopped run contin
             seeds 0-2 (trained here if missing), then their logits over the dataset cached — the
             teachers' cost, reported apart from the student's
   train     per seed ONE command, timed by the wall clock (start-up, MLflow, teacher cache reads
-            included): python train.py -m experiment=watch seed=K data.test_users=<the 8 folds>
+            included): python train.py cv=users experiment=watch seed=K
   ablation  the same, model.distillation.weight=0 (no teachers): what distillation is worth
   evaluate  every fold's model exported to ONNX, float and int8 weights: accuracy on its held-out
             user, file size, one-gesture latency (onnxruntime, one thread)
@@ -28,7 +28,7 @@ from typing import Any
 
 from gesture_rnn.data.facts import USERS
 from gesture_rnn.utils.atomic import write_text_atomically
-from studies.multirun import PROJECT_ROOT, run_missing
+from studies.multirun import PROJECT_ROOT, run_cv
 from studies.new_wearer import accuracies, mean_seconds
 from studies.reports import machine
 
@@ -268,6 +268,8 @@ def watch_report(
 
 TEACHER_SEEDS = (0, 1, 2)
 QUIET = ["console=quiet"]
+# the recipe as it is: no validation (cv.val_users=0), the last epoch tested
+WATCH_CV = ["experiment=watch", "cv.val_users=0"]
 # the shipped recipe as it is (no teachers): what distillation is worth
 NO_TEACHERS = ["logger=none"]
 
@@ -275,10 +277,6 @@ NO_TEACHERS = ["logger=none"]
 def teachers_override(teacher_dir: Path) -> str:
     """The distilled run: experiment=watch taught by the new-wearer GRUs of every teacher seed."""
     return f"model.distillation.teachers=[{','.join(str(teacher_dir / f'seed{s}') for s in TEACHER_SEEDS)}]"
-
-
-def _folds() -> list[str]:
-    return [f"[{user}]" for user in USERS]
 
 
 def teachers_phase(teacher_dir: Path) -> dict:
@@ -305,12 +303,12 @@ def teachers_phase(teacher_dir: Path) -> dict:
 
 
 def train_phase(out: Path, seeds: list[int], teacher_dir: Path) -> None:
-    """One distilled ``train.py -m experiment=watch`` over the 8 folds per seed, wall time
-    recorded when all 8 ran in that one command."""
+    """One distilled ``train.py cv=users experiment=watch`` per seed, wall time recorded when all
+    8 folds ran in that one command."""
     for seed in seeds:
         sweep_dir = out / f"seed{seed}"
-        overrides = ["experiment=watch", teachers_override(teacher_dir), f"seed={seed}", *QUIET]
-        result = run_missing(sweep_dir, overrides, "data.test_users", _folds())
+        overrides = [*WATCH_CV, teachers_override(teacher_dir), f"seed={seed}", *QUIET]
+        result = run_cv(sweep_dir, overrides, USERS)
         if result.log is None:
             print(f"  seed {seed}: done before", flush=True)
             continue
@@ -323,7 +321,7 @@ def train_phase(out: Path, seeds: list[int], teacher_dir: Path) -> None:
             "folds": len(USERS),
             "one_command": len(result.done) == len(USERS),
         }
-        if timing["one_command"] and len(list(sweep_dir.glob("part*"))) == 1:
+        if timing["one_command"] and len(list(sweep_dir.glob("cv*.log"))) == 1:
             (sweep_dir / "timing.json").write_text(json.dumps(timing))
         mean = sum(result.done.values()) / len(result.done)
         print(f"  seed {seed}: LOSO mean {mean:.4f}, 8 folds in {result.seconds:.1f} s", flush=True)
@@ -332,8 +330,8 @@ def train_phase(out: Path, seeds: list[int], teacher_dir: Path) -> None:
 def ablation_phase(out: Path, seeds: list[int]) -> None:
     """``no_distillation/seed<k>``: experiment=watch as shipped, without teachers."""
     for seed in seeds:
-        overrides = ["experiment=watch", *NO_TEACHERS, f"seed={seed}", *QUIET]
-        result = run_missing(out / "no_distillation" / f"seed{seed}", overrides, "data.test_users", _folds())
+        overrides = [*WATCH_CV, *NO_TEACHERS, f"seed={seed}", *QUIET]
+        result = run_cv(out / "no_distillation" / f"seed{seed}", overrides, USERS)
         if result.code or result.left:
             raise SystemExit(f"error: the no-teacher run of seed {seed} failed; see {result.log}")
         mean = sum(result.done.values()) / len(result.done)
@@ -351,8 +349,8 @@ def evaluate_phase(out: Path, seeds: list[int]) -> None:
     from gesture_rnn.deploy.quantize import quantize_weights_int8
     from gesture_rnn.models.checkpoint import load_net
     from gesture_rnn.tracking.trials import tested_checkpoint
+    from studies.multirun import held_out
     from studies.new_wearer import seed_runs
-    from studies.reports import held_out
 
     dm = GestureDataModule.from_shipped_config(val_fraction=0.0)
     dm.setup()

@@ -81,26 +81,37 @@ def test_the_report_tables_picks_plots_and_logs_the_comparison(tmp_path):
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"models.md", "models.png"}
 
 
-def test_a_continued_comparison_runs_only_the_missing_folds_in_a_new_part(tmp_path, monkeypatch):
-    sweep = tmp_path / "loso" / "gru-default"
+def test_a_continued_comparison_trains_each_missing_fold_once_with_cv(tmp_path, monkeypatch):
+    """Leave-one-user-out runs are one ``train.py cv=users`` in the study's folder. An interrupted
+    cv is asked for every user (it keeps its finished folds, so its summary covers all); users an
+    older multirun in the folder finished are not asked again."""
+    legacy, interrupted = tmp_path / "loso" / "gru-default", tmp_path / "loso" / "gru-large"
     for i, user in enumerate(compare.USERS[:6]):
-        write_run(sweep / "part0" / str(i), {**GRU, "data.test_users": [user]}, 0.8)
-    (sweep / "part0" / "6").mkdir()  # stopped during the seventh fold: no metrics.json
+        write_run(legacy / "part0" / str(i), {**GRU, "data.test_users": [user]}, 0.8)
+    (legacy / "part0" / "6").mkdir()  # stopped during the seventh fold: no metrics.json
+    for user in compare.USERS[:5]:
+        write_run(interrupted / "folds" / user, {**GRU, "data.test_users": [user]}, 0.8)
     commands = []
 
-    def fake_train(command, **kwargs):
+    def fake_cv(command, **kwargs):  # what train.py cv=users does: trains the folds not finished
         commands.append(command)
-        sweep_dir = Path(next(a for a in command if a.startswith("hydra.sweep.dir=")).split("=", 1)[1])
-        users = next(a for a in command if a.startswith("data.test_users=")).split("=", 1)[1]
-        for job, user in enumerate(users.split(",")):
-            write_run(sweep_dir / str(job), {**GRU, "data.test_users": [user.strip("[]")]}, 0.9)
+        run_dir = Path(next(a for a in command if a.startswith("hydra.run.dir=")).split("=", 1)[1])
+        users = next(a for a in command if a.startswith("cv.users=")).split("=", 1)[1].strip("[]").split(",")
+        for user in users:
+            if not (run_dir / "folds" / user / "metrics.json").is_file():
+                write_run(run_dir / "folds" / user, {**GRU, "data.test_users": [user]}, 0.9)
         return subprocess.CompletedProcess(command, 0)
 
-    monkeypatch.setattr(multirun.subprocess, "run", fake_train)
+    monkeypatch.setattr(multirun.subprocess, "run", fake_cv)
     args = argparse.Namespace(out=tmp_path, jobs=1, trainer="cpu", overrides=[])
     line = compare.run_multirun("loso", "gru", "default", args)
-    (command,) = commands
-    assert "data.test_users=[U07],[U08]" in command and f"hydra.sweep.dir={sweep / 'part1'}" in command
+    assert "cv=users" in commands[0] and "cv.users=[U07,U08]" in commands[0]
+    assert f"hydra.run.dir={legacy}" in commands[0] and "cv.val_users=0" in commands[0]
     assert "over 8" in line and "FAILED" not in line
-    assert len(list((sweep / "part0").glob("*/metrics.json"))) == 6, "finished jobs are never overwritten"
+    assert len(list((legacy / "part0").glob("*/metrics.json"))) == 6, "finished jobs are never overwritten"
     assert compare.run_multirun("loso", "gru", "default", args).endswith("done before")
+    assert len(commands) == 1
+    compare.run_multirun("loso", "gru", "large", args)
+    assert f"cv.users=[{','.join(compare.USERS)}]" in commands[1]
+    assert {run["metrics"]["test/acc"] for run in multirun.finished_runs(interrupted)} == {0.8, 0.9}
+    assert len(multirun.finished_runs(interrupted)) == 8

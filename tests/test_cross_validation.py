@@ -30,7 +30,8 @@ def test_leave_one_user_out_holds_each_user_out_once_and_selects_on_another():
     assert all(f.data == {"split": "users", "test_users": [f.name], "val_users": 1, "val_fraction": 0.0}
                for f in plan)  # fmt: skip
     assert len(folds({"kind": "users", "users": None, "val_users": 1})) == 8, "the dataset's users"
-    for bad, message in (({"kind": "users", "users": ["U01"]}, "at least 2 distinct users"),
+    assert [f.name for f in folds({"kind": "users", "users": ["U05"], "val_users": 1})] == ["U05"]
+    for bad, message in (({"kind": "users", "users": ["U01", "U01"]}, "distinct users, at least one"),
                          ({"kind": "kfold", "folds": 1}, "cv.folds=1 is invalid"),
                          ({"kind": "loso"}, "cv.kind='loso' is invalid")):  # fmt: skip
         with pytest.raises(ConfigError, match=message):

@@ -224,10 +224,12 @@ def exit_on_user_error(task: Callable[..., T]) -> Callable[..., T]:
 def run_task(cfg: DictConfig) -> float | None:
     """What train.py and tune.py run: one training, or with ``cv=`` a cross-validation; returns
     ``optimized_metric`` (with ``cv=``, its mean over the folds) for sweepers."""
-    from gesture_rnn.commands.train import metric_value, train
+    from gesture_rnn.tracking.trials import metric_value
 
-    if cfg.get("cv"):
+    if cfg.get("cv"):  # Lightning is imported where the folds train (cv.jobs > 1: workers only)
         from gesture_rnn.commands.cross_validate import cross_validate
 
         return metric_value(cross_validate(cfg), cfg.get("optimized_metric"))
+    from gesture_rnn.commands.train import train
+
     return metric_value(train(cfg), cfg.get("optimized_metric"))

@@ -15,11 +15,15 @@ import logging
 import math
 import os
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from gesture_rnn.config.checks import validate_config
 from gesture_rnn.errors import ConfigError, GestureRNNError
 from gesture_rnn.tracking import runs
 from gesture_rnn.training.cross_validation import Summary, folds
@@ -45,8 +49,7 @@ def fold_config(cfg: DictConfig, data: dict[str, Any], output_dir: Path) -> Dict
 
 def cross_validate(cfg: DictConfig) -> dict[str, float]:
     """Train every fold (those finished in this folder before are kept), then summarise."""
-    from gesture_rnn.commands.train import train
-
+    started = time.perf_counter()
     plan = folds(cfg.cv)
     if cfg.get("ckpt_path"):
         raise ConfigError("cv= trains every fold from scratch; to continue one, run it again in its folder: "
@@ -56,8 +59,8 @@ def cross_validate(cfg: DictConfig) -> dict[str, float]:
     jobs = cfg.cv.get("jobs", 1)
     if not isinstance(jobs, int) or isinstance(jobs, bool) or not 1 <= jobs <= 64:
         raise ConfigError(f"cv.jobs={jobs!r} is invalid: it must be an integer in [1, 64]")
+    validate_config(cfg)  # the folds' shared settings: refused once, before any fold or run
     output_dir = Path(cfg.paths.output_dir)
-    parent = _parent_run(cfg, output_dir, plan_name=f"cv {cfg.cv.kind}")
     summary = Summary({})
     todo = []
     for fold in plan:
@@ -69,24 +72,21 @@ def cross_validate(cfg: DictConfig) -> dict[str, float]:
             summary.results[fold.name] = None  # in plan order; filled in as folds finish
             todo.append(fold)
     jobs = min(jobs, max(1, len(todo)))
-    try:
-        if jobs > 1:
-            _run_in_parallel(cfg, todo, output_dir, parent, jobs, summary)
-        else:
-            for number, fold in enumerate(todo, start=1):
-                print(f"\nfold {fold.name} ({number}/{len(todo)} to train)")
-                fold_cfg = fold_config(cfg, fold.data, output_dir / "folds" / fold.name)
-                try:
-                    with runs.nested_under(parent):
-                        summary.results[fold.name] = train(fold_cfg)
-                except GestureRNNError:  # the command line's error, the same for every fold: one line
-                    raise
-                except Exception as err:  # recorded and named, the other folds go on
-                    _failed(summary, fold.name, err)
-    except BaseException:
-        _end_parent(cfg, parent, "KILLED" if not isinstance(sys.exc_info()[1], GestureRNNError) else "FAILED")
-        raise
+    # the workers start (and import Lightning) while this process sets up the parent run
+    with _worker_pool(jobs) as pool:
+        parent = _parent_run(cfg, output_dir, plan_name=f"cv {cfg.cv.kind}")
+        try:
+            if pool is not None:
+                _run_in_parallel(cfg, todo, output_dir, parent, pool, jobs, summary)
+            else:
+                _run_one_at_a_time(cfg, todo, output_dir, parent, summary)
+        except BaseException:
+            status = "FAILED" if isinstance(sys.exc_info()[1], GestureRNNError) else "KILLED"
+            _end_parent(cfg, parent, status)
+            raise
     metrics = summary.metrics()
+    # this command's wall time (folds kept from before an interruption cost nothing here)
+    metrics["time/wall_s"] = time.perf_counter() - started
     table = summary.table()
     write_text_atomically(
         output_dir / SUMMARY_FILE, f"# Cross-validation ({cfg.cv.kind})\n\n{table}\n", "summary"
@@ -111,6 +111,23 @@ def _failed(summary: Summary, name: str, err: BaseException) -> None:
     log.error("Fold %s failed: %s", name, summary.errors[name])
 
 
+def _run_one_at_a_time(
+    cfg: DictConfig, todo: list[Any], output_dir: Path, parent: str | None, summary: Summary
+) -> None:
+    from gesture_rnn.commands.train import train
+
+    for number, fold in enumerate(todo, start=1):
+        print(f"\nfold {fold.name} ({number}/{len(todo)} to train)")
+        fold_cfg = fold_config(cfg, fold.data, output_dir / "folds" / fold.name)
+        try:
+            with runs.nested_under(parent):
+                summary.results[fold.name] = train(fold_cfg)
+        except GestureRNNError:  # the command line's error, the same for every fold: one line
+            raise
+        except Exception as err:  # recorded and named, the other folds go on
+            _failed(summary, fold.name, err)
+
+
 def _train_fold(fold_cfg: DictConfig, parent: str | None) -> dict[str, float]:
     """One fold in a worker process (``cv.jobs`` > 1): its run nested under ``parent``."""
     from gesture_rnn.commands.train import train
@@ -119,13 +136,40 @@ def _train_fold(fold_cfg: DictConfig, parent: str | None) -> dict[str, float]:
         return train(fold_cfg)
 
 
+def _import_training() -> None:
+    """A worker's first task: the training imports (Lightning, ~10 s on a small CPU), done while
+    the main process is still setting up."""
+    import gesture_rnn.commands.train  # noqa: F401
+
+
+@contextmanager
+def _worker_pool(jobs: int) -> Iterator[Any]:
+    """``jobs`` spawned worker processes already importing the training code, or None for one
+    fold at a time (trained in this process)."""
+    if jobs == 1:
+        yield None
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for _ in range(jobs):
+            pool.submit(_import_training)
+        yield pool
+
+
 def _run_in_parallel(
-    cfg: DictConfig, todo: list[Any], output_dir: Path, parent: str | None, jobs: int, summary: Summary
+    cfg: DictConfig,
+    todo: list[Any],
+    output_dir: Path,
+    parent: str | None,
+    pool: Any,
+    jobs: int,
+    summary: Summary,
 ) -> None:
     """``jobs`` folds at a time, each in its own process with a fair share of the cores (small
     networks use two cores poorly; two folds at once use them well)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     configs = {}
@@ -136,22 +180,21 @@ def _run_in_parallel(
         OmegaConf.resolve(fold_cfg)  # the worker has no Hydra context to resolve it in
         configs[fold.name] = fold_cfg
     print(f"\n{len(todo)} folds, {jobs} at a time ({threads} thread(s) each)")
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_train_fold, configs[f.name], parent): f.name for f in todo}
-        try:
-            for future in as_completed(futures):
-                name = futures[future]
-                try:
-                    summary.results[name] = future.result()
-                    print(f"fold {name}: test accuracy {summary.results[name].get('test/acc', math.nan):.4f}")
-                except GestureRNNError:
-                    raise
-                except Exception as err:
-                    _failed(summary, name, err)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    futures = {pool.submit(_train_fold, configs[f.name], parent): f.name for f in todo}
+    try:
+        for future in as_completed(futures):
+            name = futures[future]
+            try:
+                summary.results[name] = future.result()
+                print(f"fold {name}: test accuracy {summary.results[name].get('test/acc', math.nan):.4f}")
+            except GestureRNNError:
+                raise
+            except Exception as err:
+                _failed(summary, name, err)
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
 
 
 def _mlflow_node(cfg: DictConfig) -> Any:

@@ -203,14 +203,3 @@ def _interrupted(what: str, output_dir: Path, loggers: list[Logger]) -> Interrup
     else:
         hint = f"no epoch was completed; {last.parent / INTERRUPTED_CHECKPOINT} holds the partial one"
     return Interrupted(f"training stopped by {what}; {marked}{hint}")
-
-
-def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
-    """The value a sweep optimises; a clear error if the run did not produce it."""
-    if not name:
-        return None
-    if name not in metrics:
-        raise ConfigError(
-            f"optimized_metric={name!r} was not produced by this run; available: {sorted(metrics)}"
-        )
-    return metrics[name]

@@ -10,6 +10,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from gesture_rnn.errors import ConfigError
+
 
 def find_trials(sweep_dir: Path) -> list[dict[str, Any]]:
     """Every finished trial of a sweep: its job number and folder, overrides and metrics."""
@@ -32,6 +34,17 @@ def best_trial(trials: list[dict[str, Any]], metric: str, direction: str) -> dic
         return None
     pick = max if direction == "maximize" else min
     return pick(scored, key=lambda t: t["metrics"][metric])
+
+
+def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
+    """The value a sweep optimises; a clear error if the run did not produce it."""
+    if not name:
+        return None
+    if name not in metrics:
+        raise ConfigError(
+            f"optimized_metric={name!r} was not produced by this run; available: {sorted(metrics)}"
+        )
+    return metrics[name]
 
 
 def tested_checkpoint(job_dir: Path) -> Path:

@@ -32,8 +32,8 @@ def folds(cv: Mapping[str, Any]) -> list[Fold]:
     if kind == "users":
         users = [str(u) for u in (cv.get("users") or USERS)]
         val_users = cv.get("val_users", 1)
-        if len(users) < 2 or len(set(users)) != len(users):
-            raise ConfigError(f"cv.users={users} is invalid: it must name at least 2 distinct users")
+        if not users or len(set(users)) != len(users):
+            raise ConfigError(f"cv.users={users} is invalid: it must name distinct users, at least one")
         if not isinstance(val_users, int) or isinstance(val_users, bool) or val_users < 0:
             raise ConfigError(f"cv.val_users={val_users!r} is invalid: it must be an integer >= 0")
         settings = {"split": "users", "val_users": val_users}
