@@ -103,13 +103,24 @@ def test_experiment_overlays_set_the_study_configurations(train_config):
     default = train_config("experiment=study_default", "trainer.max_epochs=3")
     assert (default.model.net.hidden, default.model.net.layers, default.model.net.dropout) == (64, 1, 0.1)
     assert default.trainer.max_epochs == 3
-    best = train_config("experiment=best")
-    assert (best.model.net.hidden, best.model.net.layers) == (256, 2) and best.data.augment.rotate_deg == 30
+    large = train_config("experiment=gru_large")
+    assert (large.model.net.hidden, large.model.net.layers) == (256, 2)
+    assert large.data.augment.rotate_deg == 30
     assert train_config().data.augment.rotate_deg == 0, "augmentation is off unless asked for"
     new_wearer = train_config("experiment=new_wearer", "data.test_users=[U03]")
-    assert new_wearer.model.net.hidden == 256 and new_wearer.data.augment.rotate_deg == 30, "best's recipe"
+    assert new_wearer.model.net.hidden == 256 and new_wearer.data.augment.rotate_deg == 30, "gru_large's"
     assert (new_wearer.data.split, new_wearer.data.val_users, new_wearer.data.val_fraction) == ("users", 1, 0)
     assert list(new_wearer.data.test_users) == ["U03"]
+
+
+def test_the_recommended_experiment_is_the_small_model_tuned_for_new_wearers(train_config):
+    """experiment=best: at most 50k parameters, chosen on other whole users (one fold of
+    ``cv=users`` as a single run), label smoothing on; a fresh clone trains it (no teachers)."""
+    best = train_config("experiment=best")
+    net = instantiate(best.model).net
+    assert sum(p.numel() for p in net.parameters()) <= 50_000 and net.family == "conv_gru"
+    assert (best.data.split, best.data.val_users, best.data.val_fraction) == ("users", 1, 0)
+    assert best.model.label_smoothing > 0 and best.model.distillation.teachers == []
 
 
 def test_the_watch_experiment_is_a_small_network_that_needs_no_teachers(train_config):

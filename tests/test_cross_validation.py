@@ -15,6 +15,7 @@ import pytest
 import torch
 from conftest import PROJECT_ROOT, SYNTH_USERS, compose_train_config
 from mlflow import MlflowClient
+from omegaconf import OmegaConf
 
 from gesture_rnn.data.splits import split_indices
 from gesture_rnn.errors import ConfigError
@@ -36,6 +37,28 @@ def test_leave_one_user_out_holds_each_user_out_once_and_selects_on_another():
                          ({"kind": "loso"}, "cv.kind='loso' is invalid")):  # fmt: skip
         with pytest.raises(ConfigError, match=message):
             folds(bad)
+
+
+def test_folds_train_two_at_a_time_on_a_cpu_unless_told_and_one_on_an_accelerator(monkeypatch):
+    from gesture_rnn.commands import cross_validate
+
+    monkeypatch.setattr(cross_validate.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(cross_validate, "_accelerator_present", lambda: False)
+
+    def jobs(**settings) -> int:
+        trainer = {"accelerator": "auto", "devices": 1, **settings.pop("trainer", {})}
+        cfg = OmegaConf.create({"cv": {"jobs": None, **settings}, "trainer": trainer})
+        return cross_validate.worker_count(cfg)
+
+    assert jobs() == 2 and jobs(jobs=5) == 5
+    assert jobs(trainer={"accelerator": "gpu"}) == 1
+    assert jobs(trainer={"accelerator": "cpu", "devices": 4}) == 1
+    monkeypatch.setattr(cross_validate, "_accelerator_present", lambda: True)
+    assert jobs() == 1 and jobs(trainer={"accelerator": "cpu"}) == 2
+    monkeypatch.setattr(cross_validate.os, "cpu_count", lambda: 1)
+    assert jobs(trainer={"accelerator": "cpu"}) == 1
+    with pytest.raises(ConfigError, match=r"cv.jobs=0 is invalid: it must be an integer in \[1, 64\]"):
+        jobs(jobs=0)
 
 
 def test_kfold_parts_partition_the_data_and_keep_the_class_balance():
@@ -137,7 +160,8 @@ def test_a_failed_fold_is_recorded_failed_and_named(synthetic_zip, tmp_path, mon
         return real_train(cfg)
 
     monkeypatch.setattr(train_command, "train", failing_for_u02)
-    cfg = compose_train_config(tmp_path, [f"data.path={synthetic_zip}", "cv=users", USERS, *SMALL])
+    overrides = [f"data.path={synthetic_zip}", "cv=users", USERS, "cv.jobs=1", *SMALL]
+    cfg = compose_train_config(tmp_path, overrides)
     metrics = cross_validate(cfg)
     assert math.isnan(metrics["test/acc"]) and metrics["cv/failed"] == 1
     out = capsys.readouterr().out
@@ -153,7 +177,7 @@ def test_a_failed_fold_is_recorded_failed_and_named(synthetic_zip, tmp_path, mon
 def test_tune_optimises_the_cross_validated_mean_with_folds_nested_in_trials(synthetic_zip, tmp_path):
     command = [sys.executable, str(PROJECT_ROOT / "tune.py"), "-m", f"paths.root_dir={tmp_path}",
                f"data.path={synthetic_zip}", f"data.cache_dir={tmp_path}/cache",
-               f"hydra.sweep.dir={tmp_path}/sweep", "cv=users", "cv.users=[U01,U02]",
+               f"hydra.sweep.dir={tmp_path}/sweep", "cv=users", "cv.users=[U01,U02]", "cv.jobs=1",
                "hydra.sweeper.n_trials=2", "model.hidden=choice(8,16)", "trainer.max_epochs=1",
                "log_model=false"]  # fmt: skip
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,

@@ -47,6 +47,27 @@ def fold_config(cfg: DictConfig, data: dict[str, Any], output_dir: Path) -> Dict
     return fold
 
 
+def worker_count(cfg: DictConfig) -> int:
+    """``cv.jobs``, or for null (the default) two folds at a time when they train on the CPU — small
+    networks use two cores poorly, two processes use them well (reports/cv.md) — and one on an
+    accelerator or with several devices per fold."""
+    jobs = cfg.cv.get("jobs")
+    if jobs is None:
+        accelerator = OmegaConf.select(cfg, "trainer.accelerator", default="auto")
+        devices = OmegaConf.select(cfg, "trainer.devices", default=1)
+        on_cpu = accelerator == "cpu" or (accelerator == "auto" and not _accelerator_present())
+        return min(2, os.cpu_count() or 1) if on_cpu and devices in (1, "1", "auto") else 1
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or not 1 <= jobs <= 64:
+        raise ConfigError(f"cv.jobs={jobs!r} is invalid: it must be an integer in [1, 64] or null (auto)")
+    return jobs
+
+
+def _accelerator_present() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or torch.backends.mps.is_available()
+
+
 def cross_validate(cfg: DictConfig) -> dict[str, float]:
     """Train every fold (those finished in this folder before are kept), then summarise."""
     started = time.perf_counter()
@@ -56,9 +77,7 @@ def cross_validate(cfg: DictConfig) -> dict[str, float]:
                           "hydra.run.dir=<its folder> (finished folds are kept)")  # fmt: skip
     if cfg.get("register"):
         raise ConfigError("register=true registers one model; cv= trains one per fold: register a single run")
-    jobs = cfg.cv.get("jobs", 1)
-    if not isinstance(jobs, int) or isinstance(jobs, bool) or not 1 <= jobs <= 64:
-        raise ConfigError(f"cv.jobs={jobs!r} is invalid: it must be an integer in [1, 64]")
+    jobs = worker_count(cfg)
     validate_config(cfg)  # the folds' shared settings: refused once, before any fold or run
     output_dir = Path(cfg.paths.output_dir)
     summary = Summary({})
