@@ -174,9 +174,14 @@ def test_a_failed_fold_is_recorded_failed_and_named(synthetic_zip, tmp_path, mon
 
 
 @pytest.mark.integration
-def test_tune_optimises_the_cross_validated_mean_with_folds_nested_in_trials(synthetic_zip, tmp_path):
+@pytest.mark.parametrize("sweeper", ["hyperopt", "optuna"])
+def test_tune_optimises_the_cross_validated_mean_with_folds_nested_in_trials(
+    sweeper, synthetic_zip, tmp_path
+):
+    """With either sweeper a trial is a cross-validation (a parent with its folds nested under the
+    sweep's run) and the objective is the folds' mean."""
     command = [sys.executable, str(PROJECT_ROOT / "tune.py"), "-m", f"paths.root_dir={tmp_path}",
-               f"data.path={synthetic_zip}", f"data.cache_dir={tmp_path}/cache",
+               f"data.path={synthetic_zip}", f"data.cache_dir={tmp_path}/cache", f"hparams_search={sweeper}",
                f"hydra.sweep.dir={tmp_path}/sweep", "cv=users", "cv.users=[U01,U02]", "cv.jobs=1",
                "hydra.sweeper.n_trials=2", "model.hidden=choice(8,16)", "trainer.max_epochs=1",
                "log_model=false"]  # fmt: skip
