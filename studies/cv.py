@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         per_fold[jobs] = [metrics[f"cv/fold/{u}/test/acc"] for u in USERS]
         accuracy = f"{metrics['test/acc']:.4f} ± {metrics['cv/test/acc/std']:.4f}"
         rows.append(
-            f"| `train.py cv=users experiment=best cv.jobs={jobs}` | {wall:.1f} | {wall / mini_wall:.2f}× "
+            f"| `train.py cv=users experiment=best cv.jobs={jobs}` | {wall:.1f} | {wall / mini_wall:.3f}× "
             f"| {accuracy} | {metrics['cv/worst/test/acc']:.4f} |"
         )
     worst_user = USERS[int(np.argmin(mini_acc))]

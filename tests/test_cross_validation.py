@@ -135,6 +135,8 @@ def test_cv_users_is_one_run_with_its_folds_nested_isolated_and_resumable(synthe
         assert not seen & set(held_out), f"fold {user}: a held-out recording trained or selected the model"
         val = torch.load(checkpoint, weights_only=True)["datamodule_hyper_parameters"]
         assert val["val_users"] == 1 and val["val_fraction"] == 0.0
+        evaluation = {f.name for f in (tmp_path / "cv" / "folds" / user / "evaluation").iterdir()}
+        assert "per_user.csv" in evaluation and not any(name.endswith(".png") for name in evaluation)
 
     kept = {u: (tmp_path / "cv" / "folds" / u / "metrics.json").stat().st_mtime_ns for u in ("U01", "U02")}
     for path in sorted((tmp_path / "cv" / "folds" / "U03").rglob("*"), reverse=True):  # as if stopped

@@ -41,6 +41,7 @@ def fold_config(cfg: DictConfig, data: dict[str, Any], output_dir: Path) -> Dict
         fold.cv = None
         fold.register = False  # a fold is not a model to serve: neither registered nor logged as
         fold.log_model = False  # one (its checkpoint is still uploaded; ~2 s of a fold's ~15)
+        fold.figures = False  # cv.png summarises the folds; their tables are still written
         fold.paths.output_dir = str(output_dir)
         for key, value in data.items():
             fold.data[key] = value

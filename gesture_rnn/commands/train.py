@@ -71,7 +71,12 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     # 3. trainer, callbacks and loggers (the MLflow run is created here, with its tags)
     output_dir = Path(cfg.paths.output_dir)
     interrupt = CheckpointOnInterrupt()
-    record = RunRecord(output_dir, runs.run_params(cfg), log_model=bool(cfg.get("log_model")))
+    record = RunRecord(
+        output_dir,
+        runs.run_params(cfg),
+        log_model=bool(cfg.get("log_model")),
+        figures=cfg.get("figures", True),
+    )
     callbacks = build_callbacks(cfg, datamodule.has_validation)
     callbacks += [SeedEachEpoch(), interrupt, LearningCurves(), TemperatureScaling(), record]
     # a sweep's trial leaves registering to the sweep, which registers its best trial

@@ -42,6 +42,7 @@ RULES = (
         lambda v: isinstance(v, list) and all(isinstance(t, str) and t for t in v),
     ),
     Rule("register", "true or false", lambda v: isinstance(v, bool)),
+    Rule("figures", "true or false", lambda v: isinstance(v, bool)),
     # what numpy's and torch's seeding accept
     Rule(
         "seed",

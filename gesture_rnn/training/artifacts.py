@@ -115,14 +115,17 @@ def write_artifacts(
     files: list[str],
     history: list[dict[str, float]],
     out_dir: Path,
+    figures: bool = True,
 ) -> dict[str, float]:
-    """Write every evaluation artifact of a test set into ``out_dir``; return per-user accuracies."""
+    """Write every evaluation artifact of a test set into ``out_dir`` (the figures only with
+    ``figures``); return per-user accuracies."""
     out_dir.mkdir(parents=True, exist_ok=True)
     predicted, true, confidence = predict(net, loader)
     matrix = confusion_matrix(true, predicted)
     accuracy = float(np.trace(matrix) / matrix.sum())
     np.savetxt(out_dir / "confusion_matrix.csv", matrix, fmt="%d", delimiter=",")
-    plot_confusion_matrix(matrix, out_dir / "confusion_matrix.png", f"test set: accuracy {accuracy:.4f}")
+    if figures:
+        plot_confusion_matrix(matrix, out_dir / "confusion_matrix.png", f"test set: accuracy {accuracy:.4f}")
     write_csv(per_class_scores(matrix), out_dir / "per_class.csv")
     predictions = [
         {
@@ -140,6 +143,7 @@ def write_artifacts(
     users_rows = per_user_accuracy(users, true, predicted)
     write_csv(users_rows, out_dir / "per_user.csv")
     if history:
-        plot_learning_curves(history, out_dir / "learning_curves.png")
+        if figures:
+            plot_learning_curves(history, out_dir / "learning_curves.png")
         write_csv(history, out_dir / "learning_curves.csv")
     return {str(row["user"]): float(row["accuracy"]) for row in users_rows}

@@ -159,10 +159,12 @@ class RunRecord(Callback):
         config: dict[str, Any],
         log_model: bool = False,
         upload_checkpoint: bool = True,
+        figures: bool = True,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.config = config
         self.log_model = log_model
+        self.figures = figures
         self.upload_checkpoint = upload_checkpoint
         self.started = time.perf_counter()
         self.fit_metrics: dict[str, float] = {}
@@ -210,6 +212,7 @@ class RunRecord(Callback):
             [datamodule.records.files[i] for i in datamodule.split.test],
             curves.history if curves is not None else [],
             self.output_dir / "evaluation",
+            figures=self.figures,
         )
         runs.log_artifact(trainer.loggers, self.output_dir / "evaluation", "evaluation")
         return {f"test_user/{user}": accuracy for user, accuracy in per_user.items()}
