@@ -25,16 +25,26 @@ MAX_RECORDINGS = 1024  # per request to the served model
 def check_recording(values: object, name: str, lines: Sequence[int] | None = None) -> np.ndarray:
     """``values`` as the float32 [time, 3] array a model reads, or a DataError naming the first
     bad row (``lines``: the file's line number of each row, for messages)."""
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, per row
-        array = np.asarray(values, dtype=np.float32)
-    if array.ndim != 2 or array.shape[1] != NUM_CHANNELS:
-        raise DataError(
-            f"{name}: a recording is rows of {NUM_CHANNELS} values (x y z), got shape {array.shape}"
-        )
+    array = as_acceleration(values, name, "recording")
     if not MIN_SAMPLES <= len(array) <= MAX_SAMPLES:
         raise DataError(
             f"{name}: a recording has {MIN_SAMPLES}..{MAX_SAMPLES} rows (x y z at ~9 Hz), found {len(array)}"
         )
+    return check_values(array, name, lines)
+
+
+def as_acceleration(values: object, name: str, what: str) -> np.ndarray:
+    """``values`` as float32 [time, 3], or a DataError saying the shape is wrong."""
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by check_values, per row
+        array = np.asarray(values, dtype=np.float32)
+    if array.ndim != 2 or array.shape[1] != NUM_CHANNELS:
+        raise DataError(f"{name}: a {what} is rows of {NUM_CHANNELS} values (x y z), got shape {array.shape}")
+    return array
+
+
+def check_values(array: np.ndarray, name: str, lines: Sequence[int] | None = None) -> np.ndarray:
+    """``array`` [time, 3] float32 if every value is finite and within ±``MAX_ABS_ACCEL``; else a
+    DataError naming the first bad row — for recordings and streams alike."""
     bad = ~np.isfinite(array).all(axis=1)
     too_large = ~bad & (np.abs(array) > MAX_ABS_ACCEL).any(axis=1)
     for rows, what in (

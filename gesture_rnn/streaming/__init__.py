@@ -1,0 +1,1 @@
+"""Gesture spotting in a continuous stream: scoring detections against the marked gestures."""
