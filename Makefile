@@ -38,7 +38,7 @@ VENV_BIN := $(CURDIR)/$(BIN)
 LOCAL_STORE := sqlite:///$(CURDIR)/outputs/mlflow.db
 export VERSION TRACKING_URI MODEL SERVE_PORT UI_PORT ZIP VENV_BIN LOCAL_STORE
 
-.PHONY: help install data docs train tune reproduce loso cv small_model ablation compare new_wearer watch serve promote startup gpu_check calibration personalize bench soak test test-fast test-slow lint format ui clean
+.PHONY: help install data docs train tune reproduce loso cv small_model stream ablation compare new_wearer watch serve promote startup gpu_check calibration personalize bench soak test test-fast test-slow lint format ui clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -129,6 +129,9 @@ cv: ## Leave-one-user-out as one command (cv=users, 1 and 2 folds at once) besid
 
 small_model: install ## Tune the watch-size model on cv=users (val of other users), verify on seeds 1,2,3 -> reports/small_model.md (needs GESTURES_DATA)
 	$(BIN)/python -m studies.small_model --data "$(GESTURES_DATA)" $(ARGS)
+
+stream: install ## Spotting gestures in continuous streams per held-out user, beside a sliding window -> reports/stream.md (needs GESTURES_DATA)
+	$(BIN)/python -m studies.stream --data "$(GESTURES_DATA)" $(ARGS)
 
 startup: install ## Where train.py's start-up goes, up to its first step, beside import lightning -> reports/startup.md (needs GESTURES_DATA)
 	$(BIN)/python -m bench.startup --data "$(GESTURES_DATA)" $(ARGS)

@@ -121,3 +121,90 @@ def test_detections_are_matched_once_each_within_the_tolerance():
     assert wrong.precision == 0.0 and wrong.recall == 0.0 and wrong.f1 == 0.0
     nothing = match_events(EVENTS, [], tolerance=3)
     assert nothing.precision == 1.0 and nothing.recall == 0.0 and len(nothing.missed) == 2
+
+
+def test_the_spotter_stepped_sample_by_sample_gives_its_whole_stream_logits():
+    """Constant work per sample: ``step`` (the last kernel-1 samples and the GRU state) computes
+    exactly what ``forward`` computes over the whole stream, from the first sample on."""
+    import torch
+
+    from gesture_rnn.streaming.spotter import GestureSpotter
+
+    torch.manual_seed(0)
+    net = GestureSpotter([5, 6, 7], channels=8, hidden=12).eval()
+    net.set_normalization(torch.tensor([0.5, 1.0, 9.0]), torch.tensor([3.0, 2.0, 4.0]))
+    accel = torch.randn(2, 30, 3) * 3 + torch.tensor([0.0, 0.0, 9.8])
+    with torch.no_grad():
+        whole = net(accel)
+        window, state = net.initial_state(accel[:, 0])
+        stepped = []
+        for t in range(accel.shape[1]):
+            logits, window, state = net.step(accel[:, t], window, state)
+            stepped.append(logits)
+    assert whole.shape == (2, 30, 4)
+    torch.testing.assert_close(torch.stack(stepped, dim=1), whole, rtol=1e-5, atol=1e-5)
+
+
+def test_labels_mark_each_vocabulary_gesture_just_at_its_end_and_detections_wait():
+    from gesture_rnn.streaming.decisions import LABEL_AFTER, LABEL_BEFORE, DecisionRule, detect, step_labels
+
+    labels = step_labels(100, EVENTS, vocabulary=[5, 7])
+    assert labels[19 - LABEL_BEFORE : 19 + LABEL_AFTER + 1].tolist() == [1] * (LABEL_BEFORE + LABEL_AFTER + 1)
+    assert labels[49] == 2 and labels[79] == 0, "non-target movement is 'no gesture'"
+    assert labels[10:17].sum() == 0, "a gesture under way is not announced"
+    probabilities = np.zeros((60, 3))
+    probabilities[:, 0] = 1.0
+    probabilities[20:24] = [0.1, 0.9, 0.0]  # four samples sure of gesture 5
+    probabilities[30:31] = [0.1, 0.0, 0.9]  # one sample of gesture 7: not held
+    found = detect(probabilities, [5, 7], DecisionRule(threshold=0.8, hold=2, refractory=14))
+    assert [(d.sample, d.gesture) for d in found] == [(21, 5)]
+    assert [d.sample for d in detect(probabilities, [5, 7], DecisionRule(0.8, 1, 5))] == [20, 30]
+
+
+@pytest.mark.integration
+def test_a_trained_spotter_is_quiet_at_rest_and_predict_reads_a_stream_with_it(records, tmp_path: Path):
+    """A spotter trained on two users' streams fires nothing in ten minutes of a third user's
+    watch at rest; saved (weights only), predict.py stream= prints its detections as JSON, and a
+    bad stream file is refused in one line with exit 2."""
+    import json
+    import subprocess
+    import sys
+
+    import torch
+    from conftest import PROJECT_ROOT
+
+    from gesture_rnn.data.streams import VOCABULARY
+    from gesture_rnn.streaming.decisions import DecisionRule, detect
+    from gesture_rnn.streaming.training import fit_spotter, load_spotter, save_spotter
+
+    rest = RestModel.from_records(records)
+    train = [build_stream(records, user, seed, rest) for user in ("U01", "U02") for seed in (1, 2)]
+    walk = build_stream(records, "U03", 3, rest)
+    net = fit_spotter(train, [walk], VOCABULARY, epochs=6, seed=0, batch_size=8)
+    rule = DecisionRule(threshold=0.5, hold=2)
+    still = rest_stream(records, "U03", 600.0, 0, rest)
+    with torch.no_grad():
+        at_rest = torch.softmax(net(torch.from_numpy(still.samples)[None]), dim=2)[0].numpy()
+        walking = torch.softmax(net(torch.from_numpy(walk.samples)[None]), dim=2)[0].numpy()
+    assert match_events(walk.events, detect(walking, VOCABULARY, rule), 9).hits, "it has learnt gestures"
+    assert detect(at_rest, VOCABULARY, rule) == [], "and no detection while the watch is still"
+
+    save_spotter(net, rule, tmp_path / "spotter.pt")
+    loaded, loaded_rule = load_spotter(tmp_path / "spotter.pt")
+    assert loaded_rule == rule and loaded.vocabulary == list(VOCABULARY)
+    write_stream(walk, tmp_path / "walk.txt")
+    command = [sys.executable, str(PROJECT_ROOT / "predict.py"), f"spotter={tmp_path / 'spotter.pt'}",
+               f"stream={tmp_path / 'walk.txt'}", "output=json"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert lines, "the rule saved with the spotter detects the stream's gestures"
+    assert all(set(line) == {"time_s", "time_ms", "gesture", "probability"} for line in lines)
+    assert all(line["gesture"] in VOCABULARY and line["probability"] >= 0.5 for line in lines)
+    assert all(0 <= line["time_s"] <= walk.seconds for line in lines)
+
+    (tmp_path / "bad.txt").write_text("0 1 2 9.8\n110 1 2 9.8\n110 1 2 9.8\n")
+    command[3] = f"stream={tmp_path / 'bad.txt'}"
+    bad = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert "bad.txt, line 3: time 110 ms is not after" in bad.stderr

@@ -132,6 +132,13 @@ def run_predict(cfg: DictConfig) -> list[dict]:
     """Classify every recording of ``input`` with ``ckpt_path`` or ``onnx``; print each answer."""
     if cfg.get("output") not in OUTPUTS:
         raise ConfigError(f"output={cfg.get('output')!r} is invalid: it must be one of {list(OUTPUTS)}")
+    if cfg.get("stream"):  # a continuous recording: detections, not one answer per recording
+        from gesture_rnn.commands.stream import predict_stream
+
+        check_rules(cfg, RULES)
+        return predict_stream(cfg)
+    if cfg.get("spotter"):
+        raise ConfigError("spotter= reads a continuous recording: give it with stream=<file>")
     if not cfg.get("input"):
         raise ConfigError("input is required: python predict.py ckpt_path=... input=recording.txt")
     check_rules(cfg, RULES)

@@ -1,0 +1,59 @@
+"""From per-sample probabilities to detections, and the labels the spotter learns from.
+
+Labels: a vocabulary gesture's class on the samples around its end (``LABEL_BEFORE`` samples before
+its last one to ``LABEL_AFTER`` after), "no gesture" everywhere else — rest, non-target movement,
+and a gesture still under way, so an unfinished gesture is not announced.
+
+Decisions: a detection when one gesture's probability stays at or above ``threshold`` for ``hold``
+consecutive samples, then nothing for ``refractory`` samples (one gesture, one detection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gesture_rnn.data.streams import GestureEvent
+from gesture_rnn.streaming.events import Detection
+from gesture_rnn.streaming.spotter import NO_GESTURE
+
+LABEL_BEFORE, LABEL_AFTER = 2, 3
+
+
+def step_labels(length: int, events: Sequence[GestureEvent], vocabulary: Sequence[int]) -> np.ndarray:
+    """int64 [length]: the spotter's class at every sample of a stream."""
+    labels = np.full(length, NO_GESTURE, dtype=np.int64)
+    index = {gesture: k + 1 for k, gesture in enumerate(vocabulary)}
+    for event in events:
+        if event.target and event.gesture in index:
+            last = event.end - 1
+            labels[max(event.start, last - LABEL_BEFORE) : min(length, last + LABEL_AFTER + 1)] = index[
+                event.gesture
+            ]
+    return labels
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    threshold: float = 0.8
+    hold: int = 2
+    refractory: int = 14  # about 1.5 s at 9 Hz
+
+
+def detect(probabilities: np.ndarray, vocabulary: Sequence[int], rule: DecisionRule) -> list[Detection]:
+    """Detections from [samples, 1 + vocabulary] probabilities (class 0: no gesture)."""
+    gestures = probabilities[:, 1:]
+    best = gestures.argmax(axis=1)
+    p = gestures[np.arange(len(best)), best]
+    detections: list[Detection] = []
+    run, previous, quiet_until = 0, -1, -1
+    for t in range(len(p)):
+        above = p[t] >= rule.threshold
+        run = run + 1 if above and best[t] == previous else (1 if above else 0)
+        previous = int(best[t]) if above else -1
+        if run >= rule.hold and t > quiet_until:
+            detections.append(Detection(t, int(vocabulary[best[t]]), float(p[t])))
+            quiet_until, run = t + rule.refractory, 0
+    return detections

@@ -1,0 +1,85 @@
+"""The streaming recognizer's network: a per-sample gesture spotter with a "no gesture" class.
+
+A causal convolution (stride 1) feeds a GRU whose every step is classified: class 0 is "no
+gesture" (rest, everyday movement, a gesture still under way), class k the k-th gesture of the
+vocabulary, which the training labels just after that gesture ends. Output t depends on samples
+<= t only, so the network runs sample by sample with constant work: ``step`` keeps the last
+``kernel - 1`` samples and the GRU state — the same numbers as ``forward`` over the whole stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gesture_rnn.data.facts import NUM_CHANNELS
+
+NO_GESTURE = 0
+
+
+class GestureSpotter(nn.Module):
+    """Logits over ("no gesture", *vocabulary) at every sample of a stream."""
+
+    def __init__(
+        self,
+        vocabulary: Sequence[int],
+        channels: int = 48,
+        kernel: int = 5,
+        hidden: int = 96,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.vocabulary = [int(g) for g in vocabulary]
+        self.kernel = kernel
+        self.conv = nn.Conv1d(NUM_CHANNELS, channels, kernel)
+        self.gru = nn.GRU(channels, hidden, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, 1 + len(self.vocabulary))
+        self.register_buffer("mean", torch.zeros(NUM_CHANNELS))
+        self.register_buffer("std", torch.ones(NUM_CHANNELS))
+
+    @property
+    def hidden(self) -> int:
+        return self.gru.hidden_size
+
+    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean.copy_(mean)
+        self.std.copy_(std)
+
+    def forward(self, accel: torch.Tensor) -> torch.Tensor:
+        """[B, T, 3] raw acceleration -> [B, T, 1 + vocabulary] logits; the stream is taken to
+        have been at its first sample before it began (so step 0 needs no history)."""
+        x = ((accel - self.mean) / self.std).transpose(1, 2)
+        x = F.pad(x, (self.kernel - 1, 0), mode="replicate")
+        features = torch.relu(self.conv(x)).transpose(1, 2)
+        outputs, _ = self.gru(features)
+        return self.head(self.dropout(outputs))
+
+    def initial_state(self, accel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step state before the first sample [B, 3]: the history window (that sample
+        repeated, as ``forward`` pads) and a zero GRU state."""
+        x = (accel - self.mean) / self.std
+        window = x.unsqueeze(1).expand(-1, self.kernel - 1, -1).contiguous()
+        return window, torch.zeros(1, len(accel), self.hidden)
+
+    def step(
+        self, accel: torch.Tensor, window: torch.Tensor, state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One sample per stream [B, 3] -> (logits [B, 1 + vocabulary], window, state)."""
+        x = (accel - self.mean) / self.std
+        inputs = torch.cat((window, x.unsqueeze(1)), dim=1)  # [B, kernel, 3]
+        features = torch.relu(self.conv(inputs.transpose(1, 2)))  # [B, C, 1]
+        output, state = self.gru(features.transpose(1, 2), state)
+        return self.head(output[:, 0]), inputs[:, 1:], state
+
+    def settings(self) -> dict[str, object]:
+        return {
+            "vocabulary": self.vocabulary,
+            "channels": self.conv.out_channels,
+            "kernel": self.kernel,
+            "hidden": self.hidden,
+            "dropout": self.dropout.p,
+        }

@@ -1,0 +1,213 @@
+"""``make stream``: spotting gestures in continuous streams, for people never seen -> reports/stream.md.
+
+For every leave-one-user-out fold (held-out user U, validation user the next one):
+
+1. Streams (``gesture_rnn.data.streams``, rest measured on the training users' recordings): two
+   per training user (seeds 100, 101) to train on, one of the validation user to choose on, and for
+   U one stream of all their recordings (seed 0) and one hour of rest alone. Gestures 1-4 are
+   non-target movement; the vocabulary is 5-20.
+2. The spotter (``gesture_rnn.streaming``): trained on the training streams, the epoch with the
+   lowest validation loss kept; its decision rule (threshold, hold) chosen on the validation stream
+   for the highest F1.
+3. Scored on U: event precision, recall and F1 (a detection counts when its gesture is right and it
+   falls between the gesture's start and its end + ``TOLERANCE_S``); false activations per hour of
+   rest and per hour of non-target movement; the delay after the gesture's end; work per sample.
+
+Beside it, the sliding-window baseline: each fold's ``train.py cv=users experiment=best`` model
+(trained here if missing) classifies the last ``WINDOW`` samples at every sample, gestures 1-4
+counting as no gesture, with a decision rule chosen the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gesture_rnn.config.resolvers import PROJECT_ROOT
+from gesture_rnn.data.facts import SAMPLING_RATE_HZ, USERS
+from gesture_rnn.data.parsing import load_records
+from gesture_rnn.data.streams import VOCABULARY, RestModel, Stream, build_stream, rest_stream
+from gesture_rnn.streaming.decisions import DecisionRule, detect
+from gesture_rnn.streaming.events import match_events
+from gesture_rnn.streaming.window import WINDOW, window_probabilities
+from gesture_rnn.utils.atomic import write_text_atomically
+from studies.multirun import run_cv
+from studies.reports import machine
+
+TOLERANCE_S = 1.0
+TOLERANCE = round(TOLERANCE_S * SAMPLING_RATE_HZ)
+RULES = [DecisionRule(t, h) for t in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95) for h in (1, 2, 3)]
+GOALS = {"f1": 0.95, "rest_per_h": 1.0, "motion_per_h": 5.0, "delay_s": 0.5, "us_per_sample": 20.0}
+
+
+def spotter_probabilities(net: torch.nn.Module, stream: Stream) -> np.ndarray:
+    with torch.no_grad():
+        return torch.softmax(net(torch.from_numpy(stream.samples)[None]), dim=2)[0].numpy()
+
+
+def choose_rule(probabilities: np.ndarray, stream: Stream) -> DecisionRule:
+    """The rule with the highest F1 on a validation stream (ties: the higher threshold)."""
+    scored = [
+        (match_events(stream.events, detect(probabilities, VOCABULARY, r), TOLERANCE).f1, r) for r in RULES
+    ]
+    return max(scored, key=lambda item: (item[0], item[1].threshold))[1]
+
+
+def score(
+    probabilities: np.ndarray, rest_probabilities: np.ndarray, stream: Stream, rule: DecisionRule
+) -> dict:
+    scores = match_events(stream.events, detect(probabilities, VOCABULARY, rule), TOLERANCE)
+    on_rest = len(detect(rest_probabilities, VOCABULARY, rule))
+    motion_s = sum((e.end - e.start + TOLERANCE) for e in stream.events if not e.target) / SAMPLING_RATE_HZ
+    delays = np.array(scores.delays(), dtype=float) / SAMPLING_RATE_HZ
+    return {
+        "f1": scores.f1,
+        "precision": scores.precision,
+        "recall": scores.recall,
+        "rest_per_h": on_rest / (len(rest_probabilities) / SAMPLING_RATE_HZ / 3600),
+        "motion_per_h": len(scores.during_non_target) / (motion_s / 3600),
+        "delay_s": float(np.median(delays)) if len(delays) else float("nan"),
+        "delay_p95_s": float(np.percentile(delays, 95)) if len(delays) else float("nan"),
+        "rule": [rule.threshold, rule.hold],
+    }
+
+
+def microseconds_per_sample(step, repeats: int = 2000) -> float:
+    """Median µs of one streaming step on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(threads)
+    return statistics.median(times[100:]) * 1e6
+
+
+def run_fold(records, user: str, args: argparse.Namespace, baseline_dir: Path) -> dict:
+    from gesture_rnn.models.checkpoint import load_net
+    from gesture_rnn.streaming.training import fit_spotter, load_spotter, save_spotter
+    from gesture_rnn.tracking.trials import tested_checkpoint
+
+    validation_user = USERS[(USERS.index(user) + 1) % len(USERS)]
+    training_users = [u for u in USERS if u not in (user, validation_user)]
+    train_records = records.select(np.flatnonzero(np.isin(records.users, training_users)))
+    rest = RestModel.from_records(train_records)
+    train = [build_stream(records, u, seed, rest) for u in training_users for seed in (100, 101)]
+    validation = build_stream(records, validation_user, 200, rest)
+    test = build_stream(records, user, 0, rest)
+    still = rest_stream(records, user, 3600.0, 0, rest)
+    path = args.runs / f"spotter-{user}.pt"
+    if path.is_file():
+        net, _ = load_spotter(path)
+    else:
+        started = time.perf_counter()
+        net = fit_spotter(train, [validation], VOCABULARY, epochs=args.epochs, seed=0)
+        print(f"  {user}: spotter trained in {time.perf_counter() - started:.0f} s", flush=True)
+        save_spotter(net, choose_rule(spotter_probabilities(net, validation), validation), path)
+    classifier = load_net(tested_checkpoint(baseline_dir / "folds" / user)).eval()
+    result = {}
+    for method, probabilities in (
+        ("spotter", lambda stream: spotter_probabilities(net, stream)),
+        ("window", lambda stream: window_probabilities(classifier, stream.samples, VOCABULARY)),
+    ):
+        rule = choose_rule(probabilities(validation), validation)
+        result[method] = score(probabilities(test), probabilities(still), test, rule)
+    result["stream_s"] = test.seconds
+    result["gestures"] = sum(e.target for e in test.events)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m studies.stream", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=os.environ.get("GESTURES_DATA"))
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--users", nargs="+", default=USERS)
+    parser.add_argument("--runs", type=Path, default=PROJECT_ROOT / "outputs" / "stream")
+    parser.add_argument("--report", type=Path, default=PROJECT_ROOT / "reports" / "stream.md")
+    args = parser.parse_args(argv)
+    if not args.data:
+        raise SystemExit("error: --data (or GESTURES_DATA) is required: the dataset zip")
+    args.runs.mkdir(parents=True, exist_ok=True)
+    baseline_dir = args.runs / "window_classifier"
+    done = run_cv(
+        baseline_dir, ["experiment=best", "seed=0", f"data.path={args.data}", "console=quiet"], USERS
+    )
+    if done.left:
+        raise SystemExit(f"error: the baseline's cv=users failed; see {done.log}")
+    records = load_records(Path(args.data), None)
+    results = {}
+    for user in args.users:
+        results[user] = run_fold(records, user, args, baseline_dir)
+        s, w = results[user]["spotter"], results[user]["window"]
+        print(f"  {user}: spotter F1 {s['f1']:.3f}, window F1 {w['f1']:.3f}", flush=True)
+    from gesture_rnn.streaming.training import load_spotter
+
+    net, _ = load_spotter(args.runs / f"spotter-{args.users[0]}.pt")
+    window, state = net.initial_state(torch.zeros(1, 3))
+    sample = torch.zeros(1, 3)
+    with torch.no_grad():
+        spotter_us = microseconds_per_sample(lambda: net.step(sample, window, state))
+    write_text_atomically(args.runs / "results.json", json.dumps(results, indent=1), "results")
+    report(results, spotter_us, args)
+
+
+def report(results: dict, spotter_us: float, args: argparse.Namespace) -> None:
+    keys = [("f1", "F1"), ("precision", "precision"), ("recall", "recall"),
+            ("rest_per_h", "false / h of rest"), ("motion_per_h", "false / h of non-target movement"),
+            ("delay_s", "median delay s"), ("delay_p95_s", "95th pct delay s")]  # fmt: skip
+    lines = [
+        "# Gestures in a continuous stream, for people never seen",
+        "",
+        f"Generated by `make stream` (`python -m studies.stream`), {args.epochs} epochs. "
+        f"Machine: {machine()}.",
+        "",
+        "Each fold holds one user out entirely: the spotter trains on streams of six other users, its "
+        "decision rule (probability threshold and how many samples it must hold) is chosen on a seventh, "
+        "and it is scored on the held-out user's stream of all their recordings (vocabulary: gestures "
+        "5-20; gestures 1-4, the straight swipes closest to everyday arm movement, are non-target "
+        "movement) and on one hour of their watch at rest. A detection counts when its gesture is right "
+        f"and it falls between the gesture's start and its end + {TOLERANCE_S:g} s; each gesture counts "
+        "once; after a detection the rule waits 1.5 s.",
+        "",
+        "| method | " + " | ".join(label for _, label in keys) + " |",
+        "|---|" + "---|" * len(keys),
+    ]
+    for method, label in (
+        ("spotter", "spotter (Conv-GRU, per sample)"),
+        ("window", f"sliding window ({WINDOW} samples, experiment=best)"),
+    ):
+        means = {k: float(np.nanmean([r[method][k] for r in results.values()])) for k, _ in keys}
+        lines.append(f"| {label} | " + " | ".join(f"{means[k]:.3f}" for k, _ in keys) + " |")
+    header = " | ".join(label for _, label in keys)
+    lines += ["", "Per held-out user (spotter):", "", f"| user | {header} | rule |",
+              "|---|" + "---|" * (len(keys) + 1)]  # fmt: skip
+    for user, r in results.items():
+        s = r["spotter"]
+        lines.append(
+            f"| {user} | "
+            + " | ".join(f"{s[k]:.3f}" for k, _ in keys)
+            + f" | p ≥ {s['rule'][0]}, hold {s['rule'][1]} |"
+        )
+    f1 = min(r["spotter"]["f1"] for r in results.values())
+    lines += ["", f"Work per sample: {spotter_us:.1f} µs (PyTorch step, one thread; median of 2,000).", "",
+              f"Goals: F1 ≥ {GOALS['f1']} for every user (lowest here {f1:.3f}); "
+              f"≤ {GOALS['rest_per_h']:g} false activation per hour of rest and ≤ {GOALS['motion_per_h']:g} "
+              f"per hour of non-target movement; median delay ≤ {GOALS['delay_s']} s; "
+              f"≤ {GOALS['us_per_sample']:g} µs per sample."]  # fmt: skip
+    write_text_atomically(args.report, "\n".join(lines) + "\n", "report")
+    print(f"  report  {args.report}")
+
+
+if __name__ == "__main__":
+    main()
