@@ -57,6 +57,22 @@ def torch_probabilities(checkpoint: Path, sequences: list[np.ndarray]) -> np.nda
     return class_probabilities(net, *padded_batch(sequences)).numpy()
 
 
+def test_an_export_leaves_the_network_in_eval_mode(tmp_path):
+    """torch.onnx.export puts the exported module back in its own mode; the wrappers are in eval
+    mode, so the network still predicts without dropout after an export (both inputs' kinds)."""
+    from gesture_rnn.deploy.export import export_onnx
+    from gesture_rnn.models.nets import GRUNet
+
+    net = GRUNet(hidden=8, layers=2, dropout=0.5, bidirectional=False, packed=True).eval()
+    accel, lengths = torch.randn(3, 10, 3), torch.tensor([10, 7, 4])
+    with torch.no_grad():
+        before = net(accel, lengths)
+        for nan_padded in (False, True):
+            export_onnx(net, tmp_path / f"m{nan_padded}.onnx", nan_padded=nan_padded)
+            assert not net.training
+            torch.testing.assert_close(net(accel, lengths), before)
+
+
 def test_onnx_export_agrees_with_pytorch_on_every_test_sequence(trained, tmp_path):
     target = run_export(
         OmegaConf.create(

@@ -145,6 +145,29 @@ def test_the_spotter_stepped_sample_by_sample_gives_its_whole_stream_logits():
     torch.testing.assert_close(torch.stack(stepped, dim=1), whole, rtol=1e-5, atol=1e-5)
 
 
+def test_the_exported_step_model_gives_the_spotters_probabilities_on_onnxruntime(tmp_path: Path):
+    """State in, state out: stepping the ONNX model through a stream on onnxruntime and numpy gives
+    what the PyTorch spotter gives over the whole stream; its sidecar carries the vocabulary and
+    the decision rule."""
+    import torch
+
+    from gesture_rnn.streaming.decisions import DecisionRule
+    from gesture_rnn.streaming.onnx import OnnxSpotter, export_spotter
+    from gesture_rnn.streaming.spotter import GestureSpotter
+
+    torch.manual_seed(1)
+    net = GestureSpotter([5, 6, 7], channels=8, hidden=12).eval()
+    net.set_normalization(torch.tensor([0.5, 1.0, 9.0]), torch.tensor([3.0, 2.0, 4.0]))
+    samples = (np.random.default_rng(0).normal(size=(50, 3)) * 3 + [0, 0, 9.8]).astype(np.float32)
+    export_spotter(net, DecisionRule(0.7, 3), tmp_path / "spotter.onnx")
+    spotter = OnnxSpotter(tmp_path / "spotter.onnx")
+    with torch.no_grad():
+        expected = torch.softmax(net(torch.from_numpy(samples)[None]), dim=2)[0].numpy()
+    np.testing.assert_allclose(spotter.probabilities(samples), expected, rtol=1e-4, atol=1e-5)
+    assert spotter.vocabulary == [5, 6, 7] and spotter.rule == DecisionRule(0.7, 3)
+    assert not net.training, "exporting leaves the network as it was: in eval mode, dropout off"
+
+
 def test_labels_mark_each_vocabulary_gesture_just_at_its_end_and_detections_wait():
     from gesture_rnn.streaming.decisions import LABEL_AFTER, LABEL_BEFORE, DecisionRule, detect, step_labels
 

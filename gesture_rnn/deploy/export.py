@@ -46,7 +46,9 @@ class GestureProbabilities(nn.Module):
 def exportable(net: GestureNet) -> GestureProbabilities:
     """The wrapper, after checking the network has a padded path (e.g. not a bidirectional GRU)."""
     net.forward_padded(*example_inputs(net))  # raises ConfigError where there is none
-    return GestureProbabilities(net)
+    # in eval mode: torch.onnx.export puts the wrapper back in its own mode afterwards, and a
+    # wrapper in training mode would leave the network training (dropout on) after an export
+    return GestureProbabilities(net).eval()
 
 
 def example_inputs(net: GestureNet) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,6 +63,7 @@ class NanPaddedProbabilities(nn.Module):
     def __init__(self, net: GestureNet) -> None:
         super().__init__()
         self.probabilities = exportable(net)
+        self.eval()
 
     def forward(self, accel: torch.Tensor) -> torch.Tensor:
         return self.probabilities(accel)

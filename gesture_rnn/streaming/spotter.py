@@ -59,19 +59,18 @@ class GestureSpotter(nn.Module):
         return self.head(self.dropout(outputs))
 
     def initial_state(self, accel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The step state before the first sample [B, 3]: the history window (that sample
-        repeated, as ``forward`` pads) and a zero GRU state."""
-        x = (accel - self.mean) / self.std
-        window = x.unsqueeze(1).expand(-1, self.kernel - 1, -1).contiguous()
+        """The step state before the first sample [B, 3]: the history window of raw samples
+        (that sample repeated, as ``forward`` pads) and a zero GRU state."""
+        window = accel.unsqueeze(1).expand(-1, self.kernel - 1, -1).contiguous()
         return window, torch.zeros(1, len(accel), self.hidden)
 
     def step(
         self, accel: torch.Tensor, window: torch.Tensor, state: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One sample per stream [B, 3] -> (logits [B, 1 + vocabulary], window, state)."""
-        x = (accel - self.mean) / self.std
-        inputs = torch.cat((window, x.unsqueeze(1)), dim=1)  # [B, kernel, 3]
-        features = torch.relu(self.conv(inputs.transpose(1, 2)))  # [B, C, 1]
+        """One raw sample per stream [B, 3] -> (logits [B, 1 + vocabulary], window, state)."""
+        inputs = torch.cat((window, accel.unsqueeze(1)), dim=1)  # [B, kernel, 3], raw
+        x = ((inputs - self.mean) / self.std).transpose(1, 2)
+        features = torch.relu(self.conv(x))  # [B, C, 1]
         output, state = self.gru(features.transpose(1, 2), state)
         return self.head(output[:, 0]), inputs[:, 1:], state
 

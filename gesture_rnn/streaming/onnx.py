@@ -1,0 +1,93 @@
+"""The spotter as an ONNX step model — one sample, the history window and the GRU state in; the
+probabilities, the new window and the new state out — with a JSON sidecar (vocabulary, decision
+rule, sizes). ``OnnxSpotter`` runs it sample by sample on onnxruntime and numpy alone, as a watch
+companion app would: no torch, no Lightning.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gesture_rnn.errors import DataError
+from gesture_rnn.streaming.decisions import DecisionRule
+from gesture_rnn.utils.atomic import atomic_write, write_text_atomically
+
+FORMAT = "gesture_rnn spotter step"
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def export_spotter(net: Any, rule: DecisionRule, path: Path) -> None:
+    """``path`` (.onnx) and its sidecar, from a ``GestureSpotter``."""
+    import torch
+
+    class Step(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, accel, window, state):
+            logits, window, state = self.net.step(accel, window, state)
+            return torch.softmax(logits, dim=1), window, state
+
+    from gesture_rnn.deploy.export import ONNX_OPSET
+
+    net = net.eval()
+    example = (torch.zeros(1, 3), *net.initial_state(torch.zeros(1, 3)))
+    with warnings.catch_warnings(), atomic_write(path, "wb", "ONNX spotter") as handle:
+        warnings.simplefilter("ignore")  # the exporter's tracing chatter
+        torch.onnx.export(
+            Step().eval(), example, handle, input_names=["accel", "window", "state"],
+            output_names=["probabilities", "next_window", "next_state"], opset_version=ONNX_OPSET,
+            dynamo=False,  # as deploy/export.py: the TorchScript-based exporter
+        )  # fmt: skip
+    sidecar = {"format": FORMAT, **net.settings(), "rule": asdict(rule)}
+    write_text_atomically(sidecar_path(path), json.dumps(sidecar, indent=1) + "\n", "spotter sidecar")
+
+
+class OnnxSpotter:
+    """An exported spotter, stepped one sample at a time."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime
+
+        try:
+            sidecar = json.loads(sidecar_path(path).read_text())
+            if sidecar.get("format") != FORMAT:
+                raise ValueError(f"its sidecar is not a {FORMAT} sidecar")
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = options.inter_op_num_threads = 1
+            providers = ["CPUExecutionProvider"]
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=providers)
+        except (OSError, ValueError, KeyError) as err:
+            raise DataError(f"spotter={path} is not an exported spotter with its sidecar ({err})") from None
+        except Exception as err:  # onnxruntime's own errors: a file that is not a model
+            reason = str(err).strip().splitlines()[0][:160]
+            raise DataError(f"spotter={path} is not an exported spotter ({reason})") from None
+        self.vocabulary = [int(g) for g in sidecar["vocabulary"]]
+        self.rule = DecisionRule(**sidecar["rule"])
+        self.kernel, self.hidden = int(sidecar["kernel"]), int(sidecar["hidden"])
+
+    def probabilities(self, samples: np.ndarray) -> np.ndarray:
+        """[samples, 1 + vocabulary], stepping through ``samples`` [N, 3] from the first."""
+        samples = np.asarray(samples, dtype=np.float32)
+        window = np.repeat(samples[:1], self.kernel - 1, axis=0)[None]
+        state = np.zeros((1, 1, self.hidden), dtype=np.float32)
+        out = np.empty((len(samples), 1 + len(self.vocabulary)), dtype=np.float32)
+        for t, sample in enumerate(samples):
+            out[t], window, state = self.step(sample, window, state)
+        return out
+
+    def step(self, sample: np.ndarray, window: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, ...]:
+        probabilities, window, state = self.session.run(
+            None, {"accel": sample[None], "window": window, "state": state}
+        )
+        return probabilities[0], window, state
