@@ -192,6 +192,27 @@ def test_predict_on_the_dataset_zip_matches_the_training_accuracy(trained, synth
     )
 
 
+def test_a_classifier_reads_a_stream_through_a_sliding_window(trained, tmp_path, capsys):
+    """predict.py ckpt_path=<any classifier> stream=<file>: detections as JSON lines, min_probability
+    its threshold (at 1.0 nothing is sure enough); stream= and input= together are refused."""
+    rest = np.tile([[0.0, 0.0, 9.8]], (30, 1))
+    pieces = [rest]
+    for sequence in trained["test_sequences"][:6]:
+        pieces += [sequence, rest]
+    samples = np.concatenate(pieces)
+    stream = tmp_path / "walk.txt"
+    stream.write_text("".join(f"{110 * t} {x} {y} {z}\n" for t, (x, y, z) in enumerate(samples)))
+    settings = {"ckpt_path": str(trained["checkpoint"]), "stream": str(stream), "output": "json"}
+    found = run_predict(OmegaConf.create({**settings, "min_probability": 0.5}))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert found and lines == found
+    assert all(set(d) == {"time_s", "time_ms", "gesture", "probability"} for d in found)
+    assert all(d["probability"] >= 0.5 and d["time_ms"] % 110 == 0 for d in found)
+    assert run_predict(OmegaConf.create({**settings, "min_probability": 1.0})) == []
+    with pytest.raises(gesture_rnn.ConfigError, match=r"give input= .* or stream= .*, not both"):
+        run_predict(OmegaConf.create({**settings, "input": str(stream)}))
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [("1 2\n3 4\n", "line 1: expected 3 columns (x y z) or 6"), ("1 2 x\n1 2 3\n", "line 1: non-numeric")],

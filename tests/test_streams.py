@@ -225,6 +225,14 @@ def test_a_trained_spotter_is_quiet_at_rest_and_predict_reads_a_stream_with_it(r
     assert all(set(line) == {"time_s", "time_ms", "gesture", "probability"} for line in lines)
     assert all(line["gesture"] in VOCABULARY and line["probability"] >= 0.5 for line in lines)
     assert all(0 <= line["time_s"] <= walk.seconds for line in lines)
+    from gesture_rnn.streaming.onnx import export_spotter
+
+    export_spotter(loaded, loaded_rule, tmp_path / "spotter.onnx")  # the step model: the same answers
+    command[2] = f"spotter={tmp_path / 'spotter.onnx'}"
+    stepped = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert stepped.returncode == 0, stepped.stderr[-2000:]
+    on_onnx = [json.loads(line) for line in stepped.stdout.splitlines()]
+    assert [(d["time_ms"], d["gesture"]) for d in on_onnx] == [(d["time_ms"], d["gesture"]) for d in lines]
 
     (tmp_path / "bad.txt").write_text("0 1 2 9.8\n110 1 2 9.8\n110 1 2 9.8\n")
     command[3] = f"stream={tmp_path / 'bad.txt'}"

@@ -2,8 +2,9 @@
 
 Two ways to read a stream:
 
-- ``spotter=<file>`` (``make stream`` trains them): the per-sample spotter with its "no gesture"
-  class and the decision rule chosen with it; ``min_probability`` replaces the rule's threshold.
+- ``spotter=<file>`` (``make stream`` trains them; ``.pt``, or its exported ``.onnx`` step model,
+  which runs sample by sample on onnxruntime without torch): the per-sample spotter with its "no
+  gesture" class and the decision rule chosen with it; ``min_probability`` replaces the threshold.
 - ``ckpt_path=`` / ``model_uri=``: any classifier of cut recordings — calibrated, personalised, an
   ensemble — read through a sliding window (``gesture_rnn.streaming.window``); ``min_probability``
   (default ``DEFAULT_THRESHOLD``) is the threshold, gestures outside ``vocabulary`` count as none.
@@ -26,23 +27,27 @@ def predict_stream(cfg: DictConfig) -> list[dict]:
     """Detect the gestures of ``cfg.stream``; print and return them (time, gesture, probability)."""
     from dataclasses import replace
 
-    import numpy as np
-    import torch
-
     from gesture_rnn.data.streams import read_stream
     from gesture_rnn.streaming.decisions import DecisionRule, detect
 
     if cfg.get("input"):
         raise ConfigError("give input= (recordings of one gesture) or stream= (a continuous one), not both")
     if cfg.get("onnx"):
-        raise ConfigError("stream= reads with spotter= or a checkpoint (ckpt_path= / model_uri=), not onnx=")
+        raise ConfigError("stream= reads with spotter= (.pt or exported .onnx) or a checkpoint, not onnx=")
+    if cfg.get("spotter") and (cfg.get("ckpt_path") or cfg.get("model_uri")):
+        raise ConfigError("give spotter= or a classifier (ckpt_path= / model_uri=) for stream=, not both")
     samples, times = read_stream(Path(cfg.stream))
     threshold = cfg.get("min_probability")
-    if cfg.get("spotter"):
+    if cfg.get("spotter") and str(cfg.spotter).endswith(".onnx"):  # onnxruntime, sample by sample
+        from gesture_rnn.streaming.onnx import OnnxSpotter
+
+        spotter = OnnxSpotter(Path(cfg.spotter))
+        probabilities, vocabulary, rule = spotter.probabilities(samples), spotter.vocabulary, spotter.rule
+    elif cfg.get("spotter"):
+        import torch
+
         from gesture_rnn.streaming.training import load_spotter
 
-        if cfg.get("ckpt_path") or cfg.get("model_uri"):
-            raise ConfigError("give spotter= or a classifier (ckpt_path= / model_uri=) for stream=, not both")
         net, rule = load_spotter(cfg.spotter)
         vocabulary = net.vocabulary
         with torch.no_grad():
@@ -69,7 +74,7 @@ def predict_stream(cfg: DictConfig) -> list[dict]:
             "time_s": round((int(times[d.sample]) - start) / 1000, 3),
             "time_ms": int(times[d.sample]),
             "gesture": d.gesture,
-            "probability": round(float(np.float64(d.probability)), 6),
+            "probability": round(float(d.probability), 6),
         }
         for d in detect(probabilities, vocabulary, rule)
     ]
