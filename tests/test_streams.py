@@ -168,6 +168,26 @@ def test_the_exported_step_model_gives_the_spotters_probabilities_on_onnxruntime
     assert not net.training, "exporting leaves the network as it was: in eval mode, dropout off"
 
 
+def test_training_crops_are_turned_and_scaled_copies_of_the_stream_with_its_labels(records):
+    """Augmented crops keep each sample's length up to one scale factor per crop (a rotation
+    changes no length) and keep the labels; without augmentation a crop is the stream itself."""
+    import torch
+
+    from gesture_rnn.data.streams import VOCABULARY
+    from gesture_rnn.streaming.training import CROP, StreamCrops
+
+    stream = build_stream(records, "U01", 5, RestModel.from_records(records))
+    plain = StreamCrops([stream], VOCABULARY)
+    turned = StreamCrops([stream], VOCABULARY, rotate_deg=30, scale=0.1)
+    torch.manual_seed(0)
+    (x, y), (a, b) = plain[1], turned[1]
+    assert x.shape == (CROP, 3) and torch.equal(y, b)
+    assert torch.equal(x, torch.from_numpy(stream.samples[90 : 90 + CROP]))
+    ratio = torch.linalg.norm(a, dim=1) / torch.linalg.norm(x, dim=1)
+    assert 0.9 <= float(ratio[0]) <= 1.1 and torch.allclose(ratio, ratio[0].expand_as(ratio), atol=1e-4)
+    assert not torch.allclose(a / ratio[0], x, atol=1e-2), "and turned"
+
+
 def test_labels_mark_each_vocabulary_gesture_just_at_its_end_and_detections_wait():
     from gesture_rnn.streaming.decisions import LABEL_AFTER, LABEL_BEFORE, DecisionRule, detect, step_labels
 
@@ -203,7 +223,8 @@ def test_a_trained_spotter_is_quiet_at_rest_and_predict_reads_a_stream_with_it(r
     rest = RestModel.from_records(records)
     train = [build_stream(records, user, seed, rest) for user in ("U01", "U02") for seed in (1, 2)]
     walk = build_stream(records, "U03", 3, rest)
-    net = fit_spotter(train, [walk], VOCABULARY, epochs=6, seed=0, batch_size=8)
+    # the synthetic gestures differ by how the watch leans: no rotation augmentation here
+    net = fit_spotter(train, [walk], VOCABULARY, epochs=6, seed=0, batch_size=8, rotate_deg=0, scale=0)
     rule = DecisionRule(threshold=0.5, hold=2)
     still = rest_stream(records, "U03", 600.0, 0, rest)
     with torch.no_grad():

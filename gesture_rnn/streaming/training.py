@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from gesture_rnn.data.augment import random_rotations
 from gesture_rnn.data.streams import Stream
 from gesture_rnn.errors import DataError
 from gesture_rnn.streaming.decisions import DecisionRule, step_labels
@@ -27,12 +28,25 @@ from gesture_rnn.utils.atomic import atomic_write
 
 CROP, STRIDE, WARM_UP = 270, 90, 20  # 30 s crops every 10 s; the first ~2 s not scored
 NO_GESTURE_WEIGHT = 0.2
+ROTATE_DEG, SCALE = 30.0, 0.1  # experiment=best's rotation and scaling
 
 
 class StreamCrops(Dataset):
-    """Overlapping fixed-length crops of labelled streams: (acceleration [CROP, 3], labels [CROP])."""
+    """Overlapping fixed-length crops of labelled streams: (acceleration [CROP, 3], labels [CROP]).
 
-    def __init__(self, streams: Sequence[Stream], vocabulary: Sequence[int], crop: int = CROP) -> None:
+    With ``rotate_deg``/``scale`` each crop is turned by a random rotation and scaled, as the
+    classifier's augmentation does for cut recordings: a new wearer's watch sits at another angle
+    (drawn from torch's generator, which the training seeds)."""
+
+    def __init__(
+        self,
+        streams: Sequence[Stream],
+        vocabulary: Sequence[int],
+        crop: int = CROP,
+        rotate_deg: float = 0.0,
+        scale: float = 0.0,
+    ) -> None:
+        self.rotate_deg, self.scale = rotate_deg, scale
         self.items: list[tuple[np.ndarray, np.ndarray]] = []
         for stream in streams:
             labels = step_labels(len(stream.samples), stream.events, vocabulary)
@@ -44,7 +58,12 @@ class StreamCrops(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         samples, labels = self.items[index]
-        return torch.from_numpy(np.ascontiguousarray(samples)), torch.from_numpy(labels)
+        accel = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+        if self.rotate_deg > 0:
+            accel = accel @ random_rotations(1, self.rotate_deg)[0].T
+        if self.scale > 0:
+            accel = accel * (1 + self.scale * (2 * torch.rand(()) - 1))
+        return accel, torch.from_numpy(labels)
 
 
 class SpotterModule(L.LightningModule):
@@ -89,9 +108,11 @@ def fit_spotter(
     epochs: int = 10,
     seed: int = 0,
     batch_size: int = 32,
+    rotate_deg: float = ROTATE_DEG,
+    scale: float = SCALE,
 ) -> GestureSpotter:
-    """A spotter trained on ``train`` (normalised with its statistics), the epoch with the lowest
-    validation loss kept."""
+    """A spotter trained on ``train`` (normalised with its statistics; crops rotated up to
+    ``rotate_deg`` and scaled by ±``scale``), the epoch with the lowest validation loss kept."""
     L.seed_everything(seed, verbose=False)
     net = GestureSpotter(vocabulary)
     samples = np.concatenate([s.samples for s in train])
@@ -100,7 +121,12 @@ def fit_spotter(
     module = SpotterModule(net, epochs=epochs)
     generator = torch.Generator().manual_seed(seed)
     loaders = (
-        DataLoader(StreamCrops(train, vocabulary), batch_size=batch_size, shuffle=True, generator=generator),
+        DataLoader(
+            StreamCrops(train, vocabulary, rotate_deg=rotate_deg, scale=scale),
+            batch_size=batch_size,
+            shuffle=True,
+            generator=generator,
+        ),
         DataLoader(StreamCrops(validation, vocabulary), batch_size=batch_size),
     )
     best = KeepBest()
