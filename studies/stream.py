@@ -48,8 +48,7 @@ GOALS = {"f1": 0.95, "rest_per_h": 1.0, "motion_per_h": 5.0, "delay_s": 0.5, "us
 
 
 def spotter_probabilities(net: torch.nn.Module, stream: Stream) -> np.ndarray:
-    with torch.no_grad():
-        return torch.softmax(net(torch.from_numpy(stream.samples)[None]), dim=2)[0].numpy()
+    return net.probabilities(stream.samples)
 
 
 def choose_rule(probabilities: np.ndarray, stream: Stream) -> DecisionRule:
@@ -171,8 +170,7 @@ def work_per_sample(spotter: Path, baseline_fold: Path) -> dict[str, float]:
     net, _ = load_spotter(spotter.with_suffix(".pt"))
     onnx = OnnxSpotter(spotter.with_suffix(".onnx"))
     probe = np.random.default_rng(0).normal([0, 0, 9.8], 2.0, size=(200, 3)).astype(np.float32)
-    with torch.no_grad():
-        expected = torch.softmax(net(torch.from_numpy(probe)[None]), dim=2)[0].numpy()
+    expected = net.probabilities(probe)
     parity = float(np.abs(onnx.probabilities(probe) - expected).max())
     sample, window = probe[0], np.repeat(probe[:1], net.kernel - 1, axis=0)[None]
     state = np.zeros((1, 1, net.hidden), dtype=np.float32)

@@ -161,8 +161,7 @@ def test_the_exported_step_model_gives_the_spotters_probabilities_on_onnxruntime
     samples = (np.random.default_rng(0).normal(size=(50, 3)) * 3 + [0, 0, 9.8]).astype(np.float32)
     export_spotter(net, DecisionRule(0.7, 3), tmp_path / "spotter.onnx")
     spotter = OnnxSpotter(tmp_path / "spotter.onnx")
-    with torch.no_grad():
-        expected = torch.softmax(net(torch.from_numpy(samples)[None]), dim=2)[0].numpy()
+    expected = net.probabilities(samples)
     np.testing.assert_allclose(spotter.probabilities(samples), expected, rtol=1e-4, atol=1e-5)
     assert spotter.vocabulary == [5, 6, 7] and spotter.rule == DecisionRule(0.7, 3)
     assert not net.training, "exporting leaves the network as it was: in eval mode, dropout off"
@@ -213,7 +212,6 @@ def test_a_trained_spotter_is_quiet_at_rest_and_predict_reads_a_stream_with_it(r
     import subprocess
     import sys
 
-    import torch
     from conftest import PROJECT_ROOT
 
     from gesture_rnn.data.streams import VOCABULARY
@@ -227,9 +225,7 @@ def test_a_trained_spotter_is_quiet_at_rest_and_predict_reads_a_stream_with_it(r
     net = fit_spotter(train, [walk], VOCABULARY, epochs=6, seed=0, batch_size=8, rotate_deg=0, scale=0)
     rule = DecisionRule(threshold=0.5, hold=2)
     still = rest_stream(records, "U03", 600.0, 0, rest)
-    with torch.no_grad():
-        at_rest = torch.softmax(net(torch.from_numpy(still.samples)[None]), dim=2)[0].numpy()
-        walking = torch.softmax(net(torch.from_numpy(walk.samples)[None]), dim=2)[0].numpy()
+    at_rest, walking = net.probabilities(still.samples), net.probabilities(walk.samples)
     assert match_events(walk.events, detect(walking, VOCABULARY, rule), 9).hits, "it has learnt gestures"
     assert detect(at_rest, VOCABULARY, rule) == [], "and no detection while the watch is still"
 

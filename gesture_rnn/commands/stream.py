@@ -44,14 +44,10 @@ def predict_stream(cfg: DictConfig) -> list[dict]:
         spotter = OnnxSpotter(Path(cfg.spotter))
         probabilities, vocabulary, rule = spotter.probabilities(samples), spotter.vocabulary, spotter.rule
     elif cfg.get("spotter"):
-        import torch
-
         from gesture_rnn.streaming.training import load_spotter
 
         net, rule = load_spotter(cfg.spotter)
-        vocabulary = net.vocabulary
-        with torch.no_grad():
-            probabilities = torch.softmax(net(torch.from_numpy(samples)[None]), dim=2)[0].numpy()
+        probabilities, vocabulary = net.probabilities(samples), net.vocabulary
     else:
         from gesture_rnn.deploy.inference import load_predictor
         from gesture_rnn.streaming.window import window_probabilities

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,6 +58,12 @@ class GestureSpotter(nn.Module):
         features = torch.relu(self.conv(x)).transpose(1, 2)
         outputs, _ = self.gru(features)
         return self.head(self.dropout(outputs))
+
+    def probabilities(self, samples: np.ndarray) -> np.ndarray:
+        """[samples, 1 + vocabulary] of one whole stream [samples, 3] (what ``step`` gives too)."""
+        with torch.no_grad():
+            accel = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None]
+            return torch.softmax(self(accel), dim=2)[0].numpy()
 
     def initial_state(self, accel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The step state before the first sample [B, 3]: the history window of raw samples
