@@ -44,6 +44,7 @@ from studies.reports import machine
 TOLERANCE_S = 1.0
 TOLERANCE = round(TOLERANCE_S * SAMPLING_RATE_HZ)
 RULES = [DecisionRule(t, h) for t in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95) for h in (1, 2, 3)]
+CHUNKS = (1, 3, 9)  # samples per call of the step model: each sample, ~0.33 s, ~1 s buffered
 GOALS = {"f1": 0.95, "rest_per_h": 1.0, "motion_per_h": 5.0, "delay_s": 0.5, "us_per_sample": 20.0}
 
 
@@ -66,6 +67,11 @@ def score(
     on_rest = len(detect(rest_probabilities, VOCABULARY, rule))
     motion_s = sum((e.end - e.start + TOLERANCE) for e in stream.events if not e.target) / SAMPLING_RATE_HZ
     delays = np.array(scores.delays(), dtype=float) / SAMPLING_RATE_HZ
+    # fed `c` samples per call, a detection is known only when its chunk is complete
+    chunked = {
+        str(c): [(d.sample // c * c + c - 1 - (e.end - 1)) / SAMPLING_RATE_HZ for e, d in scores.hits]
+        for c in CHUNKS
+    }
     return {
         "f1": scores.f1,
         "precision": scores.precision,
@@ -74,6 +80,7 @@ def score(
         "motion_per_h": len(scores.during_non_target) / (motion_s / 3600),
         "delay_s": float(np.median(delays)) if len(delays) else float("nan"),
         "delay_p95_s": float(np.percentile(delays, 95)) if len(delays) else float("nan"),
+        "delay_s_by_chunk": {c: float(np.median(d)) if d else float("nan") for c, d in chunked.items()},
         "rule": [rule.threshold, rule.hold],
     }
 
@@ -172,16 +179,20 @@ def work_per_sample(spotter: Path, baseline_fold: Path) -> dict[str, float]:
     probe = np.random.default_rng(0).normal([0, 0, 9.8], 2.0, size=(200, 3)).astype(np.float32)
     expected = net.probabilities(probe)
     parity = float(np.abs(onnx.probabilities(probe) - expected).max())
-    sample, window = probe[0], np.repeat(probe[:1], net.kernel - 1, axis=0)[None]
+    window = np.repeat(probe[:1], net.kernel - 1, axis=0)[None]
     state = np.zeros((1, 1, net.hidden), dtype=np.float32)
     classifier = load_net(tested_checkpoint(baseline_fold)).eval()
     recent, length = torch.from_numpy(probe[:WINDOW])[None], torch.tensor([WINDOW])
     t_window, t_state = net.initial_state(torch.from_numpy(probe[:1]))
     with torch.no_grad():
         return {
-            "spotter_onnx": microseconds_per_sample(lambda: onnx.step(sample, window, state)),
+            **{
+                f"spotter_onnx_{c}": microseconds_per_sample(lambda c=c: onnx.step(probe[:c], window, state))
+                / c
+                for c in CHUNKS
+            },
             "spotter_torch": microseconds_per_sample(
-                lambda: net.step(torch.from_numpy(probe[:1]), t_window, t_state)
+                lambda: net.step(torch.from_numpy(probe[None, :1]), t_window, t_state)
             ),
             "window_torch": microseconds_per_sample(lambda: classifier(recent, length), repeats=500),
             "onnx_parity": parity,
@@ -268,21 +279,41 @@ def report(results: dict, costs: dict[str, float], args: argparse.Namespace) -> 
             + f" | p ≥ {s['rule'][0]}, hold {s['rule'][1]} |"
         )
     f1 = min(r["spotter"]["f1"] for r in results.values())
-    lines += ["", "![The first 90 s of a stream](stream.png)", "",
-              f"Work per sample, one thread, median: the spotter's step {costs['spotter_onnx']:.1f} µs on "
-              f"onnxruntime (the exported step model; its largest difference from PyTorch "
-              f"{costs['onnx_parity']:.1e}) and {costs['spotter_torch']:.1f} µs in PyTorch; the sliding "
-              f"window's forward pass over {WINDOW} samples {costs['window_torch']:.1f} µs in PyTorch.", "",
-              f"Goals: F1 ≥ {GOALS['f1']} for every user (lowest here {f1:.3f}); "
-              f"≤ {GOALS['rest_per_h']:g} false activation per hour of rest and ≤ {GOALS['motion_per_h']:g} "
-              f"per hour of non-target movement; median delay ≤ {GOALS['delay_s']} s; "
-              f"≤ {GOALS['us_per_sample']:g} µs per sample (ONNX)."]  # fmt: skip
+    lines += [
+        "",
+        "![The first 90 s of a stream](stream.png)",
+        "",
+        f"Work per sample, one thread, median: the spotter's step {costs['spotter_onnx_1']:.1f} µs on "
+        f"onnxruntime (the exported step model; its largest difference from PyTorch "
+        f"{costs['onnx_parity']:.1e}) and {costs['spotter_torch']:.1f} µs in PyTorch; the sliding "
+        f"window's forward pass over {WINDOW} samples {costs['window_torch']:.1f} µs in PyTorch.",
+        "",
+        f"Goals: F1 ≥ {GOALS['f1']} for every user (lowest here {f1:.3f}); "
+        f"≤ {GOALS['rest_per_h']:g} false activation per hour of rest and ≤ {GOALS['motion_per_h']:g} "
+        f"per hour of non-target movement; median delay ≤ {GOALS['delay_s']} s; "
+        f"≤ {GOALS['us_per_sample']:g} µs per sample (ONNX).",
+        "",
+        "Most of the step's time is onnxruntime's cost per call, not the network's arithmetic. A "
+        "watch app may hand the step model a few samples at once; the numbers are the same, the cost "
+        "per call is shared, and a detection waits for its chunk to be complete:",
+        "",
+        "| samples per call | µs per sample (ONNX, one thread) | median delay s |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {c} ({c / SAMPLING_RATE_HZ:.2f} s) | {costs[f'spotter_onnx_{c}']:.1f} | "
+              f"{np.nanmean([r['spotter']['delay_s_by_chunk'][str(c)] for r in results.values()]):.3f} |"
+              for c in CHUNKS]  # fmt: skip
     means = {k: float(np.nanmean([r["spotter"][k] for r in results.values()])) for k, _ in keys}
-    checks = [("F1, lowest user", f1, GOALS["f1"], True),
-              ("false activations per hour of rest", means["rest_per_h"], GOALS["rest_per_h"], False),
-              ("per hour of non-target movement", means["motion_per_h"], GOALS["motion_per_h"], False),
-              ("median delay s", means["delay_s"], GOALS["delay_s"], False),
-              ("µs per sample (ONNX)", costs["spotter_onnx"], GOALS["us_per_sample"], False)]  # fmt: skip
+    checks = [
+        ("F1, lowest user", f1, GOALS["f1"], True),
+        ("false activations per hour of rest", means["rest_per_h"], GOALS["rest_per_h"], False),
+        ("per hour of non-target movement", means["motion_per_h"], GOALS["motion_per_h"], False),
+        ("median delay s", means["delay_s"], GOALS["delay_s"], False),
+        ("µs per sample (ONNX, one sample per call)", costs["spotter_onnx_1"], GOALS["us_per_sample"], False),
+    ]
+    checks += [(f"µs per sample (ONNX, {c} samples per call; median delay then "
+                f"{np.nanmean([r['spotter']['delay_s_by_chunk'][str(c)] for r in results.values()]):.2f} s)",
+                costs[f"spotter_onnx_{c}"], GOALS["us_per_sample"], False) for c in CHUNKS[1:]]  # fmt: skip
     lines += [""] + [
         f"- {name}: {value:.3f} — " + ("met" if (value >= goal if higher else value <= goal) else
                                         f"missed by {abs(value - goal):.3f}")

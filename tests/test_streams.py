@@ -123,9 +123,11 @@ def test_detections_are_matched_once_each_within_the_tolerance():
     assert nothing.precision == 1.0 and nothing.recall == 0.0 and len(nothing.missed) == 2
 
 
-def test_the_spotter_stepped_sample_by_sample_gives_its_whole_stream_logits():
+@pytest.mark.parametrize("chunk", [1, 4])
+def test_the_spotter_stepped_sample_by_sample_gives_its_whole_stream_logits(chunk: int):
     """Constant work per sample: ``step`` (the last kernel-1 samples and the GRU state) computes
-    exactly what ``forward`` computes over the whole stream, from the first sample on."""
+    exactly what ``forward`` computes over the whole stream, from the first sample on, fed one
+    sample per call or a few (the last call shorter)."""
     import torch
 
     from gesture_rnn.streaming.spotter import GestureSpotter
@@ -138,11 +140,11 @@ def test_the_spotter_stepped_sample_by_sample_gives_its_whole_stream_logits():
         whole = net(accel)
         window, state = net.initial_state(accel[:, 0])
         stepped = []
-        for t in range(accel.shape[1]):
-            logits, window, state = net.step(accel[:, t], window, state)
+        for t in range(0, accel.shape[1], chunk):
+            logits, window, state = net.step(accel[:, t : t + chunk], window, state)
             stepped.append(logits)
     assert whole.shape == (2, 30, 4)
-    torch.testing.assert_close(torch.stack(stepped, dim=1), whole, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.cat(stepped, dim=1), whole, rtol=1e-5, atol=1e-5)
 
 
 def test_the_exported_step_model_gives_the_spotters_probabilities_on_onnxruntime(tmp_path: Path):
@@ -162,7 +164,8 @@ def test_the_exported_step_model_gives_the_spotters_probabilities_on_onnxruntime
     export_spotter(net, DecisionRule(0.7, 3), tmp_path / "spotter.onnx")
     spotter = OnnxSpotter(tmp_path / "spotter.onnx")
     expected = net.probabilities(samples)
-    np.testing.assert_allclose(spotter.probabilities(samples), expected, rtol=1e-4, atol=1e-5)
+    for chunk in (1, 9):
+        np.testing.assert_allclose(spotter.probabilities(samples, chunk), expected, rtol=1e-4, atol=1e-5)
     assert spotter.vocabulary == [5, 6, 7] and spotter.rule == DecisionRule(0.7, 3)
     assert not net.training, "exporting leaves the network as it was: in eval mode, dropout off"
 

@@ -1,7 +1,7 @@
-"""The spotter as an ONNX step model — one sample, the history window and the GRU state in; the
-probabilities, the new window and the new state out — with a JSON sidecar (vocabulary, decision
-rule, sizes). ``OnnxSpotter`` runs it sample by sample on onnxruntime and numpy alone, as a watch
-companion app would: no torch, no Lightning.
+"""The spotter as an ONNX step model — the next samples (one, or a few a device buffered), the
+history window and the GRU state in; their probabilities, the new window and the new state out —
+with a JSON sidecar (vocabulary, decision rule, sizes). ``OnnxSpotter`` runs it on onnxruntime and
+numpy alone, as a watch companion app would: no torch, no Lightning.
 """
 
 from __future__ import annotations
@@ -36,17 +36,18 @@ def export_spotter(net: Any, rule: DecisionRule, path: Path) -> None:
 
         def forward(self, accel, window, state):
             logits, window, state = self.net.step(accel, window, state)
-            return torch.softmax(logits, dim=1), window, state
+            return torch.softmax(logits, dim=2), window, state
 
     from gesture_rnn.deploy.export import ONNX_OPSET
 
     net = net.eval()
-    example = (torch.zeros(1, 3), *net.initial_state(torch.zeros(1, 3)))
+    example = (torch.zeros(1, 2, 3), *net.initial_state(torch.zeros(1, 3)))
     with warnings.catch_warnings(), atomic_write(path, "wb", "ONNX spotter") as handle:
         warnings.simplefilter("ignore")  # the exporter's tracing chatter
         torch.onnx.export(
             Step().eval(), example, handle, input_names=["accel", "window", "state"],
             output_names=["probabilities", "next_window", "next_state"], opset_version=ONNX_OPSET,
+            dynamic_axes={"accel": {1: "samples"}, "probabilities": {1: "samples"}},
             dynamo=False,  # as deploy/export.py: the TorchScript-based exporter
         )  # fmt: skip
     sidecar = {"format": FORMAT, **net.settings(), "rule": asdict(rule)}
@@ -76,18 +77,21 @@ class OnnxSpotter:
         self.rule = DecisionRule(**sidecar["rule"])
         self.kernel, self.hidden = int(sidecar["kernel"]), int(sidecar["hidden"])
 
-    def probabilities(self, samples: np.ndarray) -> np.ndarray:
-        """[samples, 1 + vocabulary], stepping through ``samples`` [N, 3] from the first."""
+    def probabilities(self, samples: np.ndarray, chunk: int = 1) -> np.ndarray:
+        """[samples, 1 + vocabulary], stepping through ``samples`` [N, 3] from the first, ``chunk``
+        samples per call (a device that buffers a few samples pays onnxruntime's per-call cost
+        once per chunk; the numbers are the same)."""
         samples = np.asarray(samples, dtype=np.float32)
         window = np.repeat(samples[:1], self.kernel - 1, axis=0)[None]
         state = np.zeros((1, 1, self.hidden), dtype=np.float32)
         out = np.empty((len(samples), 1 + len(self.vocabulary)), dtype=np.float32)
-        for t, sample in enumerate(samples):
-            out[t], window, state = self.step(sample, window, state)
+        for t in range(0, len(samples), chunk):
+            out[t : t + chunk], window, state = self.step(samples[t : t + chunk], window, state)
         return out
 
-    def step(self, sample: np.ndarray, window: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, ...]:
+    def step(self, samples: np.ndarray, window: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The next samples [T, 3] -> (probabilities [T, 1 + vocabulary], window, state)."""
         probabilities, window, state = self.session.run(
-            None, {"accel": sample[None], "window": window, "state": state}
+            None, {"accel": samples[None], "window": window, "state": state}
         )
         return probabilities[0], window, state

@@ -4,7 +4,8 @@ A causal convolution (stride 1) feeds a GRU whose every step is classified: clas
 gesture" (rest, everyday movement, a gesture still under way), class k the k-th gesture of the
 vocabulary, which the training labels just after that gesture ends. Output t depends on samples
 <= t only, so the network runs sample by sample with constant work: ``step`` keeps the last
-``kernel - 1`` samples and the GRU state — the same numbers as ``forward`` over the whole stream.
+``kernel - 1`` samples and the GRU state — the same numbers as ``forward`` over the whole stream,
+whether it is fed one sample per call or a few at a time.
 """
 
 from __future__ import annotations
@@ -74,12 +75,13 @@ class GestureSpotter(nn.Module):
     def step(
         self, accel: torch.Tensor, window: torch.Tensor, state: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One raw sample per stream [B, 3] -> (logits [B, 1 + vocabulary], window, state)."""
-        inputs = torch.cat((window, accel.unsqueeze(1)), dim=1)  # [B, kernel, 3], raw
+        """The next raw samples of each stream [B, T, 3] (T >= 1: one sample, or a few a device
+        buffered) -> (logits [B, T, 1 + vocabulary], window, state) to carry to the next call."""
+        inputs = torch.cat((window, accel), dim=1)  # [B, kernel - 1 + T, 3], raw
         x = ((inputs - self.mean) / self.std).transpose(1, 2)
-        features = torch.relu(self.conv(x))  # [B, C, 1]
+        features = torch.relu(self.conv(x))  # [B, C, T]
         output, state = self.gru(features.transpose(1, 2), state)
-        return self.head(output[:, 0]), inputs[:, 1:], state
+        return self.head(output), inputs[:, -(self.kernel - 1) :], state
 
     def settings(self) -> dict[str, object]:
         return {
