@@ -36,9 +36,14 @@ ZIP ?=
 # never pasted into a command line or into Python source
 VENV_BIN := $(CURDIR)/$(BIN)
 LOCAL_STORE := sqlite:///$(CURDIR)/outputs/mlflow.db
-export VERSION TRACKING_URI MODEL SERVE_PORT UI_PORT ZIP VENV_BIN LOCAL_STORE
+# make demo: where the page is served (a phone on the network: DEMO_HOST=0.0.0.0 with a certificate, docs/demo.md)
+DEMO_HOST ?= 127.0.0.1
+DEMO_PORT ?= 8000
+DEMO_CERT ?=
+DEMO_KEY ?=
+export VERSION TRACKING_URI MODEL SERVE_PORT UI_PORT ZIP VENV_BIN LOCAL_STORE DEMO_HOST DEMO_PORT DEMO_CERT DEMO_KEY
 
-.PHONY: help install data docs train tune reproduce loso cv small_model stream ablation compare new_wearer watch serve promote startup gpu_check calibration personalize bench soak test test-fast test-slow lint format ui clean
+.PHONY: help install data docs train tune reproduce loso cv small_model stream demo demo_report browser ablation compare new_wearer watch serve promote startup gpu_check calibration personalize bench soak test test-fast test-slow lint format ui clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -133,6 +138,20 @@ small_model: install ## Tune the watch-size model on cv=users (val of other user
 stream: install ## Spotting gestures in continuous streams per held-out user, beside a sliding window -> reports/stream.md (needs GESTURES_DATA)
 	$(BIN)/python -m studies.stream --data "$(GESTURES_DATA)" $(ARGS)
 
+demo: install ## The wearer's page on http://127.0.0.1:8000: record your gestures, recognise them live (first run trains its models; needs the dataset)
+	$(BIN)/python -m demo.build
+	$(BIN)/python -m demo.serve --host "$$DEMO_HOST" --port "$$DEMO_PORT" $${DEMO_CERT:+--cert "$$DEMO_CERT" --key "$$DEMO_KEY"}
+
+demo_report: install ## The page measured in headless Chromium: load time, sizes, time per gesture -> reports/demo.md and demo-*.png
+	$(BIN)/python -m demo.measure $(ARGS)
+
+browser: install ## What the page's browser tests need: Debian's chromium (installed when missing, as root) and onnxruntime-web (npm)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: chromium is missing and this user cannot install it: the browser tests will be skipped"; fi; }
+	@$(BIN)/python -m demo.build --web-only || echo "note: no onnxruntime-web: the browser tests will be skipped"
+
 startup: install ## Where train.py's start-up goes, up to its first step, beside import lightning -> reports/startup.md (needs GESTURES_DATA)
 	$(BIN)/python -m bench.startup --data "$(GESTURES_DATA)" $(ARGS)
 
@@ -142,7 +161,7 @@ gpu_check: install ## On a machine with a GPU: trainer=gpu and trainer=ddp train
 soak: install ## 50 short trainings in one process and in new ones: no memory, fd or MLflow-run leaks
 	$(BIN)/python -m bench.soak $(ARGS)
 
-test: install ## Run the test suite (real-data tests need GESTURES_DATA=/path/to/gestures-dataset.zip)
+test: install browser ## Run the test suite (real-data tests need GESTURES_DATA=/path/to/gestures-dataset.zip)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # test files that are integration tests as a whole: make test-fast does not even import them

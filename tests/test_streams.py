@@ -168,6 +168,12 @@ def test_the_exported_step_model_gives_the_spotters_probabilities_on_onnxruntime
         np.testing.assert_allclose(spotter.probabilities(samples, chunk), expected, rtol=1e-4, atol=1e-5)
     assert spotter.vocabulary == [5, 6, 7] and spotter.rule == DecisionRule(0.7, 3)
     assert not net.training, "exporting leaves the network as it was: in eval mode, dropout off"
+    export_spotter(net, DecisionRule(0.7, 3), tmp_path / "int8.onnx", int8=True)  # what the page loads
+    small = OnnxSpotter(tmp_path / "int8.onnx")
+    np.testing.assert_allclose(small.probabilities(samples), expected, atol=0.02)
+    assert (tmp_path / "int8.onnx").stat().st_size < (tmp_path / "spotter.onnx").stat().st_size
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["int8.json", "int8.onnx", "spotter.json", "spotter.onnx"], "no partial file stays"
 
 
 def test_training_crops_are_turned_and_scaled_copies_of_the_stream_with_its_labels(records):

@@ -25,8 +25,9 @@ def sidecar_path(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def export_spotter(net: Any, rule: DecisionRule, path: Path) -> None:
-    """``path`` (.onnx) and its sidecar, from a ``GestureSpotter``."""
+def export_spotter(net: Any, rule: DecisionRule, path: Path, int8: bool = False) -> None:
+    """``path`` (.onnx) and its sidecar, from a ``GestureSpotter``; with ``int8`` its weights
+    stored as int8 (``deploy/quantize.py``, as ``export.py quantize=int8``)."""
     import torch
 
     class Step(torch.nn.Module):
@@ -42,7 +43,8 @@ def export_spotter(net: Any, rule: DecisionRule, path: Path) -> None:
 
     net = net.eval()
     example = (torch.zeros(1, 2, 3), *net.initial_state(torch.zeros(1, 3)))
-    with warnings.catch_warnings(), atomic_write(path, "wb", "ONNX spotter") as handle:
+    exported = path.with_name(f".{path.name}.float") if int8 else path
+    with warnings.catch_warnings(), atomic_write(exported, "wb", "ONNX spotter") as handle:
         warnings.simplefilter("ignore")  # the exporter's tracing chatter
         torch.onnx.export(
             Step().eval(), example, handle, input_names=["accel", "window", "state"],
@@ -50,7 +52,19 @@ def export_spotter(net: Any, rule: DecisionRule, path: Path) -> None:
             dynamic_axes={"accel": {1: "samples"}, "probabilities": {1: "samples"}},
             dynamo=False,  # as deploy/export.py: the TorchScript-based exporter
         )  # fmt: skip
-    sidecar = {"format": FORMAT, **net.settings(), "rule": asdict(rule)}
+    quantization = None
+    if int8:
+        from gesture_rnn.deploy.quantize import SCHEME, quantize_weights_int8
+
+        partial = path.with_name(f".{path.name}.partial")
+        try:
+            quantize_weights_int8(exported, partial)
+            partial.replace(path)
+        finally:
+            exported.unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
+        quantization = SCHEME
+    sidecar = {"format": FORMAT, **net.settings(), "rule": asdict(rule), "quantization": quantization}
     write_text_atomically(sidecar_path(path), json.dumps(sidecar, indent=1) + "\n", "spotter sidecar")
 
 

@@ -1,0 +1,1 @@
+"""The wearer's page (``make demo``): record your own gestures, teach the model, see it recognise you."""

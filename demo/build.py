@@ -1,0 +1,198 @@
+"""``make demo``'s build: the wearer's page with its models, in ``outputs/demo/site``.
+
+1. onnxruntime-web, pinned in ``demo/package-lock.json``, from the npm registry (``npm ci`` into
+   ``outputs/demo/npm``): the page loads nothing from any other site, so it works offline.
+2. The default models, trained here once and kept in ``outputs/demo/models``: the shipped recipe
+   (``train.py experiment=best``, temperature-calibrated) exported as int8 ONNX, and a stream
+   spotter trained on the streams of users U01-U07 (its decision rule chosen on U08), exported as
+   an int8 step model. Either can be replaced in the page by any exported model and its sidecar.
+3. The page, those files and the dataset's pictograms, written to a temporary folder that is then
+   renamed into place: a half-built site is never served.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from gesture_rnn.config.resolvers import PROJECT_ROOT
+from gesture_rnn.data.facts import DIRNAME
+from gesture_rnn.data.source import KEPT_ZIP
+
+DEMO = Path(__file__).resolve().parent
+PAGE = DEMO / "page"
+OUT = PROJECT_ROOT / "outputs" / "demo"
+ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+SPOTTER_USERS, SPOTTER_RULE_USER = ["U01", "U02", "U03", "U04", "U05", "U06", "U07"], "U08"
+CLASSIFIER = ("classifier.onnx", "classifier.onnx.json")
+SPOTTER = ("spotter.onnx", "spotter.json")
+
+
+def pinned_version() -> str:
+    return json.loads((DEMO / "package.json").read_text())["dependencies"]["onnxruntime-web"]
+
+
+def onnxruntime_web(npm_dir: Path = OUT / "npm") -> Path:
+    """The pinned onnxruntime-web's ``dist`` folder, installed by ``npm ci`` from the lockfile
+    when it is missing or another version."""
+    installed = npm_dir / "node_modules" / "onnxruntime-web"
+    lock = DEMO / "package-lock.json"
+    up_to_date = (
+        (installed / "package.json").is_file()
+        and json.loads((installed / "package.json").read_text())["version"] == pinned_version()
+        and (npm_dir / "package-lock.json").is_file()
+        and (npm_dir / "package-lock.json").read_bytes() == lock.read_bytes()
+    )
+    if not up_to_date:
+        npm = shutil.which("npm")
+        if npm is None:
+            raise SystemExit("error: npm is missing: install Node.js (e.g. apt-get install nodejs npm)")
+        npm_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("package.json", "package-lock.json"):
+            shutil.copyfile(DEMO / name, npm_dir / name)
+        command = [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]
+        done = subprocess.run(command, cwd=npm_dir, capture_output=True, text=True)
+        if done.returncode != 0:
+            reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise SystemExit(f"error: npm ci of onnxruntime-web {pinned_version()} failed: {reason}")
+    return installed / "dist"
+
+
+def dataset(data: Path | None) -> Path:
+    """The dataset as train.py finds it without a download: ``--data``, ``$GESTURES_DATA``, or
+    the zip ``make data`` kept in the cache."""
+    if data:
+        return data
+    cache = Path(os.environ.get("GESTURE_RNN_CACHE") or "~/.cache/gesture_rnn").expanduser()
+    for kept in (cache / KEPT_ZIP, cache / DIRNAME):
+        if kept.exists():
+            return kept
+    raise SystemExit(
+        "error: no dataset: set GESTURES_DATA=/path/to/gestures-dataset.zip, or keep it once with "
+        "make data ZIP=/path/to/gestures-dataset.zip"
+    )
+
+
+def pictograms(data: Path | None) -> bytes | None:
+    """The dataset's ``gestures.png`` (20 pictograms, 4 x 5), if the data is its zip or folder."""
+    if data is None:
+        return None
+    if data.is_dir():
+        found = sorted(data.rglob("gestures.png"))
+        return found[0].read_bytes() if found else None
+    if zipfile.is_zipfile(data):
+        with zipfile.ZipFile(data) as archive:
+            names = [n for n in archive.namelist() if n.endswith("/gestures.png") or n == "gestures.png"]
+            return archive.read(names[0]) if names else None
+    return None
+
+
+def assemble_site(site: Path, dist: Path, models: Path | None, pictogram_png: bytes | None) -> Path:
+    """The page, onnxruntime-web's files, the models found in ``models`` (either may be missing:
+    the wearer then chooses one in the page) and the pictograms, renamed into ``site`` at once."""
+    site.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{site.name}.", dir=site.parent))
+    try:
+        shutil.copytree(PAGE, scratch, dirs_exist_ok=True)
+        (scratch / "ort").mkdir()
+        for name in ORT_FILES:
+            shutil.copyfile(dist / name, scratch / "ort" / name)
+        (scratch / "models").mkdir()
+        for name in (*CLASSIFIER, *SPOTTER):
+            if models is not None and (models / name).is_file():
+                shutil.copyfile(models / name, scratch / "models" / name)
+        if pictogram_png:
+            (scratch / "gestures.png").write_bytes(pictogram_png)
+        old = site.with_name(f".{site.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if site.exists():
+            site.replace(old)
+        scratch.replace(site)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return site
+
+
+def train_classifier(data: Path, models: Path) -> float:
+    """``train.py experiment=best`` then ``export.py quantize=int8``; seconds taken (0 if kept)."""
+    if all((models / name).is_file() for name in CLASSIFIER):
+        return 0.0
+    started = time.perf_counter()
+    run = models / "classifier-run"
+    shutil.rmtree(run, ignore_errors=True)
+    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "experiment=best", "seed=0", "logger=none",
+               "console=quiet", f"hydra.run.dir={run}", f"data.path={data}"]  # fmt: skip
+    print("  training the classifier: " + " ".join(command[1:]), flush=True)
+    if subprocess.run(command, cwd=PROJECT_ROOT).returncode != 0:
+        raise SystemExit(f"error: training the demo's classifier failed (its run folder: {run})")
+    from gesture_rnn.tracking.trials import tested_checkpoint
+
+    command = [sys.executable, str(PROJECT_ROOT / "export.py"), f"ckpt_path={tested_checkpoint(run)}",
+               "quantize=int8", f"out={models / CLASSIFIER[0]}"]  # fmt: skip
+    if subprocess.run(command, cwd=PROJECT_ROOT).returncode != 0:
+        raise SystemExit("error: exporting the demo's classifier failed")
+    return time.perf_counter() - started
+
+
+def train_spotter(data: Path, models: Path, epochs: int = 8) -> float:
+    """A spotter on U01-U07's streams, its rule chosen on U08's, exported as an int8 step model."""
+    if all((models / name).is_file() for name in SPOTTER):
+        return 0.0
+    started = time.perf_counter()
+    import numpy as np
+
+    from gesture_rnn.data.parsing import load_records
+    from gesture_rnn.data.streams import VOCABULARY, RestModel, build_stream
+    from gesture_rnn.streaming.onnx import export_spotter
+    from gesture_rnn.streaming.training import fit_spotter
+    from studies.stream import choose_rule
+
+    records = load_records(data, os.environ.get("GESTURE_RNN_CACHE"))
+
+    train_records = records.select(np.flatnonzero(np.isin(records.users, SPOTTER_USERS)))
+    rest = RestModel.from_records(train_records)
+    train = [build_stream(records, u, seed, rest) for u in SPOTTER_USERS for seed in (100, 101)]
+    validation = build_stream(records, SPOTTER_RULE_USER, 200, rest)
+    print(f"  training the spotter on {', '.join(SPOTTER_USERS)} ({epochs} epochs)", flush=True)
+    net = fit_spotter(train, [validation], VOCABULARY, epochs=epochs, seed=0)
+    rule = choose_rule(net.probabilities(validation.samples), validation)
+    export_spotter(net, rule, models / SPOTTER[0], int8=True)
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m demo.build", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=os.environ.get("GESTURES_DATA") or None)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--web-only", action="store_true", help="only install onnxruntime-web")
+    args = parser.parse_args(argv)
+    dist = onnxruntime_web(args.out / "npm")
+    if args.web_only:
+        print(f"  onnxruntime-web {pinned_version()}  {dist}")
+        return
+    data = dataset(args.data)
+    models = args.out / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    seconds = {"classifier": train_classifier(data, models), "spotter": train_spotter(data, models)}
+    if any(seconds.values()):  # what make demo_report says a first make demo costs
+        record = models / "build.json"
+        kept = json.loads(record.read_text()) if record.is_file() else {}
+        fresh = {f"{name}_s": round(took, 1) for name, took in seconds.items() if took}
+        record.write_text(json.dumps({**kept, **fresh}, indent=1) + "\n")
+    for name, took in seconds.items():
+        print(f"  {name}: " + (f"trained in {took:.0f} s" if took else "kept from an earlier make demo"))
+    site = assemble_site(args.out / "site", dist, models, pictograms(data))
+    print(f"  page  {site}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+// The exported models on onnxruntime-web (WebAssembly, one thread, no network): export.py's
+// classifier (accel [1, T, 3] + lengths -> calibrated probabilities) and the stream spotter's step
+// model (samples, window, state in; probabilities, window, state out), each with its JSON sidecar.
+import * as ort from "./ort/ort.wasm.min.mjs";
+
+ort.env.wasm.numThreads = 1; // no SharedArrayBuffer needed, as on a phone
+ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
+
+export const SPOTTER_FORMAT = "gesture_rnn spotter step";
+export const UNSURE = "unsure";
+
+export function kindOf(sidecar) {
+  if (sidecar && sidecar.format === SPOTTER_FORMAT) return "spotter";
+  if (sidecar && Array.isArray(sidecar.class_index_to_gesture)) return "classifier";
+  throw new Error("the sidecar is neither export.py's (class_index_to_gesture) nor a spotter's");
+}
+
+async function session(bytes, label) {
+  try {
+    return await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
+  } catch (err) {
+    throw new Error(`${label} is not an ONNX model onnxruntime-web can run (${String(err.message || err).split("\n")[0]})`);
+  }
+}
+
+export class Classifier {
+  static async load(bytes, sidecar, name = "the classifier") {
+    if (kindOf(sidecar) !== "classifier") throw new Error(`${name}: its sidecar is a spotter's`);
+    const model = new Classifier();
+    model.name = name;
+    model.sidecar = sidecar;
+    model.gestures = sidecar.class_index_to_gesture.map(Number);
+    model.rateHz = Number(sidecar.sampling_rate_hz) || 9;
+    model.session = await session(bytes, name);
+    const inputs = [...model.session.inputNames].sort().join(",");
+    if (inputs !== "accel,lengths") throw new Error(`${name}: inputs ${inputs}, not export.py's accel,lengths`);
+    return model;
+  }
+
+  // samples: [[x, y, z], ...] -> probabilities (Float32Array, one per gesture)
+  async probabilities(samples) {
+    const accel = new ort.Tensor("float32", Float32Array.from(samples.flat()), [1, samples.length, 3]);
+    const lengths = new ort.Tensor("int64", BigInt64Array.from([BigInt(samples.length)]), [1]);
+    const out = await this.session.run({ accel, lengths });
+    return out[this.session.outputNames[0]].data;
+  }
+
+  // predict.py's answer: the top gesture, or "unsure" (with the best guess) below minProbability
+  answer(probabilities, minProbability = 0, topK = 3) {
+    const order = [...probabilities.keys()].sort((a, b) => probabilities[b] - probabilities[a] || a - b);
+    const top = order.slice(0, topK).map((i) => ({ gesture: this.gestures[i], probability: probabilities[i] }));
+    if (top[0].probability < minProbability) {
+      return { gesture: UNSURE, best_guess: top[0].gesture, probability: top[0].probability, top3: top };
+    }
+    return { ...top[0], top3: top };
+  }
+}
+
+export class Spotter {
+  static async load(bytes, sidecar, name = "the spotter") {
+    if (kindOf(sidecar) !== "spotter") throw new Error(`${name}: its sidecar is a classifier's`);
+    const model = new Spotter();
+    model.name = name;
+    model.sidecar = sidecar;
+    model.vocabulary = sidecar.vocabulary.map(Number);
+    model.kernel = Number(sidecar.kernel);
+    model.hidden = Number(sidecar.hidden);
+    model.rule = sidecar.rule;
+    model.session = await session(bytes, name);
+    model.reset();
+    return model;
+  }
+
+  reset() {
+    this.window = null;
+    this.state = new ort.Tensor("float32", new Float32Array(this.hidden), [1, 1, this.hidden]);
+    this.decision = { run: 0, previous: -1, quietUntil: -1, t: -1 };
+  }
+
+  // one sample [x, y, z] -> its probabilities ("no gesture", then the vocabulary)
+  async step(sample) {
+    if (this.window === null) { // the stream was at its first sample before it began
+      const first = Array(this.kernel - 1).fill(sample).flat();
+      this.window = new ort.Tensor("float32", Float32Array.from(first), [1, this.kernel - 1, 3]);
+    }
+    const accel = new ort.Tensor("float32", Float32Array.from(sample), [1, 1, 3]);
+    const out = await this.session.run({ accel, window: this.window, state: this.state });
+    this.window = out.next_window;
+    this.state = out.next_state;
+    return out.probabilities.data;
+  }
+
+  // streaming/decisions.py:detect, one sample at a time: a gesture whose probability holds at or
+  // above the threshold for `hold` samples, then nothing for `refractory` samples
+  decide(probabilities, threshold = this.rule.threshold) {
+    const d = this.decision;
+    d.t += 1;
+    let best = 0;
+    for (let k = 1; k < probabilities.length - 1; k += 1) {
+      if (probabilities[k + 1] > probabilities[best + 1]) best = k;
+    }
+    const p = probabilities[best + 1];
+    const above = p >= threshold;
+    d.run = above && best === d.previous ? d.run + 1 : above ? 1 : 0;
+    d.previous = above ? best : -1;
+    if (d.run >= this.rule.hold && d.t > d.quietUntil) {
+      d.quietUntil = d.t + this.rule.refractory;
+      d.run = 0;
+      return { sample: d.t, gesture: this.vocabulary[best], probability: p };
+    }
+    return null;
+  }
+}

@@ -1,0 +1,202 @@
+"""The wearer's page (``make demo``) in a real browser: Debian's Chromium, headless, driven with
+synthetic ``devicemotion`` events that replay the dataset's recordings (``demo/browser.py``), the
+network cut. The page's answers are compared with ``predict.py``'s on the same recordings and
+models; its zip with ``personalize.py``'s reading of it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import PROJECT_ROOT, REAL_DATA, compose_train_config
+from hydra.core.global_hydra import GlobalHydra
+
+from demo.browser import browser_page, record_one, replay, served, why_no_browser
+from demo.build import CLASSIFIER, OUT, SPOTTER, assemble_site, pictograms
+
+pytestmark = pytest.mark.integration  # trains, starts a browser: not in make test-fast
+
+DIST = OUT / "npm" / "node_modules" / "onnxruntime-web" / "dist"
+MIN_PROBABILITY = 0.5
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def data(synthetic_zip) -> Path:
+    """The recordings to replay: the real dataset where CI has it, else the synthetic one."""
+    return Path(REAL_DATA) if REAL_DATA else synthetic_zip
+
+
+@pytest.fixture(scope="module")
+def recordings(data) -> dict[tuple[int, int], np.ndarray]:
+    """U01's first two repetitions of each gesture, as the file's text says (float64)."""
+    from gesture_rnn.data.facts import SEQUENCE_PATH
+    from gesture_rnn.data.reading import decode_text, iter_files
+
+    found = {}
+    for name, content in iter_files(data, SEQUENCE_PATH.search):
+        user, gesture, repetition = (int(x) for x in SEQUENCE_PATH.search(name).groups())
+        if user == 1 and repetition <= 2:
+            rows = [line.split()[-3:] for line in decode_text(content, name).splitlines() if line.strip()]
+            found[(gesture, repetition)] = np.array(rows, dtype=np.float64)
+    assert len(found) == 40
+    return found
+
+
+@pytest.fixture(scope="module")
+def site(synthetic_zip, data, tmp_path_factory) -> dict:
+    """A page built as make demo builds it, with a small classifier trained on the synthetic data
+    and exported as int8 (export.py), and an int8 spotter step model."""
+    if reason := why_no_browser(DIST):
+        pytest.skip(reason)
+    import torch
+
+    import gesture_rnn
+    from gesture_rnn.data.parsing import load_records
+    from gesture_rnn.data.streams import VOCABULARY, RestModel, build_stream
+    from gesture_rnn.streaming.decisions import DecisionRule
+    from gesture_rnn.streaming.onnx import export_spotter
+    from gesture_rnn.streaming.spotter import GestureSpotter
+
+    root = tmp_path_factory.mktemp("demo")
+    models = root / "models"
+    overrides = [f"data.path={synthetic_zip}", "model.net.hidden=16", "trainer.max_epochs=4", "logger=none"]
+    gesture_rnn.train(compose_train_config(root, overrides))
+    GlobalHydra.instance().clear()
+    checkpoint = root / "outputs" / "run" / "checkpoints" / "last.ckpt"
+    run("export.py", f"ckpt_path={checkpoint}", "quantize=int8", f"out={models / CLASSIFIER[0]}", cwd=root)
+
+    # an untrained spotter: the page must step it as predict.py does, whatever it answers; its
+    # threshold is set where this stream crosses it now and then, so there is something to detect
+    records = load_records(data, root / "cache")
+    stream = build_stream(records, "U01", 0, RestModel.from_records(records)).samples[:400]
+    torch.manual_seed(0)
+    net = GestureSpotter(VOCABULARY).eval()
+    net.set_normalization(torch.from_numpy(stream.mean(axis=0)), torch.from_numpy(stream.std(axis=0)))
+    gestures = net.probabilities(stream)[:, 1:].max(axis=1)
+    export_spotter(net, DecisionRule(float(np.quantile(gestures, 0.9)), 2), models / SPOTTER[0], int8=True)
+    built = assemble_site(root / "site", DIST, models, pictograms(data))
+    return {"site": built, "models": models, "checkpoint": checkpoint, "stream": stream, "root": root}
+
+
+@pytest.fixture(scope="module")
+def page(site):
+    with served(site["site"]) as url, browser_page(url) as (page, outside):
+        yield page
+        assert outside == [], f"the page asked for files outside the local server: {outside}"
+
+
+def test_the_page_answers_each_replayed_gesture_as_predict_does(page, site, recordings, tmp_path):
+    """Each recording, replayed through the accelerometer into "One gesture", gets the answer
+    predict.py gives for the file with the same int8 model: the gesture (or unsure) and its
+    probability within 1e-4."""
+    page.click("nav button[data-view=recognise]")
+    page.fill("#min-probability", str(MIN_PROBABILITY))
+    folder = tmp_path / "replayed" / "U01"
+    for (gesture, repetition), rows in sorted(recordings.items()):
+        if repetition == 1:
+            record_one(page, "#recognise", rows)
+            target = folder / f"{gesture:02d}" / "01.txt"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("".join(f"{x!r} {y!r} {z!r}\n" for x, y, z in rows))
+    shown = page.evaluate("window.demo.answers")
+    done = run(str(PROJECT_ROOT / "predict.py"), f"onnx={site['models'] / CLASSIFIER[0]}",
+               f"input={folder.parent}", "output=json", f"min_probability={MIN_PROBABILITY}",
+               cwd=tmp_path)  # fmt: skip
+    expected = [json.loads(line) for line in done.stdout.splitlines()]
+    expected.sort(key=lambda answer: answer["file"])  # U01/01/01.txt, U01/02/01.txt, ...
+    assert len(shown) == len(expected) == 20
+    for page_answer, answer in zip(shown, expected, strict=True):
+        assert page_answer["gesture"] == answer["gesture"], answer["file"]
+        assert abs(page_answer["probability"] - answer["probability"]) < 1e-4, answer["file"]
+        assert [t["gesture"] for t in page_answer["top3"]] == [t["gesture"] for t in answer["top3"]]
+    last = expected[-1]
+    text = page.inner_text("#answer-text")
+    assert (f"gesture {last['gesture']} " in text) or text.startswith("unsure"), text
+
+
+def test_a_recorded_set_downloads_as_a_zip_personalize_takes(page, site, recordings, tmp_path):
+    """Two takes of every gesture (one redone) download as a zip in the dataset's layout whose
+    recordings equal the replayed ones, and personalize.py adapts a model with it as it is."""
+    page.click("nav button[data-view=record]")
+    page.fill("#repetitions", "2")
+    page.dispatch_event("#repetitions", "change")
+    page.fill("#user", "U09")
+    for _, rows in sorted(recordings.items()):
+        record_one(page, "#record", rows)
+    assert page.inner_text("#record-count") == "40 of 40 recorded"
+    # redo gesture 3's first take with gesture 4's: the zip must hold the redone one
+    page.click("#record-grid .chip[data-gesture='3'][data-repetition='0']")
+    record_one(page, "#record", recordings[(4, 1)])
+    with page.expect_download() as download:
+        page.click("#download")
+    archive = tmp_path / download.value.suggested_filename
+    download.value.save_as(archive)
+    assert archive.name == "my-gestures-U09.zip"
+
+    from gesture_rnn.data.parsing import parse_sequence
+
+    with zipfile.ZipFile(archive) as zipped:
+        names = sorted(zipped.namelist())
+        assert names == [f"my-gestures/U09/{g:02d}/{r:02d}.txt" for g in range(1, 21) for r in (1, 2)]
+        for (gesture, repetition), rows in recordings.items():
+            name = f"my-gestures/U09/{gesture:02d}/{repetition:02d}.txt"
+            got = parse_sequence(zipped.read(name).decode(), name)  # the dataset's 6 columns
+            want = recordings[(4, 1)] if (gesture, repetition) == (3, 1) else rows
+            np.testing.assert_allclose(got, want, atol=1e-6)
+    done = run(str(PROJECT_ROOT / "personalize.py"), f"ckpt_path={site['checkpoint']}", f"input={archive}",
+               "shots=1", "tracking_uri=null", f"out={tmp_path / 'mine.ckpt'}", cwd=tmp_path)  # fmt: skip
+    assert (tmp_path / "mine.ckpt").is_file(), done.stdout[-2000:]
+
+
+def test_the_live_stream_detects_what_predict_detects_in_the_same_stream(page, site, tmp_path):
+    """A stream replayed into "Live stream" is stepped sample by sample by the int8 spotter in the
+    page: the detections (sample, gesture, probability within 1e-4) are predict.py's."""
+    from gesture_rnn.data.streams import read_stream
+
+    stream_file = tmp_path / "walk.txt"
+    stream_file.write_text("".join(f"{round(i * 1000 / 9)} {x:.6f} {y:.6f} {z:.6f}\n"
+                                   for i, (x, y, z) in enumerate(site["stream"])))  # fmt: skip
+    samples, times = read_stream(stream_file)
+    page.click("nav button[data-view=recognise]")
+    page.click("#live")
+    page.wait_for_selector("#live.recording")
+    replay(page, samples.astype(np.float64))
+    page.click("#live")
+    page.evaluate("window.demo.busy")
+    shown = page.evaluate("window.demo.detections")
+    done = run(str(PROJECT_ROOT / "predict.py"), f"spotter={site['models'] / SPOTTER[0]}",
+               f"stream={stream_file}", "output=json", cwd=tmp_path)  # fmt: skip
+    expected = [json.loads(line) for line in done.stdout.splitlines()]
+    assert expected, "the threshold lets the spotter detect something in this stream"
+    assert [(int(times[d["sample"]]), d["gesture"]) for d in shown] == [
+        (d["time_ms"], d["gesture"]) for d in expected
+    ]
+    assert all(abs(a["probability"] - b["probability"]) < 1e-4 for a, b in zip(shown, expected, strict=True))
+    assert len(page.query_selector_all("#detections li")) == len(expected)
+
+
+def test_a_file_that_is_not_a_model_is_refused_in_one_line(page, tmp_path):
+    """Choosing files in the page: a model without its sidecar, or a sidecar with a file that is
+    not ONNX, gets one line naming the problem; the loaded models stay."""
+    before = page.text_content("#classifier-name")
+    assert before.startswith("classifier.onnx (int8")
+    (tmp_path / "broken.onnx").write_bytes(b"not a model")
+    (tmp_path / "broken.onnx.json").write_text(json.dumps({"class_index_to_gesture": list(range(1, 21))}))
+    page.set_input_files("#choose", [str(tmp_path / "broken.onnx")])
+    page.wait_for_function("document.querySelector('#message').textContent.includes('choose one .onnx')")
+    page.set_input_files("#choose", [str(tmp_path / "broken.onnx"), str(tmp_path / "broken.onnx.json")])
+    page.wait_for_function("document.querySelector('#message').textContent.includes('not an ONNX model')")
+    message = page.inner_text("#message")
+    assert "broken.onnx" in message and "\n" not in message
+    assert page.text_content("#classifier-name") == before
