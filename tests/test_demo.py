@@ -22,7 +22,6 @@ from demo.build import CLASSIFIER, OUT, SPOTTER, assemble_site, pictograms
 pytestmark = pytest.mark.integration  # trains, starts a browser: not in make test-fast
 
 DIST = OUT / "npm" / "node_modules" / "onnxruntime-web" / "dist"
-MIN_PROBABILITY = 0.5
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -39,17 +38,17 @@ def data(synthetic_zip) -> Path:
 
 @pytest.fixture(scope="module")
 def recordings(data) -> dict[tuple[int, int], np.ndarray]:
-    """U01's first two repetitions of each gesture, as the file's text says (float64)."""
+    """U01's first three repetitions of each gesture, as the file's text says (float64)."""
     from gesture_rnn.data.facts import SEQUENCE_PATH
     from gesture_rnn.data.reading import decode_text, iter_files
 
     found = {}
     for name, content in iter_files(data, SEQUENCE_PATH.search):
         user, gesture, repetition = (int(x) for x in SEQUENCE_PATH.search(name).groups())
-        if user == 1 and repetition <= 2:
+        if user == 1 and repetition <= 3:
             rows = [line.split()[-3:] for line in decode_text(content, name).splitlines() if line.strip()]
             found[(gesture, repetition)] = np.array(rows, dtype=np.float64)
-    assert len(found) == 40
+    assert len(found) == 60
     return found
 
 
@@ -74,7 +73,8 @@ def site(synthetic_zip, data, tmp_path_factory) -> dict:
     gesture_rnn.train(compose_train_config(root, overrides))
     GlobalHydra.instance().clear()
     checkpoint = root / "outputs" / "run" / "checkpoints" / "last.ckpt"
-    run("export.py", f"ckpt_path={checkpoint}", "quantize=int8", f"out={models / CLASSIFIER[0]}", cwd=root)
+    export = [f"ckpt_path={checkpoint}", "quantize=int8", f"out={models / CLASSIFIER[0]}"]
+    run(str(PROJECT_ROOT / "export.py"), *export, cwd=root)
 
     # an untrained spotter: the page must step it as predict.py does, whatever it answers; its
     # threshold is set where this stream crosses it now and then, so there is something to detect
@@ -98,23 +98,30 @@ def page(site):
 
 def test_the_page_answers_each_replayed_gesture_as_predict_does(page, site, recordings, tmp_path):
     """Each recording, replayed through the accelerometer into "One gesture", gets the answer
-    predict.py gives for the file with the same int8 model: the gesture (or unsure) and its
-    probability within 1e-4."""
-    page.click("nav button[data-view=recognise]")
-    page.fill("#min-probability", str(MIN_PROBABILITY))
+    predict.py gives for the file with the same int8 model: the gesture (or unsure, below a
+    min_probability set where about half the answers fall) and its probability within 1e-4."""
     folder = tmp_path / "replayed" / "U01"
     for (gesture, repetition), rows in sorted(recordings.items()):
         if repetition == 1:
-            record_one(page, "#recognise", rows)
             target = folder / f"{gesture:02d}" / "01.txt"
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text("".join(f"{x!r} {y!r} {z!r}\n" for x, y, z in rows))
+            target.write_text("".join(" ".join(repr(float(v)) for v in row) + "\n" for row in rows))
+
+    def predict(min_probability: float) -> list[dict]:
+        done = run(str(PROJECT_ROOT / "predict.py"), f"onnx={site['models'] / CLASSIFIER[0]}",
+                   f"input={folder.parent}", "output=json", f"min_probability={min_probability}",
+                   cwd=tmp_path)  # fmt: skip
+        return sorted((json.loads(line) for line in done.stdout.splitlines()), key=lambda a: a["file"])
+
+    threshold = round(float(np.median([answer["probability"] for answer in predict(0.0)])), 4)
+    expected = predict(threshold)  # U01/01/01.txt, U01/02/01.txt, ...
+    assert {answer["gesture"] == "unsure" for answer in expected} == {True, False}
+    page.click("nav button[data-view=recognise]")
+    page.fill("#min-probability", str(threshold))
+    for (_, repetition), rows in sorted(recordings.items()):
+        if repetition == 1:
+            record_one(page, "#recognise", rows)
     shown = page.evaluate("window.demo.answers")
-    done = run(str(PROJECT_ROOT / "predict.py"), f"onnx={site['models'] / CLASSIFIER[0]}",
-               f"input={folder.parent}", "output=json", f"min_probability={MIN_PROBABILITY}",
-               cwd=tmp_path)  # fmt: skip
-    expected = [json.loads(line) for line in done.stdout.splitlines()]
-    expected.sort(key=lambda answer: answer["file"])  # U01/01/01.txt, U01/02/01.txt, ...
     assert len(shown) == len(expected) == 20
     for page_answer, answer in zip(shown, expected, strict=True):
         assert page_answer["gesture"] == answer["gesture"], answer["file"]
@@ -132,12 +139,13 @@ def test_a_recorded_set_downloads_as_a_zip_personalize_takes(page, site, recordi
     page.fill("#repetitions", "2")
     page.dispatch_event("#repetitions", "change")
     page.fill("#user", "U09")
-    for _, rows in sorted(recordings.items()):
-        record_one(page, "#record", rows)
+    for (_, repetition), rows in sorted(recordings.items()):
+        if repetition <= 2:
+            record_one(page, "#record", rows)
     assert page.inner_text("#record-count") == "40 of 40 recorded"
-    # redo gesture 3's first take with gesture 4's: the zip must hold the redone one
+    # redo gesture 3's first take (with its third repetition): the zip must hold the redone one
     page.click("#record-grid .chip[data-gesture='3'][data-repetition='0']")
-    record_one(page, "#record", recordings[(4, 1)])
+    record_one(page, "#record", recordings[(3, 3)])
     with page.expect_download() as download:
         page.click("#download")
     archive = tmp_path / download.value.suggested_filename
@@ -149,10 +157,10 @@ def test_a_recorded_set_downloads_as_a_zip_personalize_takes(page, site, recordi
     with zipfile.ZipFile(archive) as zipped:
         names = sorted(zipped.namelist())
         assert names == [f"my-gestures/U09/{g:02d}/{r:02d}.txt" for g in range(1, 21) for r in (1, 2)]
-        for (gesture, repetition), rows in recordings.items():
-            name = f"my-gestures/U09/{gesture:02d}/{repetition:02d}.txt"
+        for name in names:
+            gesture, repetition = int(name.split("/")[2]), int(name[-6:-4])
             got = parse_sequence(zipped.read(name).decode(), name)  # the dataset's 6 columns
-            want = recordings[(4, 1)] if (gesture, repetition) == (3, 1) else rows
+            want = recordings[(3, 3) if (gesture, repetition) == (3, 1) else (gesture, repetition)]
             np.testing.assert_allclose(got, want, atol=1e-6)
     done = run(str(PROJECT_ROOT / "personalize.py"), f"ckpt_path={site['checkpoint']}", f"input={archive}",
                "shots=1", "tracking_uri=null", f"out={tmp_path / 'mine.ckpt'}", cwd=tmp_path)  # fmt: skip
@@ -161,7 +169,9 @@ def test_a_recorded_set_downloads_as_a_zip_personalize_takes(page, site, recordi
 
 def test_the_live_stream_detects_what_predict_detects_in_the_same_stream(page, site, tmp_path):
     """A stream replayed into "Live stream" is stepped sample by sample by the int8 spotter in the
-    page: the detections (sample, gesture, probability within 1e-4) are predict.py's."""
+    page: the detections (sample and gesture) are predict.py's, their probabilities within 1e-3 —
+    the GRU state carried over hundreds of steps gathers the rounding differences between
+    onnxruntime's WebAssembly and native builds (up to 1.5e-4 seen on this 400-sample stream)."""
     from gesture_rnn.data.streams import read_stream
 
     stream_file = tmp_path / "walk.txt"
@@ -182,7 +192,8 @@ def test_the_live_stream_detects_what_predict_detects_in_the_same_stream(page, s
     assert [(int(times[d["sample"]]), d["gesture"]) for d in shown] == [
         (d["time_ms"], d["gesture"]) for d in expected
     ]
-    assert all(abs(a["probability"] - b["probability"]) < 1e-4 for a, b in zip(shown, expected, strict=True))
+    differences = [abs(a["probability"] - b["probability"]) for a, b in zip(shown, expected, strict=True)]
+    assert max(differences) < 1e-3, differences
     assert len(page.query_selector_all("#detections li")) == len(expected)
 
 
@@ -200,3 +211,39 @@ def test_a_file_that_is_not_a_model_is_refused_in_one_line(page, tmp_path):
     message = page.inner_text("#message")
     assert "broken.onnx" in message and "\n" not in message
     assert page.text_content("#classifier-name") == before
+
+
+def test_the_resampler_interpolates_each_axis_at_the_models_ticks(tmp_path):
+    """DeviceMotion events at a phone's own irregular times (~60 Hz) become samples at fixed
+    ticks of 1000/9 ms from the first event, each axis interpolated linearly between the events
+    around a tick: a signal linear in time comes back exact; a late or repeated event is skipped."""
+    import shutil
+
+    if shutil.which("node") is None:
+        pytest.skip("Node.js is missing: the page's modules are checked with node")
+    script = tmp_path / "check.mjs"
+    script.write_text(
+        f'import {{ Resampler }} from "{PROJECT_ROOT / "demo" / "page" / "motion.js"}";\n'
+        """const out = [];
+const r = new Resampler(9, (t, v) => out.push([t, ...v]));
+let t = 5000;
+let last = t;
+const f = (s) => [1 + 0.002 * s, -3 - 0.001 * s, 9.8 + 0.0005 * s];
+for (let k = 0; k < 120; k += 1) {
+  r.push(t, f(t));
+  last = t;
+  if (k === 50) r.push(t - 3, [99, 99, 99]);  // late: ignored
+  t += 16.7 + 3 * Math.sin(k);  // irregular, as a phone's events are
+}
+console.log(JSON.stringify({ out, last }));
+"""
+    )
+    done = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    samples, period = np.array(result["out"]), 1000 / 9
+    assert len(samples) == int((result["last"] - 5000) // period) + 1, "every tick up to the last event"
+    np.testing.assert_allclose(samples[:, 0], np.arange(len(samples)) * period, atol=1e-9)
+    ticks = 5000 + samples[:, 0]
+    expected = np.stack([1 + 0.002 * ticks, -3 - 0.001 * ticks, 9.8 + 0.0005 * ticks], axis=1)
+    np.testing.assert_allclose(samples[:, 1:], expected, atol=1e-9)
