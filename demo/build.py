@@ -22,6 +22,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+from typing import NoReturn
 
 from gesture_rnn.config.resolvers import PROJECT_ROOT
 from gesture_rnn.data.facts import DIRNAME
@@ -34,6 +35,12 @@ ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-th
 SPOTTER_USERS, SPOTTER_RULE_USER = ["U01", "U02", "U03", "U04", "U05", "U06", "U07"], "U08"
 CLASSIFIER = ("classifier.onnx", "classifier.onnx.json")
 SPOTTER = ("spotter.onnx", "spotter.json")
+
+
+def fail(message: str) -> NoReturn:
+    """One line on stderr and exit status 2, as every command of the project refuses bad input."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def pinned_version() -> str:
@@ -54,7 +61,7 @@ def onnxruntime_web(npm_dir: Path = OUT / "npm") -> Path:
     if not up_to_date:
         npm = shutil.which("npm")
         if npm is None:
-            raise SystemExit("error: npm is missing: install Node.js (e.g. apt-get install nodejs npm)")
+            fail("npm is missing: install Node.js (e.g. apt-get install nodejs npm)")
         npm_dir.mkdir(parents=True, exist_ok=True)
         for name in ("package.json", "package-lock.json"):
             shutil.copyfile(DEMO / name, npm_dir / name)
@@ -62,21 +69,24 @@ def onnxruntime_web(npm_dir: Path = OUT / "npm") -> Path:
         done = subprocess.run(command, cwd=npm_dir, capture_output=True, text=True)
         if done.returncode != 0:
             reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise SystemExit(f"error: npm ci of onnxruntime-web {pinned_version()} failed: {reason}")
+            fail(f"npm ci of onnxruntime-web {pinned_version()} failed: {reason}")
     return installed / "dist"
 
 
 def dataset(data: Path | None) -> Path:
     """The dataset as train.py finds it without a download: ``--data``, ``$GESTURES_DATA``, or
     the zip ``make data`` kept in the cache."""
-    if data:
-        return data
+    if data or os.environ.get("GESTURES_DATA"):
+        given = Path(data or os.environ["GESTURES_DATA"]).expanduser()
+        if not given.exists():
+            fail(f"the dataset {given} does not exist (from --data or $GESTURES_DATA)")
+        return given
     cache = Path(os.environ.get("GESTURE_RNN_CACHE") or "~/.cache/gesture_rnn").expanduser()
     for kept in (cache / KEPT_ZIP, cache / DIRNAME):
         if kept.exists():
             return kept
-    raise SystemExit(
-        "error: no dataset: set GESTURES_DATA=/path/to/gestures-dataset.zip, or keep it once with "
+    fail(
+        "no dataset: set GESTURES_DATA=/path/to/gestures-dataset.zip, or keep it once with "
         "make data ZIP=/path/to/gestures-dataset.zip"
     )
 
@@ -133,13 +143,13 @@ def train_classifier(data: Path, models: Path) -> float:
                "console=quiet", f"hydra.run.dir={run}", f"data.path={data}"]  # fmt: skip
     print("  training the classifier: " + " ".join(command[1:]), flush=True)
     if subprocess.run(command, cwd=PROJECT_ROOT).returncode != 0:
-        raise SystemExit(f"error: training the demo's classifier failed (its run folder: {run})")
+        fail(f"training the demo's classifier failed (its run folder: {run})")
     from gesture_rnn.tracking.trials import tested_checkpoint
 
     command = [sys.executable, str(PROJECT_ROOT / "export.py"), f"ckpt_path={tested_checkpoint(run)}",
                "quantize=int8", f"out={models / CLASSIFIER[0]}"]  # fmt: skip
     if subprocess.run(command, cwd=PROJECT_ROOT).returncode != 0:
-        raise SystemExit("error: exporting the demo's classifier failed")
+        fail("exporting the demo's classifier failed")
     return time.perf_counter() - started
 
 
@@ -171,7 +181,7 @@ def train_spotter(data: Path, models: Path, epochs: int = 8) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m demo.build", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=os.environ.get("GESTURES_DATA") or None)
+    parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--web-only", action="store_true", help="only install onnxruntime-web")
     args = parser.parse_args(argv)

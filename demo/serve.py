@@ -12,7 +12,7 @@ import ssl
 from pathlib import Path
 from typing import ClassVar
 
-from demo.build import OUT
+from demo.build import OUT, fail
 
 TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",
          ".json": "application/json", ".onnx": "application/octet-stream"}  # fmt: skip
@@ -36,20 +36,20 @@ def make_server(
     site: Path, host: str = "127.0.0.1", port: int = 8000, cert: Path | None = None, key: Path | None = None
 ) -> http.server.ThreadingHTTPServer:
     if not (site / "index.html").is_file():
-        raise SystemExit(f"error: {site} holds no built page: run make demo (python -m demo.build) first")
+        fail(f"{site} holds no built page: run make demo (python -m demo.build) first")
     handler = functools.partial(PageHandler, directory=str(site))
     try:
         server = http.server.ThreadingHTTPServer((host, port), handler)
     except OSError as err:
         reason = err.strerror or err
-        raise SystemExit(f"error: cannot serve on {host}:{port} ({reason}): try another DEMO_PORT") from None
+        fail(f"cannot serve on {host}:{port} ({reason}): try another DEMO_PORT")
     if cert:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         try:
             context.load_cert_chain(cert, key)
         except (OSError, ssl.SSLError) as err:
             server.server_close()
-            raise SystemExit(f"error: DEMO_CERT={cert} / DEMO_KEY={key}: {err}") from None
+            fail(f"DEMO_CERT={cert} / DEMO_KEY={key}: {err}")
         server.socket = context.wrap_socket(server.socket, server_side=True)
     return server
 

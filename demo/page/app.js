@@ -300,6 +300,7 @@ function showDetection(detection) {
   const item = document.createElement("li");
   item.textContent = `${detection.time_s.toFixed(1)} s: gesture ${detection.gesture} (p=${detection.probability.toFixed(3)})`;
   $("#detections").prepend(item);
+  while ($("#detections").children.length > 10) $("#detections").lastElementChild.remove(); // the latest 10
   pictogram($("#live-pictogram"), detection.gesture);
   $("#live-pictogram").hidden = false;
   $("#live-text").textContent = `gesture ${detection.gesture}`;
