@@ -162,9 +162,9 @@ def train_spotter(data: Path, models: Path, epochs: int = 8) -> float:
 
     from gesture_rnn.data.parsing import load_records
     from gesture_rnn.data.streams import VOCABULARY, RestModel, build_stream
+    from gesture_rnn.streaming.decisions import choose_rule
     from gesture_rnn.streaming.onnx import export_spotter
     from gesture_rnn.streaming.training import fit_spotter
-    from studies.stream import choose_rule
 
     records = load_records(data, os.environ.get("GESTURE_RNN_CACHE"))
 
@@ -174,7 +174,7 @@ def train_spotter(data: Path, models: Path, epochs: int = 8) -> float:
     validation = build_stream(records, SPOTTER_RULE_USER, 200, rest)
     print(f"  training the spotter on {', '.join(SPOTTER_USERS)} ({epochs} epochs)", flush=True)
     net = fit_spotter(train, [validation], VOCABULARY, epochs=epochs, seed=0)
-    rule = choose_rule(net.probabilities(validation.samples), validation)
+    rule = choose_rule(net.probabilities(validation.samples), validation.events, VOCABULARY)
     export_spotter(net, rule, models / SPOTTER[0], int8=True)
     return time.perf_counter() - started
 

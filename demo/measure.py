@@ -111,8 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     peer_ms, native = native_ms(site / "models" / build.CLASSIFIER[0], [rows for _, _, rows in held_out])
     native_top = native.max(axis=1)
     from gesture_rnn.streaming.decisions import Detection
-    from gesture_rnn.streaming.events import match_events
-    from studies.stream import TOLERANCE
+    from gesture_rnn.streaming.events import TOLERANCE, match_events
 
     found = [Detection(d["sample"], d["gesture"], d["probability"]) for d in detections]
     events = match_events(stream.events, found, TOLERANCE)

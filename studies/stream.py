@@ -34,30 +34,19 @@ from gesture_rnn.config.resolvers import PROJECT_ROOT
 from gesture_rnn.data.facts import SAMPLING_RATE_HZ, USERS
 from gesture_rnn.data.parsing import load_records
 from gesture_rnn.data.streams import VOCABULARY, RestModel, Stream, build_stream, rest_stream
-from gesture_rnn.streaming.decisions import DecisionRule, detect
-from gesture_rnn.streaming.events import match_events
+from gesture_rnn.streaming.decisions import DecisionRule, choose_rule, detect
+from gesture_rnn.streaming.events import TOLERANCE, TOLERANCE_S, match_events
 from gesture_rnn.streaming.window import WINDOW, window_probabilities
 from gesture_rnn.utils.atomic import write_text_atomically
 from studies.multirun import run_cv
 from studies.reports import machine
 
-TOLERANCE_S = 1.0
-TOLERANCE = round(TOLERANCE_S * SAMPLING_RATE_HZ)
-RULES = [DecisionRule(t, h) for t in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95) for h in (1, 2, 3)]
 CHUNKS = (1, 3, 9)  # samples per call of the step model: each sample, ~0.33 s, ~1 s buffered
 GOALS = {"f1": 0.95, "rest_per_h": 1.0, "motion_per_h": 5.0, "delay_s": 0.5, "us_per_sample": 20.0}
 
 
 def spotter_probabilities(net: torch.nn.Module, stream: Stream) -> np.ndarray:
     return net.probabilities(stream.samples)
-
-
-def choose_rule(probabilities: np.ndarray, stream: Stream) -> DecisionRule:
-    """The rule with the highest F1 on a validation stream (ties: the higher threshold)."""
-    scored = [
-        (match_events(stream.events, detect(probabilities, VOCABULARY, r), TOLERANCE).f1, r) for r in RULES
-    ]
-    return max(scored, key=lambda item: (item[0], item[1].threshold))[1]
 
 
 def score(
@@ -121,7 +110,8 @@ def run_fold(records, user: str, args: argparse.Namespace, baseline_dir: Path) -
         started = time.perf_counter()
         net = fit_spotter(train, [validation], VOCABULARY, epochs=args.epochs, seed=0)
         print(f"  {user}: spotter trained in {time.perf_counter() - started:.0f} s", flush=True)
-        save_spotter(net, choose_rule(spotter_probabilities(net, validation), validation), path)
+        rule = choose_rule(spotter_probabilities(net, validation), validation.events, VOCABULARY)
+        save_spotter(net, rule, path)
     if not path.with_suffix(".onnx").is_file():  # the step model, for predict.py spotter=<.onnx>
         export_spotter(*load_spotter(path), path.with_suffix(".onnx"))
     classifier = load_net(tested_checkpoint(baseline_dir / "folds" / user)).eval()
@@ -130,7 +120,7 @@ def run_fold(records, user: str, args: argparse.Namespace, baseline_dir: Path) -
         ("spotter", lambda stream: spotter_probabilities(net, stream)),
         ("window", lambda stream: window_probabilities(classifier, stream.samples, VOCABULARY)),
     ):
-        rule = choose_rule(probabilities(validation), validation)
+        rule = choose_rule(probabilities(validation), validation.events, VOCABULARY)
         result[method] = score(probabilities(test), probabilities(still), test, rule)
     result["stream_s"] = test.seconds
     result["gestures"] = sum(e.target for e in test.events)

@@ -212,6 +212,20 @@ def test_labels_mark_each_vocabulary_gesture_just_at_its_end_and_detections_wait
     assert [d.sample for d in detect(probabilities, [5, 7], DecisionRule(0.8, 1, 5))] == [20, 30]
 
 
+def test_the_rule_is_the_one_with_the_best_f1_on_the_validation_stream():
+    """Of the candidate rules, the one that finds both gestures without the non-target movement's
+    false activation; among equally good rules the stricter threshold."""
+    from gesture_rnn.streaming.decisions import DecisionRule, choose_rule
+
+    probabilities = np.zeros((100, 3))
+    probabilities[:, 0] = 1.0
+    probabilities[19:21] = [0.3, 0.7, 0.0]  # gesture 5 at its end, sure at 0.7 for 2 samples
+    probabilities[49:51] = [0.05, 0.0, 0.95]  # gesture 7, sure
+    probabilities[75:76] = [0.35, 0.65, 0.0]  # during non-target movement, one sample at 0.65
+    rules = [DecisionRule(0.6, 1), DecisionRule(0.6, 2), DecisionRule(0.7, 2), DecisionRule(0.9, 1)]
+    assert choose_rule(probabilities, EVENTS, [5, 7], rules) == DecisionRule(0.7, 2)
+
+
 @pytest.mark.integration
 def test_a_trained_spotter_is_quiet_at_rest_and_predict_reads_a_stream_with_it(records, tmp_path: Path):
     """A spotter trained on two users' streams fires nothing in ten minutes of a third user's

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gesture_rnn.data.streams import GestureEvent
-from gesture_rnn.streaming.events import Detection
+from gesture_rnn.streaming.events import TOLERANCE, Detection, match_events
 from gesture_rnn.streaming.spotter import NO_GESTURE
 
 LABEL_BEFORE, LABEL_AFTER = 2, 3
@@ -57,3 +57,19 @@ def detect(probabilities: np.ndarray, vocabulary: Sequence[int], rule: DecisionR
             detections.append(Detection(t, int(vocabulary[best[t]]), float(p[t])))
             quiet_until, run = t + rule.refractory, 0
     return detections
+
+
+# the rules make stream and make demo choose from
+RULES = tuple(DecisionRule(t, h) for t in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95) for h in (1, 2, 3))
+
+
+def choose_rule(
+    probabilities: np.ndarray,
+    events: Sequence[GestureEvent],
+    vocabulary: Sequence[int],
+    rules: Sequence[DecisionRule] = RULES,
+) -> DecisionRule:
+    """The rule with the highest event F1 on a validation stream (ties: the higher threshold) —
+    chosen on a training user, never on the person it will be scored on."""
+    scored = [(match_events(events, detect(probabilities, vocabulary, r), TOLERANCE).f1, r) for r in rules]
+    return max(scored, key=lambda item: (item[0], item[1].threshold))[1]

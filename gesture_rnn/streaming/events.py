@@ -12,7 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from gesture_rnn.data.facts import SAMPLING_RATE_HZ
 from gesture_rnn.data.streams import GestureEvent
+
+TOLERANCE_S = 1.0  # how long after a gesture's end a detection still counts (make stream, the page)
+TOLERANCE = round(TOLERANCE_S * SAMPLING_RATE_HZ)
 
 
 @dataclass(frozen=True)
