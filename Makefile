@@ -140,7 +140,7 @@ stream: install ## Spotting gestures in continuous streams per held-out user, be
 
 demo: install ## The wearer's page on http://127.0.0.1:8000: record your gestures, recognise them live (first run trains its models; needs the dataset)
 	$(BIN)/python -m demo.build
-	$(BIN)/python -m demo.serve --host "$$DEMO_HOST" --port "$$DEMO_PORT" $${DEMO_CERT:+--cert "$$DEMO_CERT" --key "$$DEMO_KEY"}
+	$(BIN)/python -m demo.serve --host "$$DEMO_HOST" --port "$$DEMO_PORT" $${DEMO_CERT:+--cert "$$DEMO_CERT"} $${DEMO_KEY:+--key "$$DEMO_KEY"}
 
 demo_report: install ## The page measured in headless Chromium: load time, sizes, time per gesture -> reports/demo.md and demo-*.png
 	$(BIN)/python -m demo.measure $(ARGS)

@@ -185,11 +185,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--web-only", action="store_true", help="only install onnxruntime-web")
     args = parser.parse_args(argv)
+    data = None if args.web_only else dataset(args.data)  # refused before anything is installed
     dist = onnxruntime_web(args.out / "npm")
-    if args.web_only:
+    if data is None:
         print(f"  onnxruntime-web {pinned_version()}  {dist}")
         return
-    data = dataset(args.data)
     models = args.out / "models"
     models.mkdir(parents=True, exist_ok=True)
     seconds = {"classifier": train_classifier(data, models), "spotter": train_spotter(data, models)}

@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     data = build.dataset(args.data)
     build.main(["--data", str(data)])
     site = build.OUT / "site"
-    timings = json.loads((build.OUT / "models" / "build.json").read_text())
+    record = build.OUT / "models" / "build.json"
+    timings = json.loads(record.read_text()) if record.is_file() else {}
     held_out = recordings_of(data, HELD_OUT)
 
     from gesture_rnn.data.parsing import load_records
@@ -128,9 +129,9 @@ def main(argv: list[str] | None = None) -> None:
         "## Building it (`make demo`, the first time)",
         "",
         f"- the classifier, `train.py experiment=best` ({HELD_OUT} held out) and its int8 "
-        f"export: {timings['classifier_s']:.0f} s",
+        f"export: {seconds(timings, 'classifier_s')}",
         "- the spotter, trained on the streams of U01-U07 (its rule chosen on U08) and exported as int8: "
-        f"{timings['spotter_s']:.0f} s",
+        f"{seconds(timings, 'spotter_s')}",
         "",
         "## Size of what the page loads",
         "",
@@ -168,6 +169,10 @@ def main(argv: list[str] | None = None) -> None:
     ]
     write_text_atomically(args.report, "\n".join(lines) + "\n", "report")
     print(f"  report  {args.report}")
+
+
+def seconds(timings: dict, key: str) -> str:
+    return f"{timings[key]:.0f} s" if key in timings else "not measured (the models were not trained here)"
 
 
 def machine() -> str:

@@ -50,7 +50,8 @@ def make_server(
         except (OSError, ssl.SSLError) as err:
             server.server_close()
             fail(f"DEMO_CERT={cert} / DEMO_KEY={key}: {err}")
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+        # the handshake in each request's thread, not in accept(): an idle client blocks no one
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     return server
 
 

@@ -197,9 +197,10 @@ def test_the_live_stream_detects_what_predict_detects_in_the_same_stream(page, s
     assert len(page.query_selector_all("#detections li")) == min(len(expected), 10), "the latest 10 shown"
 
 
-def test_a_file_that_is_not_a_model_is_refused_in_one_line(page, tmp_path):
-    """Choosing files in the page: a model without its sidecar, or a sidecar with a file that is
-    not ONNX, gets one line naming the problem; the loaded models stay."""
+def test_a_file_that_is_not_a_model_is_refused_in_one_line(page, site, tmp_path):
+    """Choosing files in the page: a model without its sidecar, a sidecar with a file that is not
+    ONNX, or a classifier under a spotter's sidecar gets one line naming the problem; the loaded
+    models stay."""
     before = page.text_content("#classifier-name")
     assert before.startswith("classifier.onnx (int8")
     (tmp_path / "broken.onnx").write_bytes(b"not a model")
@@ -210,7 +211,13 @@ def test_a_file_that_is_not_a_model_is_refused_in_one_line(page, tmp_path):
     page.wait_for_function("document.querySelector('#message').textContent.includes('not an ONNX model')")
     message = page.inner_text("#message")
     assert "broken.onnx" in message and "\n" not in message
+    spotter_before = page.text_content("#spotter-name")
+    (tmp_path / "mixed.json").write_text((site["models"] / SPOTTER[1]).read_text())
+    (tmp_path / "mixed.onnx").write_bytes((site["models"] / CLASSIFIER[0]).read_bytes())
+    page.set_input_files("#choose", [str(tmp_path / "mixed.onnx"), str(tmp_path / "mixed.json")])
+    page.wait_for_function("document.querySelector('#message').textContent.includes('not a spotter step')")
     assert page.text_content("#classifier-name") == before
+    assert page.text_content("#spotter-name") == spotter_before
 
 
 def test_the_resampler_interpolates_each_axis_at_the_models_ticks(tmp_path):
@@ -221,9 +228,11 @@ def test_the_resampler_interpolates_each_axis_at_the_models_ticks(tmp_path):
 
     if shutil.which("node") is None:
         pytest.skip("Node.js is missing: the page's modules are checked with node")
+    module = tmp_path / "motion.mjs"  # an ES module by its name, whatever Node's version
+    module.write_text((PROJECT_ROOT / "demo" / "page" / "motion.js").read_text())
     script = tmp_path / "check.mjs"
     script.write_text(
-        f'import {{ Resampler }} from "{PROJECT_ROOT / "demo" / "page" / "motion.js"}";\n'
+        'import { Resampler } from "./motion.mjs";\n'
         """const out = [];
 const r = new Resampler(9, (t, v) => out.push([t, ...v]));
 let t = 5000;
@@ -235,7 +244,8 @@ for (let k = 0; k < 120; k += 1) {
   if (k === 50) r.push(t - 3, [99, 99, 99]);  // late: ignored
   t += 16.7 + 3 * Math.sin(k);  // irregular, as a phone's events are
 }
-console.log(JSON.stringify({ out, last }));
+const gap = r.push(last + 1500, f(last + 1500));  // 1.5 s without an event: nothing made up
+console.log(JSON.stringify({ out, last, gap }));
 """
     )
     done = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=60)
@@ -243,6 +253,7 @@ console.log(JSON.stringify({ out, last }));
     result = json.loads(done.stdout)
     samples, period = np.array(result["out"]), 1000 / 9
     assert len(samples) == int((result["last"] - 5000) // period) + 1, "every tick up to the last event"
+    assert result["gap"] is False, "a pause of over a second is reported, not filled in"
     np.testing.assert_allclose(samples[:, 0], np.arange(len(samples)) * period, atol=1e-9)
     ticks = 5000 + samples[:, 0]
     expected = np.stack([1 + 0.002 * ticks, -3 - 0.001 * ticks, 9.8 + 0.0005 * ticks], axis=1)
@@ -254,7 +265,7 @@ console.log(JSON.stringify({ out, last }));
     [
         (["-m", "demo.serve", "--site", "{tmp}/nothing"], "holds no built page: run make demo"),
         (["-m", "demo.serve", "--site", "{site}", "--port", "0", "--cert", "{tmp}/none.pem"], "DEMO_CERT="),
-        (["-m", "demo.build", "--data", "{tmp}/none.zip"], "the dataset {tmp}/none.zip does not exist"),
+        (["-m", "demo.build", "--data", "{tmp}/no.zip", "--out", "{tmp}/out"], "{tmp}/no.zip does not exist"),
     ],
 )
 def test_make_demo_refuses_what_it_cannot_use_in_one_line(args, message, tmp_path):

@@ -99,26 +99,42 @@ function showModels() {
 
 // ---------------------------------------------------------------- capture
 // Records from the accelerometer, resampled to the models' rate, until stopped.
+// A take stops by itself at the models' longest input (predict.py and personalize.py refuse
+// longer ones), and breaks when the events stop for over a second (a locked screen): the
+// samples in between would be made up, and a stream file with such a gap is refused too.
 class Capture {
-  constructor(onSample = () => {}) {
+  constructor(button) {
+    this.button = button;
     this.samples = [];
-    this.onSample = onSample;
+    this.onSample = () => {};
+    this.stop = () => {};
+    this.broken = null;
   }
 
-  async start() {
-    await accelerometer.permit();
-    this.samples = [];
+  listen() {
+    this.rateHz = demo.rateHz;
     this.startedAt = Date.now();
-    const resampler = new Resampler(demo.rateHz, (t, v) => {
+    const resampler = new Resampler(this.rateHz, (t, v) => {
+      if (this.samples.length >= MAX_SAMPLES) return this.interrupt(`the take reached ${MAX_SAMPLES} samples, the longest a model reads`);
       this.samples.push(v);
       plotSample(v, null);
       this.onSample(t, v);
     });
-    this.stop = accelerometer.listen((t, v) => resampler.push(t, v));
+    this.stop = accelerometer.listen((t, v) => {
+      if (!resampler.push(t, v)) this.interrupt("no motion for over a second (a locked screen?)");
+    });
+  }
+
+  interrupt(reason) {
+    if (this.broken) return;
+    this.broken = reason;
+    this.stop();
+    say(`${reason}: tap ■ Stop`, true);
   }
 }
 
-let capture = null;
+const MAX_SAMPLES = 1000; // gesture_rnn/data/contract.py
+let capture = null; // the running take, claimed before anything is awaited
 
 async function toggle(button, startLabel, onStart, onStop) {
   if (capture !== null && capture.button !== button) {
@@ -126,16 +142,18 @@ async function toggle(button, startLabel, onStart, onStop) {
     return;
   }
   if (capture === null) {
-    const next = new Capture();
+    const next = new Capture(button);
+    capture = next; // a second tap while this one starts is a stop, not a second take
     try {
+      await accelerometer.permit(); // first: iOS asks only from the tap itself
       await onStart(next);
-      await next.start();
     } catch (err) {
+      capture = null;
       say(String(err.message || err), true);
       return;
     }
-    next.button = button;
-    capture = next;
+    if (capture !== next) return; // stopped while starting
+    next.listen();
     button.textContent = "■ Stop";
     button.classList.add("recording");
   } else {
@@ -145,7 +163,11 @@ async function toggle(button, startLabel, onStart, onStop) {
     button.textContent = startLabel;
     button.classList.remove("recording");
     demo.busy = onStop(done); // what a test (or a tap) waits for: the answer, the saved take
-    await demo.busy;
+    try {
+      await demo.busy;
+    } catch (err) {
+      say(String(err.message || err), true);
+    }
   }
 }
 
@@ -203,14 +225,25 @@ function showRecordView() {
   $("#record-count").textContent = `${done} of ${GESTURES.length * repetitions()} recorded`;
 }
 
+function usable(done) {
+  if (done.broken) {
+    say(`${done.broken}: not kept; try again`, true);
+    return false;
+  }
+  if (done.samples.length < 2) {
+    say("too short: no motion arrived (at least 2 samples are needed); try again", true);
+    return false;
+  }
+  return true;
+}
+
 async function recordToggle() {
-  await toggle($("#record"), "● Record", async () => {}, async (done) => {
-    if (done.samples.length < 2) {
-      say("too short: no motion arrived (at least 2 samples are needed); try again", true);
-      return;
-    }
-    const { gesture, repetition } = demo.slot;
-    slots(gesture)[repetition] = { samples: done.samples, startedAt: done.startedAt };
+  await toggle($("#record"), "● Record", async (next) => {
+    next.slot = { ...demo.slot }; // the take goes where it was started
+  }, async (done) => {
+    if (!usable(done)) return;
+    const { gesture, repetition } = done.slot;
+    slots(gesture)[repetition] = { samples: done.samples, startedAt: done.startedAt, rateHz: done.rateHz };
     say(`gesture ${gesture}, repetition ${repetition + 1}: ${done.samples.length} samples`);
     demo.slot = nextEmpty() || demo.slot;
     showRecordView();
@@ -218,8 +251,8 @@ async function recordToggle() {
 }
 
 // the dataset's layout and columns: <root>/Uxx/yy/zz.txt, "millis nanos timestamp x y z"
-function recordingText({ samples, startedAt }) {
-  const period = 1000 / demo.rateHz;
+function recordingText({ samples, startedAt, rateHz }) {
+  const period = 1000 / rateHz;
   return samples
     .map((v, i) => {
       const ms = Math.round(i * period);
@@ -259,7 +292,11 @@ function download() {
   document.body.append(link);
   link.click();
   link.remove();
-  say(`${files.length} recordings in ${link.download}: python personalize.py ckpt_path=<model> input=${link.download} shots=${Math.max(1, repetitions() - 1)}`);
+  // personalize.py adapts on `shots` takes of every gesture and evaluates on the others
+  const fewest = Math.min(...GESTURES.map((g) => slots(g).slice(0, repetitions()).filter(Boolean).length));
+  say(fewest >= 2
+    ? `${files.length} recordings in ${link.download}: python personalize.py ckpt_path=<model> input=${link.download} shots=${fewest - 1}`
+    : `${files.length} recordings in ${link.download}; personalize.py needs at least 2 takes of every gesture (some have ${fewest})`, fewest < 2);
 }
 
 // ---------------------------------------------------------------- recognise view
@@ -276,20 +313,24 @@ function showAnswer(answer) {
   card.hidden = false;
 }
 
+function minProbability() {
+  const value = Number($("#min-probability").value || 0);
+  if (!(value >= 0 && value <= 1)) throw new Error(`min probability ${$("#min-probability").value} is invalid: a number in [0, 1]`);
+  return value;
+}
+
 async function recogniseToggle() {
-  await toggle($("#recognise"), "● One gesture", async () => {
+  await toggle($("#recognise"), "● One gesture", async (next) => {
     if (!demo.classifier) throw new Error("no classifier loaded: choose export.py's .onnx and its .json");
+    next.classifier = demo.classifier;
+    next.minProbability = minProbability();
   }, async (done) => {
-    if (done.samples.length < 2) {
-      say("too short: no motion arrived (at least 2 samples are needed); try again", true);
-      return;
-    }
+    if (!usable(done)) return;
     const started = performance.now();
-    const probabilities = await demo.classifier.probabilities(done.samples);
+    const probabilities = await done.classifier.probabilities(done.samples);
     const ms = performance.now() - started;
     demo.timings.classifyMs.push(ms);
-    const minProbability = Number($("#min-probability").value) || 0;
-    const answer = { ...demo.classifier.answer(probabilities, minProbability), samples: done.samples.length, ms };
+    const answer = { ...done.classifier.answer(probabilities, done.minProbability), samples: done.samples.length, ms };
     demo.answers.push(answer);
     showAnswer(answer);
     say(`classified ${done.samples.length} samples in ${ms.toFixed(1)} ms`);
@@ -309,19 +350,21 @@ function showDetection(detection) {
 async function liveToggle() {
   await toggle($("#live"), "● Live stream", async (next) => {
     if (!demo.spotter) throw new Error("no spotter loaded: choose a spotter's .onnx and its .json (make stream writes them)");
-    demo.spotter.reset();
+    await demo.queue; // the last stream's steps first
+    const spotter = demo.spotter; // this stream's, whatever is loaded meanwhile
+    spotter.reset();
     demo.detections = [];
     $("#detections").replaceChildren();
     next.onSample = (t, v) => {
       const row = demo.plot.at(-1);
       demo.queue = demo.queue.then(async () => {
         const started = performance.now();
-        const probabilities = await demo.spotter.step(v);
+        const probabilities = await spotter.step(v);
         demo.timings.stepMs.push(performance.now() - started);
         row[3] = 1 - probabilities[0];
-        const found = demo.spotter.decide(probabilities);
+        const found = spotter.decide(probabilities);
         if (found) {
-          const detection = { ...found, time_s: found.sample / demo.rateHz };
+          const detection = { ...found, time_s: found.sample / next.rateHz };
           demo.detections.push(detection);
           showDetection(detection);
         }
@@ -380,6 +423,7 @@ function wire() {
   $("#invert").addEventListener("change", (e) => (accelerometer.invert = e.target.checked));
   $("#choose").addEventListener("change", async (e) => {
     try {
+      if (capture !== null) throw new Error("stop the running recording before loading a model");
       await loadChosen([...e.target.files]);
     } catch (err) {
       say(String(err.message || err), true);

@@ -23,17 +23,30 @@ async function session(bytes, label) {
   }
 }
 
+const isCount = (n) => Number.isInteger(n) && n >= 1;
+
+function names(session) {
+  return [...session.inputNames].sort().join(",");
+}
+
 export class Classifier {
+  // checked as predict.py checks an export: the sidecar's fields, the model's inputs, and one
+  // output per gesture (a probe recording), before it replaces the loaded classifier
   static async load(bytes, sidecar, name = "the classifier") {
     if (kindOf(sidecar) !== "classifier") throw new Error(`${name}: its sidecar is a spotter's`);
     const model = new Classifier();
     model.name = name;
     model.sidecar = sidecar;
     model.gestures = sidecar.class_index_to_gesture.map(Number);
-    model.rateHz = Number(sidecar.sampling_rate_hz) || 9;
+    model.rateHz = Number(sidecar.sampling_rate_hz ?? 9);
+    if (!model.gestures.length || !model.gestures.every(Number.isInteger) || new Set(model.gestures).size !== model.gestures.length) {
+      throw new Error(`${name}: the sidecar's class_index_to_gesture must name each gesture once`);
+    }
+    if (!(model.rateHz >= 1 && model.rateHz <= 100)) throw new Error(`${name}: sampling_rate_hz ${sidecar.sampling_rate_hz} is not a rate in [1, 100] Hz`);
     model.session = await session(bytes, name);
-    const inputs = [...model.session.inputNames].sort().join(",");
-    if (inputs !== "accel,lengths") throw new Error(`${name}: inputs ${inputs}, not export.py's accel,lengths`);
+    if (names(model.session) !== "accel,lengths") throw new Error(`${name}: inputs ${names(model.session)}, not export.py's accel,lengths`);
+    const outputs = (await model.probabilities([[0, 0, 9.8], [0, 0, 9.8]])).length;
+    if (outputs !== model.gestures.length) throw new Error(`${name}: ${outputs} outputs, but its sidecar names ${model.gestures.length} gestures`);
     return model;
   }
 
@@ -45,11 +58,12 @@ export class Classifier {
     return out[this.session.outputNames[0]].data;
   }
 
-  // predict.py's answer: the top gesture, or "unsure" (with the best guess) below minProbability
+  // predict.py's answer: the top gesture, or "unsure" (with the best guess) below minProbability,
+  // compared as predict.py compares it, at 6 decimals
   answer(probabilities, minProbability = 0, topK = 3) {
     const order = [...probabilities.keys()].sort((a, b) => probabilities[b] - probabilities[a] || a - b);
     const top = order.slice(0, topK).map((i) => ({ gesture: this.gestures[i], probability: probabilities[i] }));
-    if (top[0].probability < minProbability) {
+    if (Math.round(top[0].probability * 1e6) / 1e6 < minProbability) {
       return { gesture: UNSURE, best_guess: top[0].gesture, probability: top[0].probability, top3: top };
     }
     return { ...top[0], top3: top };
@@ -57,16 +71,32 @@ export class Classifier {
 }
 
 export class Spotter {
+  // checked like the classifier: the sidecar's sizes and rule, the step model's inputs, and one
+  // probability per class (a probe step), before it replaces the loaded spotter
   static async load(bytes, sidecar, name = "the spotter") {
     if (kindOf(sidecar) !== "spotter") throw new Error(`${name}: its sidecar is a classifier's`);
     const model = new Spotter();
     model.name = name;
     model.sidecar = sidecar;
-    model.vocabulary = sidecar.vocabulary.map(Number);
+    model.vocabulary = Array.isArray(sidecar.vocabulary) ? sidecar.vocabulary.map(Number) : [];
     model.kernel = Number(sidecar.kernel);
     model.hidden = Number(sidecar.hidden);
-    model.rule = sidecar.rule;
+    model.rule = sidecar.rule || {};
+    const { threshold, hold, refractory } = model.rule;
+    if (!model.vocabulary.length || !model.vocabulary.every(Number.isInteger) || !isCount(model.kernel) || !isCount(model.hidden)
+        || !(threshold >= 0 && threshold <= 1) || !isCount(hold) || !(Number.isInteger(refractory) && refractory >= 0)) {
+      throw new Error(`${name}: the sidecar needs vocabulary, kernel, hidden and rule {threshold in [0, 1], hold, refractory}`);
+    }
     model.session = await session(bytes, name);
+    if (names(model.session) !== "accel,state,window") throw new Error(`${name}: inputs ${names(model.session)}, not a spotter step's accel,state,window`);
+    model.reset();
+    let outputs;
+    try {
+      outputs = (await model.step([0, 0, 9.8])).length;
+    } catch (err) {
+      throw new Error(`${name}: a step fails with its sidecar's sizes (${String(err.message || err).split("\n")[0]})`);
+    }
+    if (outputs !== 1 + model.vocabulary.length) throw new Error(`${name}: ${outputs} outputs, but its sidecar names ${model.vocabulary.length} gestures and "no gesture"`);
     model.reset();
     return model;
   }
@@ -100,7 +130,7 @@ export class Spotter {
       if (probabilities[k + 1] > probabilities[best + 1]) best = k;
     }
     const p = probabilities[best + 1];
-    const above = p >= threshold;
+    const above = p >= Math.fround(threshold); // in float32, as decisions.py compares
     d.run = above && best === d.previous ? d.run + 1 : above ? 1 : 0;
     d.previous = above ? best : -1;
     if (d.run >= this.rule.hold && d.t > d.quietUntil) {

@@ -4,6 +4,8 @@
 // first event. An event that falls on a tick gives its own values: a recording replayed at its own
 // sample times (with events in between) comes back sample for sample.
 
+export const MAX_GAP_MS = 1000; // as a stream file's longest pause (gesture_rnn/data/streams.py)
+
 export class Resampler {
   constructor(rateHz, onSample) {
     this.period = 1000 / rateHz;
@@ -17,9 +19,12 @@ export class Resampler {
     this.emitted = 0;
   }
 
+  // false when the events stopped for longer than MAX_GAP_MS: nothing is made up for the gap
   push(t, values) {
+    if (!Number.isFinite(t)) return true;
     if (this.start === null) this.start = t;
-    if (this.previous !== null && t <= this.previous[0]) return; // out of order or repeated: skip
+    if (this.previous !== null && t <= this.previous[0]) return true; // out of order or repeated: skip
+    if (this.previous !== null && t - this.previous[0] > MAX_GAP_MS) return false;
     for (;;) {
       const tick = this.start + this.emitted * this.period;
       if (tick > t) break;
@@ -33,6 +38,7 @@ export class Resampler {
       this.onSample(tick - this.start, sample);
     }
     this.previous = [t, values];
+    return true;
   }
 }
 
@@ -48,7 +54,7 @@ export class Accelerometer {
 
   handle(event) {
     const a = event.accelerationIncludingGravity;
-    if (!a || a.x === null || a.y === null || a.z === null) return;
+    if (!a || ![a.x, a.y, a.z].every(Number.isFinite)) return; // a sensor that has no reading yet
     const sign = this.invert ? -1 : 1;
     const values = [sign * a.x, sign * a.y, sign * a.z];
     this.events += 1;

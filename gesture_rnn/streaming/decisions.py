@@ -49,8 +49,9 @@ def detect(probabilities: np.ndarray, vocabulary: Sequence[int], rule: DecisionR
     p = gestures[np.arange(len(best)), best]
     detections: list[Detection] = []
     run, previous, quiet_until = 0, -1, -1
+    threshold = p.dtype.type(rule.threshold)  # in the probabilities' own precision (float32: as the page)
     for t in range(len(p)):
-        above = p[t] >= rule.threshold
+        above = p[t] >= threshold
         run = run + 1 if above and best[t] == previous else (1 if above else 0)
         previous = int(best[t]) if above else -1
         if run >= rule.hold and t > quiet_until:
@@ -69,7 +70,8 @@ def choose_rule(
     vocabulary: Sequence[int],
     rules: Sequence[DecisionRule] = RULES,
 ) -> DecisionRule:
-    """The rule with the highest event F1 on a validation stream (ties: the higher threshold) —
+    """The rule with the highest event F1 on a validation stream (ties: the stricter, by threshold
+    then hold) —
     chosen on a training user, never on the person it will be scored on."""
     scored = [(match_events(events, detect(probabilities, vocabulary, r), TOLERANCE).f1, r) for r in rules]
-    return max(scored, key=lambda item: (item[0], item[1].threshold))[1]
+    return max(scored, key=lambda item: (item[0], item[1].threshold, item[1].hold))[1]

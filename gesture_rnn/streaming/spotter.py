@@ -81,7 +81,7 @@ class GestureSpotter(nn.Module):
         x = ((inputs - self.mean) / self.std).transpose(1, 2)
         features = torch.relu(self.conv(x))  # [B, C, T]
         output, state = self.gru(features.transpose(1, 2), state)
-        return self.head(output), inputs[:, -(self.kernel - 1) :], state
+        return self.head(output), inputs[:, inputs.shape[1] - (self.kernel - 1) :], state
 
     def settings(self) -> dict[str, object]:
         return {
