@@ -79,7 +79,7 @@ def site(synthetic_zip, data, tmp_path_factory) -> dict:
     # an untrained spotter: the page must step it as predict.py does, whatever it answers; its
     # threshold is set where this stream crosses it now and then, so there is something to detect
     records = load_records(data, root / "cache")
-    stream = build_stream(records, "U01", 0, RestModel.from_records(records)).samples[:400]
+    stream = build_stream(records, "U01", 0, RestModel.from_records(records)).samples[:1100]  # > 1000
     torch.manual_seed(0)
     net = GestureSpotter(VOCABULARY).eval()
     net.set_normalization(torch.from_numpy(stream.mean(axis=0)), torch.from_numpy(stream.std(axis=0)))
@@ -151,6 +151,7 @@ def test_a_recorded_set_downloads_as_a_zip_personalize_takes(page, site, recordi
     archive = tmp_path / download.value.suggested_filename
     download.value.save_as(archive)
     assert archive.name == "my-gestures-U09.zip"
+    assert "shots=1" in page.inner_text("#message"), "personalize.py's command, the shots 2 takes allow"
 
     from gesture_rnn.data.parsing import parse_sequence
 
@@ -167,11 +168,22 @@ def test_a_recorded_set_downloads_as_a_zip_personalize_takes(page, site, recordi
     assert (tmp_path / "mine.ckpt").is_file(), done.stdout[-2000:]
 
 
+def test_a_take_longer_than_a_model_reads_is_stopped_and_not_kept(page, site):
+    """A take of one gesture stops at 1,000 samples (the longest recording predict.py and
+    personalize.py read) and is not kept; the wearer is told in one line."""
+    page.click("nav button[data-view=record]")
+    before = page.inner_text("#record-count")
+    record_one(page, "#record", site["stream"][:1001].astype(np.float64))
+    assert "reached 1000 samples" in page.inner_text("#message")
+    assert page.inner_text("#record-count") == before
+
+
 def test_the_live_stream_detects_what_predict_detects_in_the_same_stream(page, site, tmp_path):
     """A stream replayed into "Live stream" is stepped sample by sample by the int8 spotter in the
     page: the detections (sample and gesture) are predict.py's, their probabilities within 1e-3 —
     the GRU state carried over hundreds of steps gathers the rounding differences between
-    onnxruntime's WebAssembly and native builds (up to 1.5e-4 seen on this 400-sample stream)."""
+    onnxruntime's WebAssembly and native builds (up to 1.5e-4 seen). A live stream has no length
+    limit: this one is longer than the longest take of one gesture."""
     from gesture_rnn.data.streams import read_stream
 
     stream_file = tmp_path / "walk.txt"

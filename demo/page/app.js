@@ -99,8 +99,8 @@ function showModels() {
 
 // ---------------------------------------------------------------- capture
 // Records from the accelerometer, resampled to the models' rate, until stopped.
-// A take stops by itself at the models' longest input (predict.py and personalize.py refuse
-// longer ones), and breaks when the events stop for over a second (a locked screen): the
+// A take of one gesture stops by itself at the models' longest input (predict.py and
+// personalize.py refuse longer ones; a live stream has no end), and any capture breaks when the events stop for over a second (a locked screen): the
 // samples in between would be made up, and a stream file with such a gap is refused too.
 class Capture {
   constructor(button) {
@@ -109,14 +109,15 @@ class Capture {
     this.onSample = () => {};
     this.stop = () => {};
     this.broken = null;
+    this.limit = MAX_SAMPLES;
   }
 
   listen() {
     this.rateHz = demo.rateHz;
     this.startedAt = Date.now();
     const resampler = new Resampler(this.rateHz, (t, v) => {
-      if (this.samples.length >= MAX_SAMPLES) return this.interrupt(`the take reached ${MAX_SAMPLES} samples, the longest a model reads`);
-      this.samples.push(v);
+      if (this.samples.length >= this.limit) return this.interrupt(`the take reached ${this.limit} samples, the longest a model reads`);
+      if (this.limit < Infinity) this.samples.push(v); // a live stream keeps no samples
       plotSample(v, null);
       this.onSample(t, v);
     });
@@ -352,6 +353,7 @@ async function liveToggle() {
     if (!demo.spotter) throw new Error("no spotter loaded: choose a spotter's .onnx and its .json (make stream writes them)");
     await demo.queue; // the last stream's steps first
     const spotter = demo.spotter; // this stream's, whatever is loaded meanwhile
+    next.limit = Infinity;
     spotter.reset();
     demo.detections = [];
     $("#detections").replaceChildren();
