@@ -108,7 +108,8 @@ def run_fold(records, user: str, args: argparse.Namespace, baseline_dir: Path) -
         net, _ = load_spotter(path)
     else:
         started = time.perf_counter()
-        net = fit_spotter(train, [validation], VOCABULARY, epochs=args.epochs, seed=0)
+        warp = args.time_warp
+        net = fit_spotter(train, [validation], VOCABULARY, epochs=args.epochs, seed=0, time_warp=warp)
         print(f"  {user}: spotter trained in {time.perf_counter() - started:.0f} s", flush=True)
         rule = choose_rule(spotter_probabilities(net, validation), validation.events, VOCABULARY)
         save_spotter(net, rule, path)
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m studies.stream", description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.environ.get("GESTURES_DATA"))
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--time-warp", type=float, default=0.0, help="crops read up to this faster/slower")
     parser.add_argument("--users", nargs="+", default=USERS)
     parser.add_argument("--runs", type=Path, default=PROJECT_ROOT / "outputs" / "stream")
     parser.add_argument("--report", type=Path, default=PROJECT_ROOT / "reports" / "stream.md")

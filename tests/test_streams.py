@@ -13,6 +13,7 @@ from gesture_rnn.data.streams import (
     NON_TARGET,
     GestureEvent,
     RestModel,
+    Stream,
     build_stream,
     events_path,
     read_stream,
@@ -194,6 +195,32 @@ def test_training_crops_are_turned_and_scaled_copies_of_the_stream_with_its_labe
     ratio = torch.linalg.norm(a, dim=1) / torch.linalg.norm(x, dim=1)
     assert 0.9 <= float(ratio[0]) <= 1.1 and torch.allclose(ratio, ratio[0].expand_as(ratio), atol=1e-4)
     assert not torch.allclose(a / ratio[0], x, atol=1e-2), "and turned"
+
+
+def test_a_time_warped_crop_reads_the_stream_faster_or_slower_with_its_labels():
+    """With time_warp a crop is a stretch of the stream up to 20 % longer or shorter, read at
+    evenly spaced points: a stream that rises linearly comes back linear with its slope scaled by
+    the stretch (within ±20 %), and each label is the stream's at the nearest sample."""
+    import torch
+
+    from gesture_rnn.streaming.decisions import step_labels
+    from gesture_rnn.streaming.training import CROP, StreamCrops
+
+    n = 1000
+    samples = np.stack([np.arange(n), 2 * np.arange(n), np.full(n, 9.8)], axis=1).astype(np.float32)
+    stream = Stream(samples, (GestureEvent(300, 320, 5, True), GestureEvent(600, 630, 6, True)))
+    warped = StreamCrops([stream], [5, 6], time_warp=0.2)
+    torch.manual_seed(0)
+    slopes = []
+    for index in range(len(warped)):
+        x, y = warped[index]
+        assert x.shape == (CROP, 3) and y.shape == (CROP,)
+        steps = np.diff(x[:, 0].numpy())
+        assert np.allclose(steps, steps[0], atol=1e-3) and np.allclose(x[:, 1], 2 * x[:, 0], atol=1e-3)
+        nearest = np.rint(x[:, 0].numpy()).astype(int)
+        assert np.array_equal(y.numpy(), step_labels(n, stream.events, [5, 6])[nearest])
+        slopes.append(steps[0])
+    assert 0.8 <= min(slopes) < 0.97 and 1.03 < max(slopes) <= 1.2, "both faster and slower"
 
 
 def test_labels_mark_each_vocabulary_gesture_just_at_its_end_and_detections_wait():

@@ -35,8 +35,10 @@ class StreamCrops(Dataset):
     """Overlapping fixed-length crops of labelled streams: (acceleration [CROP, 3], labels [CROP]).
 
     With ``rotate_deg``/``scale`` each crop is turned by a random rotation and scaled, as the
-    classifier's augmentation does for cut recordings: a new wearer's watch sits at another angle
-    (drawn from torch's generator, which the training seeds)."""
+    classifier's augmentation does for cut recordings: a new wearer's watch sits at another angle;
+    with ``time_warp`` it is read from a stretch of the stream up to that fraction longer or
+    shorter (linear interpolation; labels from the nearest sample): people gesture at their own
+    speed. Drawn from torch's generator, which the training seeds."""
 
     def __init__(
         self,
@@ -45,25 +47,40 @@ class StreamCrops(Dataset):
         crop: int = CROP,
         rotate_deg: float = 0.0,
         scale: float = 0.0,
+        time_warp: float = 0.0,
     ) -> None:
-        self.rotate_deg, self.scale = rotate_deg, scale
-        self.items: list[tuple[np.ndarray, np.ndarray]] = []
-        for stream in streams:
+        self.crop, self.rotate_deg, self.scale, self.time_warp = crop, rotate_deg, scale, time_warp
+        self.streams: list[tuple[np.ndarray, np.ndarray]] = []
+        self.items: list[tuple[int, int]] = []  # (stream, first sample)
+        for k, stream in enumerate(streams):
             labels = step_labels(len(stream.samples), stream.events, vocabulary)
-            for start in range(0, max(1, len(stream.samples) - crop + 1), STRIDE):
-                self.items.append((stream.samples[start : start + crop], labels[start : start + crop]))
+            self.streams.append((np.asarray(stream.samples, dtype=np.float32), labels))
+            self.items += [(k, start) for start in range(0, max(1, len(stream.samples) - crop + 1), STRIDE)]
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        samples, labels = self.items[index]
-        accel = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+        stream, start = self.items[index]
+        samples, labels = self.streams[stream]
+        length = min(self.crop, len(samples) - start)
+        if self.time_warp > 0:
+            stretch = 1 + self.time_warp * (2 * float(torch.rand(())) - 1)
+            span = max(2, min(round(length * stretch), len(samples)))
+            first = min(start, len(samples) - span)
+            positions = first + np.linspace(0, span - 1, length)
+            low = np.floor(positions).astype(np.int64)
+            high, w = np.minimum(low + 1, len(samples) - 1), (positions - low)[:, None]
+            samples = (samples[low] * (1 - w) + samples[high] * w).astype(np.float32)
+            labels = labels[np.rint(positions).astype(np.int64)]
+        else:
+            samples, labels = samples[start : start + length], labels[start : start + length]
+        accel = torch.from_numpy(np.ascontiguousarray(samples))
         if self.rotate_deg > 0:
             accel = accel @ random_rotations(1, self.rotate_deg)[0].T
         if self.scale > 0:
             accel = accel * (1 + self.scale * (2 * torch.rand(()) - 1))
-        return accel, torch.from_numpy(labels)
+        return accel, torch.from_numpy(np.ascontiguousarray(labels))
 
 
 class SpotterModule(L.LightningModule):
@@ -110,6 +127,7 @@ def fit_spotter(
     batch_size: int = 32,
     rotate_deg: float = ROTATE_DEG,
     scale: float = SCALE,
+    time_warp: float = 0.0,
 ) -> GestureSpotter:
     """A spotter trained on ``train`` (normalised with its statistics; crops rotated up to
     ``rotate_deg`` and scaled by ±``scale``), the epoch with the lowest validation loss kept."""
@@ -122,7 +140,7 @@ def fit_spotter(
     generator = torch.Generator().manual_seed(seed)
     loaders = (
         DataLoader(
-            StreamCrops(train, vocabulary, rotate_deg=rotate_deg, scale=scale),
+            StreamCrops(train, vocabulary, rotate_deg=rotate_deg, scale=scale, time_warp=time_warp),
             batch_size=batch_size,
             shuffle=True,
             generator=generator,
