@@ -26,6 +26,7 @@ import os
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ from gesture_rnn.data.parsing import load_records
 from gesture_rnn.data.streams import VOCABULARY, RestModel, Stream, build_stream, rest_stream
 from gesture_rnn.streaming.decisions import DecisionRule, choose_rule, detect
 from gesture_rnn.streaming.events import TOLERANCE, TOLERANCE_S, match_events
+from gesture_rnn.streaming.training import TIME_WARP
 from gesture_rnn.streaming.window import WINDOW, window_probabilities
 from gesture_rnn.utils.atomic import write_text_atomically
 from studies.multirun import run_cv
@@ -74,19 +76,25 @@ def score(
     }
 
 
-def microseconds_per_sample(step, repeats: int = 2000) -> float:
-    """Median µs of one streaming step on one thread."""
+def microseconds_per_sample(steps: dict[str, Any], repeats: int = 2000, rounds: int = 5) -> dict[str, float]:
+    """Median µs of each streaming step on one thread, the steps taking turns (``rounds`` times
+    ``repeats / rounds`` calls each, the first 20 of a turn not counted), so a drift in the
+    machine's speed reaches them all alike."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    times: dict[str, list[float]] = {name: [] for name in steps}
     try:
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - started)
+        for _ in range(rounds):
+            for name, step in steps.items():
+                turn = []
+                for _ in range(repeats // rounds):
+                    started = time.perf_counter()
+                    step()
+                    turn.append(time.perf_counter() - started)
+                times[name] += turn[20:]
     finally:
         torch.set_num_threads(threads)
-    return statistics.median(times[100:]) * 1e6
+    return {name: statistics.median(values) * 1e6 for name, values in times.items()}
 
 
 def run_fold(records, user: str, args: argparse.Namespace, baseline_dir: Path) -> dict:
@@ -132,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m studies.stream", description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.environ.get("GESTURES_DATA"))
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--time-warp", type=float, default=0.0, help="crops read up to this faster/slower")
+    parser.add_argument("--time-warp", type=float, default=TIME_WARP, help="crops this much faster/slower")
     parser.add_argument("--users", nargs="+", default=USERS)
     parser.add_argument("--runs", type=Path, default=PROJECT_ROOT / "outputs" / "stream")
     parser.add_argument("--report", type=Path, default=PROJECT_ROOT / "reports" / "stream.md")
@@ -176,19 +184,14 @@ def work_per_sample(spotter: Path, baseline_fold: Path) -> dict[str, float]:
     classifier = load_net(tested_checkpoint(baseline_fold)).eval()
     recent, length = torch.from_numpy(probe[:WINDOW])[None], torch.tensor([WINDOW])
     t_window, t_state = net.initial_state(torch.from_numpy(probe[:1]))
+    steps = {f"spotter_onnx_{c}": (lambda c=c: onnx.step(probe[:c], window, state)) for c in CHUNKS}
     with torch.no_grad():
-        return {
-            **{
-                f"spotter_onnx_{c}": microseconds_per_sample(lambda c=c: onnx.step(probe[:c], window, state))
-                / c
-                for c in CHUNKS
-            },
-            "spotter_torch": microseconds_per_sample(
-                lambda: net.step(torch.from_numpy(probe[None, :1]), t_window, t_state)
-            ),
-            "window_torch": microseconds_per_sample(lambda: classifier(recent, length), repeats=500),
-            "onnx_parity": parity,
-        }
+        costs = microseconds_per_sample(
+            {**steps, "spotter_torch": lambda: net.step(torch.from_numpy(probe[None, :1]), t_window, t_state)}
+        )
+        costs["window_torch"] = microseconds_per_sample({"w": lambda: classifier(recent, length)}, 500)["w"]
+    return {**{k: v / (int(k.rsplit("_", 1)[1]) if k in steps else 1) for k, v in costs.items()},
+            "onnx_parity": parity}  # fmt: skip
 
 
 def plot(records, user: str, runs: Path, path: Path, seconds: float = 90.0) -> None:
@@ -243,7 +246,13 @@ def report(results: dict, costs: dict[str, float], args: argparse.Namespace) -> 
         "",
         "Each fold holds one user out entirely: the spotter trains on streams of six other users (two each; "
         "30 s crops, each turned by a random rotation up to 30° and scaled by ±10 %, as a new wearer's watch "
-        "sits at another angle), its "
+        "sits at another angle"
+        + (
+            f", and read up to {args.time_warp:.0%} faster or slower, as people gesture at their own speed"
+            if args.time_warp
+            else ""
+        )
+        + "), its "
         "decision rule (probability threshold and how many samples it must hold) is chosen on a seventh, "
         "and it is scored on the held-out user's stream of all their recordings (vocabulary: gestures "
         "5-20; gestures 1-4, the straight swipes closest to everyday arm movement, are non-target "

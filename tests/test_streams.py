@@ -272,7 +272,9 @@ def test_a_trained_spotter_is_quiet_at_rest_and_predict_reads_a_stream_with_it(r
     train = [build_stream(records, user, seed, rest) for user in ("U01", "U02") for seed in (1, 2)]
     walk = build_stream(records, "U03", 3, rest)
     # the synthetic gestures differ by how the watch leans: no rotation augmentation here
-    net = fit_spotter(train, [walk], VOCABULARY, epochs=6, seed=0, batch_size=8, rotate_deg=0, scale=0)
+    net = fit_spotter(
+        train, [walk], VOCABULARY, epochs=6, seed=0, batch_size=8, rotate_deg=0, scale=0, time_warp=0
+    )
     rule = DecisionRule(threshold=0.5, hold=2)
     still = rest_stream(records, "U03", 600.0, 0, rest)
     at_rest, walking = net.probabilities(still.samples), net.probabilities(walk.samples)
