@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     native_top = native.max(axis=1)
     from gesture_rnn.streaming.decisions import Detection
     from gesture_rnn.streaming.events import TOLERANCE, match_events
+    from studies.reports import machine
 
     found = [Detection(d["sample"], d["gesture"], d["probability"]) for d in detections]
     events = match_events(stream.events, found, TOLERANCE)
@@ -173,12 +174,6 @@ def main(argv: list[str] | None = None) -> None:
 
 def seconds(timings: dict, key: str) -> str:
     return f"{timings[key]:.0f} s" if key in timings else "not measured (the models were not trained here)"
-
-
-def machine() -> str:
-    from studies.reports import machine as describe
-
-    return describe()
 
 
 if __name__ == "__main__":

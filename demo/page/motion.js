@@ -48,7 +48,6 @@ export class Accelerometer {
   constructor() {
     this.listeners = new Set();
     this.invert = false;
-    this.events = 0;
     window.addEventListener("devicemotion", (event) => this.handle(event));
   }
 
@@ -57,7 +56,6 @@ export class Accelerometer {
     if (!a || ![a.x, a.y, a.z].every(Number.isFinite)) return; // a sensor that has no reading yet
     const sign = this.invert ? -1 : 1;
     const values = [sign * a.x, sign * a.y, sign * a.z];
-    this.events += 1;
     for (const listener of this.listeners) listener(event.timeStamp, values);
   }
 
