@@ -135,7 +135,7 @@ cv: ## Leave-one-user-out as one command (cv=users, 1 and 2 folds at once) besid
 small_model: install ## Tune the watch-size model on cv=users (val of other users), verify on seeds 1,2,3 -> reports/small_model.md (needs GESTURES_DATA)
 	$(BIN)/python -m studies.small_model --data "$(GESTURES_DATA)" $(ARGS)
 
-stream: install ## Spotting gestures in continuous streams per held-out user, beside a sliding window -> reports/stream.md (needs GESTURES_DATA)
+stream: install ## The spotter (train.py cv=users experiment=spotter) per held-out user on two stream constructions, beside a sliding window -> reports/stream.md
 	$(BIN)/python -m studies.stream --data "$(GESTURES_DATA)" $(ARGS)
 
 demo: install ## The wearer's page on http://127.0.0.1:8000: record your gestures, recognise them live (first run trains its models; needs the dataset)

@@ -83,11 +83,17 @@ def run_missing(sweep_dir: Path, overrides: list[str], key: str, values: list[st
     return SweepResult(done, [v for v in values if v not in done], code, time.perf_counter() - started, log)
 
 
-def run_cv(folder: Path, overrides: list[str], users: list[str]) -> SweepResult:
+def headline(run: dict[str, Any]) -> float:
+    """A finished run's test accuracy, or a spotter's event F1."""
+    return run["metrics"].get("test/acc", run["metrics"].get("test/event_f1", float("nan")))
+
+
+def run_cv(folder: Path, overrides: list[str], users: list[str], echo: bool = False) -> SweepResult:
     """``train.py cv=users cv.users=<users> <overrides>`` in ``folder``. The command keeps the folds
     it finished before (so its summary covers every user); users that an older multirun in the
-    folder finished are left out of it, so no user is trained twice."""
-    done = {held_out(run): run["metrics"]["test/acc"] for run in finished_runs(folder)}
+    folder finished are left out of it, so no user is trained twice. Its output goes to a log in
+    the folder and, with ``echo``, to the console too (the progress of a long training)."""
+    done = {held_out(run): headline(run) for run in finished_runs(folder)}
     if all(user in done for user in users):
         return SweepResult(done, [], 0, 0.0, None)
     by_multirun = {held_out(run) for run in _multirun_jobs(folder)}
@@ -98,6 +104,15 @@ def run_cv(folder: Path, overrides: list[str], users: list[str]) -> SweepResult:
     log = folder / f"cv{len(list(folder.glob('cv*.log')))}.log"
     started = time.perf_counter()
     with open(log, "w") as handle:
-        code = subprocess.run(command, cwd=PROJECT_ROOT, stdout=handle, stderr=subprocess.STDOUT).returncode
-    done = {held_out(run): run["metrics"]["test/acc"] for run in finished_runs(folder)}
+        if not echo:
+            code = subprocess.run(command, cwd=PROJECT_ROOT, stdout=handle, stderr=subprocess.STDOUT).returncode
+        else:
+            with subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True) as process:  # fmt: skip
+                for line in process.stdout:
+                    handle.write(line)
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+            code = process.returncode
+    done = {held_out(run): headline(run) for run in finished_runs(folder)}
     return SweepResult(done, [u for u in users if u not in done], code, time.perf_counter() - started, log)

@@ -2,9 +2,11 @@
 
 Two ways to read a stream:
 
-- ``spotter=<file>`` (``make stream`` trains them; ``.pt``, or its exported ``.onnx`` step model,
-  which runs sample by sample on onnxruntime without torch): the per-sample spotter with its "no
-  gesture" class and the decision rule chosen with it; ``min_probability`` replaces the threshold.
+- a spotter (``train.py experiment=spotter``): ``ckpt_path=`` / ``model_uri=`` its checkpoint or
+  registered model, or ``spotter=<file>`` (a checkpoint, an older ``.pt``, or its exported ``.onnx``
+  step model, which runs sample by sample on onnxruntime without torch): the per-sample spotter
+  with its "no gesture" class and the decision rule chosen with it; ``min_probability`` replaces
+  the threshold.
 - ``ckpt_path=`` / ``model_uri=``: any classifier of cut recordings — calibrated, personalised, an
   ensemble — read through a sliding window (``gesture_rnn.streaming.window``); ``min_probability``
   (default ``DEFAULT_THRESHOLD``) is the threshold, gestures outside ``vocabulary`` count as none.
@@ -36,6 +38,8 @@ def predict_stream(cfg: DictConfig) -> list[dict]:
         raise ConfigError("stream= reads with spotter= (.pt or exported .onnx) or a checkpoint, not onnx=")
     if cfg.get("spotter") and (cfg.get("ckpt_path") or cfg.get("model_uri")):
         raise ConfigError("give spotter= or a classifier (ckpt_path= / model_uri=) for stream=, not both")
+    if not (cfg.get("spotter") or cfg.get("ckpt_path") or cfg.get("model_uri")):
+        raise ConfigError("stream= needs a model: spotter=<file>, or ckpt_path= / model_uri= (a spotter's or a classifier's)")
     samples, times = read_stream(Path(cfg.stream))
     threshold = cfg.get("min_probability")
     if cfg.get("spotter") and str(cfg.spotter).endswith(".onnx"):  # onnxruntime, sample by sample
@@ -43,18 +47,16 @@ def predict_stream(cfg: DictConfig) -> list[dict]:
 
         spotter = OnnxSpotter(Path(cfg.spotter))
         probabilities, vocabulary, rule = spotter.probabilities(samples), spotter.vocabulary, spotter.rule
-    elif cfg.get("spotter"):
-        from gesture_rnn.streaming.training import load_spotter
+    elif cfg.get("spotter") or (spotter := spotter_behind(cfg)):
+        from gesture_rnn.streaming.checkpoint import load_spotter
 
-        net, rule = load_spotter(cfg.spotter)
+        net, rule = load_spotter(cfg.get("spotter") or spotter)
         probabilities, vocabulary = net.probabilities(samples), net.vocabulary
     else:
         from gesture_rnn.deploy.inference import load_predictor
         from gesture_rnn.streaming.window import window_probabilities
         from gesture_rnn.tracking.registry import model_checkpoint
 
-        if not (cfg.get("ckpt_path") or cfg.get("model_uri")):
-            raise ConfigError("stream= needs a model: spotter=<file> (make stream) or ckpt_path=<checkpoint>")
         checkpoint, _ = model_checkpoint(cfg)
         net = load_predictor(checkpoint, 1, 20.0)
         vocabulary = [int(g) for g in cfg.get("vocabulary") or GESTURES]
@@ -80,3 +82,15 @@ def predict_stream(cfg: DictConfig) -> list[dict]:
         else:
             print(f"{result['time_s']:.2f} s: gesture {result['gesture']} (p={result['probability']:.3f})")
     return results
+
+
+def spotter_behind(cfg: DictConfig) -> str | None:
+    """The checkpoint behind ``ckpt_path`` / ``model_uri`` when it is a spotter's (train.py
+    experiment=spotter), else None: a classifier, read through a sliding window."""
+    if cfg.get("spotter"):
+        return None
+    from gesture_rnn.streaming.checkpoint import is_spotter_file
+    from gesture_rnn.tracking.registry import model_checkpoint
+
+    checkpoint, _ = model_checkpoint(cfg)
+    return str(checkpoint) if isinstance(checkpoint, str | Path) and is_spotter_file(checkpoint) else None

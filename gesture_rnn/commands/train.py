@@ -123,7 +123,17 @@ def format_summary(
     def fmt(name: str, digits: int = 4) -> str:
         return f"{metrics.get(name, math.nan):.{digits}f}"
 
-    if show_test:
+    if show_test and "test/event_f1" in metrics:  # the spotter (gesture_rnn.streaming.evaluation)
+        lines = [
+            "",
+            f"  event F1       {fmt('test/event_f1', 3)} (streams of a construction never trained on; lowest "
+            f"user {fmt('test/event_f1_worst', 3)}), {fmt('test_builder/event_f1', 3)} on the training builder's",
+            f"  false / h      rest {fmt('test/false_per_h_rest', 1)}  non-target movement "
+            f"{fmt('test/false_per_h_movement', 1)}  everyday motion {fmt('test/false_per_h_everyday', 1)}",
+            f"  median delay   {fmt('test/delay_s', 2)} s    decision rule chosen on validation: event F1 "
+            f"{fmt('val/event_f1', 3)}",
+        ]
+    elif show_test:
         lines = [
             "",
             f"  test accuracy  {fmt('test/acc')}    macro-F1 {fmt('test/f1')}",

@@ -13,6 +13,7 @@ from gesture_rnn.config.rules import Rule, check_rules, is_int, is_number
 from gesture_rnn.data.splits import SPLITS
 from gesture_rnn.errors import ConfigError
 from gesture_rnn.models.nets import FAMILIES, check_net_settings
+from gesture_rnn.streaming.spotter import SPOTTER_TARGET, check_spotter_settings
 
 RULES = (
     Rule("trainer.max_epochs", "an integer >= 1", lambda v: is_int(v) and v >= 1),
@@ -31,6 +32,27 @@ RULES = (
     Rule("data.augment.scale", "a number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1),
     Rule("data.augment.time_warp", "a number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1),
     Rule("data.augment.jitter", "a number >= 0", lambda v: is_number(v) and v >= 0),
+    # data=streams (experiment=spotter)
+    Rule("data.streams_per_user", "an integer >= 1", lambda v: is_int(v) and v >= 1),
+    Rule(
+        "data.rest_seconds",
+        "a list [shortest, longest] of seconds with 0 < shortest <= longest",
+        lambda v: isinstance(v, list) and len(v) == 2 and all(map(is_number, v)) and 0 < v[0] <= v[1],
+    ),
+    Rule("data.crop.length", "an integer >= 30 (samples)", lambda v: is_int(v) and v >= 30),
+    Rule("data.crop.stride", "an integer >= 1 (samples)", lambda v: is_int(v) and v >= 1),
+    Rule("data.crop.rotate_deg", "a number in [0, 180]", lambda v: is_number(v) and 0 <= v <= 180),
+    Rule("data.crop.scale", "a number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1),
+    Rule("data.crop.time_warp", "a number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1),
+    Rule("data.no_gesture.posture_deg", "a number in [0, 180]", lambda v: is_number(v) and 0 <= v <= 180),
+    Rule("data.no_gesture.tremor", "a number in [0, 2] (m/s²)", lambda v: is_number(v) and 0 <= v <= 2),
+    Rule("data.no_gesture.drift_deg", "a number in [0, 90]", lambda v: is_number(v) and 0 <= v <= 90),
+    Rule("data.no_gesture.movements", "a number in [0, 5]", lambda v: is_number(v) and 0 <= v <= 5),
+    Rule("data.no_gesture.everyday", "a number in [0, 1]", lambda v: is_number(v) and 0 <= v <= 1),
+    Rule("data.test_rest_hours", "a number in (0, 24]", lambda v: is_number(v) and 0 < v <= 24),
+    Rule("data.test_everyday", "true or false", lambda v: isinstance(v, bool)),
+    Rule("model.no_gesture_weight", "a number in (0, 1]", lambda v: is_number(v) and 0 < v <= 1),
+    Rule("model.warm_up", "an integer >= 0", lambda v: is_int(v) and v >= 0),
     Rule("model.optimizer.lr", "a finite number > 0", lambda v: is_number(v) and v > 0),
     Rule("model.optimizer.weight_decay", "a finite number >= 0", lambda v: is_number(v) and v >= 0),
     Rule("model.label_smoothing", "a number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1),
@@ -63,7 +85,11 @@ def validate_config(cfg: DictConfig) -> None:
                 f"model.net={net!r} is not a network config; choose a network family with "
                 f"model/net=<family> ({', '.join(FAMILIES)})"
             )
-        check_net_settings(OmegaConf.to_container(net, resolve=True))
+        settings = OmegaConf.to_container(net, resolve=True)
+        if settings.get("_target_") == SPOTTER_TARGET:  # experiment=spotter: the stream spotter
+            check_spotter_settings(settings)
+        else:
+            check_net_settings(settings)
     check_rules(cfg, RULES)
     if cfg.get("register"):  # refused before the training, not by MLflow after it
         from gesture_rnn.tracking.registry import check_alias, check_model_name

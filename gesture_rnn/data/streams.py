@@ -26,6 +26,7 @@ import numpy as np
 
 from gesture_rnn.data.contract import as_acceleration, check_values
 from gesture_rnn.data.facts import GESTURES, NUM_COLUMNS, SAMPLING_RATE_HZ
+from gesture_rnn.data.no_gesture import EVERYDAY, NoGesture, varied_gap
 from gesture_rnn.data.parsing import GestureRecords
 from gesture_rnn.data.reading import decode_text
 from gesture_rnn.errors import DataError
@@ -45,7 +46,7 @@ RATE_RANGE_HZ = (4.5, 18.0)  # the models read ~9 Hz; a stream far from it must 
 class GestureEvent:
     start: int  # the gesture's first sample in the stream
     end: int  # one past its last sample
-    gesture: int  # the dataset's gesture number (1..20)
+    gesture: int  # the dataset's gesture number (1..20); 0: everyday movement (no_gesture.EVERYDAY)
     target: bool  # in the vocabulary; False: non-target movement, to be ignored
 
 
@@ -118,9 +119,12 @@ def build_stream(
     rest: RestModel,
     non_target: Sequence[int] = NON_TARGET,
     rest_seconds: tuple[float, float] = REST_SECONDS,
+    variety: NoGesture | None = None,
+    clips: Sequence[np.ndarray] = (),
 ) -> Stream:
     """Every recording of ``user``, in an order drawn from ``seed``, separated by rest; gestures in
-    ``non_target`` are marked as movement to ignore."""
+    ``non_target`` are marked as movement to ignore. With an active ``variety`` each gap holds the
+    no-gesture variety of a day (``gesture_rnn.data.no_gesture``; ``clips``: everyday motion)."""
     rng = np.random.default_rng(seed)
     mine = np.flatnonzero(records.users == user)
     if len(mine) == 0:
@@ -129,9 +133,16 @@ def build_stream(
     rate = float(SAMPLING_RATE_HZ)
     pieces, events, position = [], [], 0
     previous = records.sequences[order[0]][0]  # the stream starts still, as the first gesture does
+    varied = variety is not None and variety.active
     for index in order:
         sequence = records.sequences[index]
-        gap = rest_samples(previous, sequence[0], _rest_count(rng, rate, rest_seconds), rest, rng)
+        count = _rest_count(rng, rate, rest_seconds)
+        if varied:
+            gap, moves = varied_gap(previous, sequence[0], count, rest.gravity, rest.noise, rest.step,
+                                    variety, rng, clips)  # fmt: skip
+            events += [GestureEvent(position + a, position + b, EVERYDAY, False) for a, b in moves]
+        else:
+            gap = rest_samples(previous, sequence[0], count, rest, rng)
         pieces += [gap, sequence.astype(np.float32)]
         position += len(gap)
         gesture = int(records.labels[index]) + 1

@@ -60,8 +60,11 @@ def detect(probabilities: np.ndarray, vocabulary: Sequence[int], rule: DecisionR
     return detections
 
 
-# the rules make stream and make demo choose from
-RULES = tuple(DecisionRule(t, h) for t in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95) for h in (1, 2, 3))
+# the rules a spotter's training (and make stream's sliding window) choose from: threshold, hold,
+# and a refractory time of about 1.5 s or 3 s
+RULES = tuple(
+    DecisionRule(t, h, r) for t in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95) for h in (1, 2, 3) for r in (14, 27)
+)
 
 
 def choose_rule(
@@ -70,8 +73,7 @@ def choose_rule(
     vocabulary: Sequence[int],
     rules: Sequence[DecisionRule] = RULES,
 ) -> DecisionRule:
-    """The rule with the highest event F1 on a validation stream (ties: the stricter, by threshold
-    then hold) —
-    chosen on a training user, never on the person it will be scored on."""
+    """The rule with the highest event F1 on a validation stream (ties: the stricter, by threshold,
+    hold, then refractory time) — chosen on a training user, never on the person it will be scored on."""
     scored = [(match_events(events, detect(probabilities, vocabulary, r), TOLERANCE).f1, r) for r in rules]
-    return max(scored, key=lambda item: (item[0], item[1].threshold, item[1].hold))[1]
+    return max(scored, key=lambda item: (item[0], item[1].threshold, item[1].hold, item[1].refractory))[1]

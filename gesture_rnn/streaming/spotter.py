@@ -10,14 +10,16 @@ whether it is fed one sample per call or a few at a time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gesture_rnn.data.facts import NUM_CHANNELS
+from gesture_rnn.data.facts import GESTURES, NUM_CHANNELS
+from gesture_rnn.errors import ConfigError
 
 NO_GESTURE = 0
 
@@ -91,3 +93,37 @@ class GestureSpotter(nn.Module):
             "hidden": self.hidden,
             "dropout": self.dropout.p,
         }
+
+
+SPOTTER_TARGET = f"{GestureSpotter.__module__}.{GestureSpotter.__qualname__}"
+SPOTTER_SETTINGS = {"channels", "kernel", "hidden", "dropout", "vocabulary"}
+
+
+def build_spotter(node: Mapping[str, Any]) -> GestureSpotter:
+    """The spotter a ``{_target_: ...GestureSpotter, **settings}`` config describes — that class
+    only, so a checkpoint's config cannot make loading it call anything else."""
+    check_spotter_settings(node)
+    return GestureSpotter(**{k: v for k, v in node.items() if k != "_target_"})
+
+
+def check_spotter_settings(node: Mapping[str, Any]) -> None:
+    """model.net of a spotter: its class and every setting in range, the key named."""
+    if node.get("_target_") != SPOTTER_TARGET:
+        raise ConfigError(f"model.net._target_={node.get('_target_')!r}: a spotter's network is {SPOTTER_TARGET}")
+    if unknown := sorted(set(node) - SPOTTER_SETTINGS - {"_target_"}):
+        raise ConfigError(f"model.net.{unknown[0]} is not a setting of the spotter ({sorted(SPOTTER_SETTINGS)})")
+    for key in ("channels", "kernel", "hidden"):
+        value = node.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"model.net.{key}={value!r} is invalid: it must be an integer >= 1")
+    dropout = node.get("dropout", 0.0)
+    if not isinstance(dropout, int | float) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+        raise ConfigError(f"model.net.dropout={dropout!r} is invalid: it must be a number in [0, 1)")
+    vocabulary = node.get("vocabulary")
+    if (
+        not isinstance(vocabulary, list | tuple)
+        or not vocabulary
+        or not all(isinstance(g, int) and not isinstance(g, bool) and g in GESTURES for g in vocabulary)
+        or len(set(vocabulary)) != len(vocabulary)
+    ):
+        raise ConfigError(f"model.net.vocabulary={vocabulary!r} is invalid: distinct gestures of 1..20")

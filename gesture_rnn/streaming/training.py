@@ -1,5 +1,6 @@
-"""Training the gesture spotter on streams: crops of labelled streams, a LightningModule around
-the plain ``GestureSpotter``, and the file a trained spotter travels in (weights only).
+"""Training the gesture spotter on streams (``python train.py experiment=spotter``): crops of
+labelled streams, the LightningModule around the plain ``GestureSpotter`` (``model.net``), and the
+files a trained spotter travels in (weights only: its train.py checkpoint, or ``save_spotter``'s).
 
 A crop starts in the middle of a stream with an empty GRU state, which the network never has
 while streaming; the first ``WARM_UP`` samples of every crop are therefore not scored.
@@ -7,8 +8,8 @@ while streaming; the first ``WARM_UP`` samples of every crop are therefore not s
 
 from __future__ import annotations
 
-import pickle
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,20 +17,19 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from hydra.utils import instantiate
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from gesture_rnn.data.augment import random_rotations
 from gesture_rnn.data.streams import Stream
-from gesture_rnn.errors import DataError
+from gesture_rnn.models.classifier import plain
+from gesture_rnn.streaming.checkpoint import RULE_KEY
 from gesture_rnn.streaming.decisions import DecisionRule, step_labels
-from gesture_rnn.streaming.spotter import NO_GESTURE, GestureSpotter
-from gesture_rnn.utils.atomic import atomic_write
+from gesture_rnn.streaming.spotter import NO_GESTURE, GestureSpotter, build_spotter
 
 CROP, STRIDE, WARM_UP = 270, 90, 20  # 30 s crops every 10 s; the first ~2 s not scored
 NO_GESTURE_WEIGHT = 0.2
-ROTATE_DEG, SCALE = 30.0, 0.1  # experiment=best's rotation and scaling
-TIME_WARP = 0.2  # as experiment=best's time warp; raised make stream's F1 from 0.919 to 0.944
 
 
 class StreamCrops(Dataset):
@@ -46,6 +46,7 @@ class StreamCrops(Dataset):
         streams: Sequence[Stream],
         vocabulary: Sequence[int],
         crop: int = CROP,
+        stride: int = STRIDE,
         rotate_deg: float = 0.0,
         scale: float = 0.0,
         time_warp: float = 0.0,
@@ -56,7 +57,7 @@ class StreamCrops(Dataset):
         for k, stream in enumerate(streams):
             labels = step_labels(len(stream.samples), stream.events, vocabulary)
             self.streams.append((np.asarray(stream.samples, dtype=np.float32), labels))
-            self.items += [(k, start) for start in range(0, max(1, len(stream.samples) - crop + 1), STRIDE)]
+            self.items += [(k, start) for start in range(0, max(1, len(stream.samples) - crop + 1), stride)]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -85,26 +86,48 @@ class StreamCrops(Dataset):
 
 
 class SpotterModule(L.LightningModule):
-    """Per-sample cross-entropy of a ``GestureSpotter`` after each crop's warm-up."""
+    """Per-sample cross-entropy of a ``GestureSpotter`` after each crop's ``warm_up`` samples
+    ("no gesture", most of a stream, weighted by ``no_gesture_weight``); holds the decision rule
+    chosen for it (``evaluation.ChooseDecisionRule``), saved in its checkpoints, and scores the
+    test streams (``evaluation.score_streams``) at the end of testing.
+
+    ``net`` is a ``{_target_: ...GestureSpotter, ...}`` config (saved in the checkpoint, so the
+    checkpoint rebuilds it) or a ready ``GestureSpotter``; ``optimizer`` and ``scheduler`` are
+    ``{_target_: ..., _partial_: true}`` configs, as the classifier's."""
 
     def __init__(
         self,
-        net: GestureSpotter,
-        lr: float = 3e-3,
-        epochs: int = 10,
+        net: Mapping[str, Any] | GestureSpotter,
+        optimizer: Mapping[str, Any],
+        scheduler: Mapping[str, Any] | None = None,
         no_gesture_weight: float = NO_GESTURE_WEIGHT,
+        warm_up: int = WARM_UP,
     ) -> None:
         super().__init__()
-        self.net, self.lr, self.epochs = net, lr, epochs
-        # "no gesture" is most samples of a stream: weighted down, the gestures' few samples count
-        weight = torch.ones(1 + len(net.vocabulary))
+        if isinstance(net, nn.Module):
+            self.save_hyperparameters(ignore=["net"], logger=False)
+            self.net = net
+        else:
+            net = plain(net)
+            self.save_hyperparameters(logger=False)
+            self.hparams.net = net
+            self.net = build_spotter(net)
+        self.hparams.optimizer = plain(optimizer)
+        self.hparams.scheduler = plain(scheduler)
+        self.warm_up = warm_up
+        weight = torch.ones(1 + len(self.net.vocabulary))
         weight[NO_GESTURE] = no_gesture_weight
         self.criterion = nn.CrossEntropyLoss(weight=weight)
+        self.rule = DecisionRule()
+        self.validation_f1 = math.nan  # the chosen rule's event F1 on the validation streams
+
+    def forward(self, accel: torch.Tensor) -> torch.Tensor:
+        return self.net(accel)
 
     def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         accel, labels = batch
-        logits = self.net(accel)[:, WARM_UP:]
-        return self.criterion(logits.reshape(-1, logits.shape[-1]), labels[:, WARM_UP:].reshape(-1))
+        logits = self.net(accel)[:, self.warm_up :]
+        return self.criterion(logits.reshape(-1, logits.shape[-1]), labels[:, self.warm_up :].reshape(-1))
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)
@@ -114,85 +137,35 @@ class SpotterModule(L.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         self.log("val/loss", self._loss(batch), on_epoch=True, batch_size=len(batch[0]))
 
+    def test_step(self, batch, batch_idx: int) -> None:
+        self.log("test/loss", self._loss(batch), on_epoch=True, batch_size=len(batch[0]))
+
+    def on_test_epoch_end(self) -> None:
+        from gesture_rnn.streaming.evaluation import score_streams
+
+        self.test_scores = score_streams(self.net, self.rule, self.trainer.datamodule.test_streams)
+        metrics = {"val/event_f1": self.validation_f1, **self.test_scores.metrics()}
+        self.log_dict({k: float(v) for k, v in metrics.items()})
+
+    def write_test_artifacts(self, out_dir: Path, figures: bool) -> dict[str, float]:
+        """The per-user stream table and detections, and (``figures``) each user's stream plot."""
+        return self.test_scores.write(out_dir, self.net, self.rule, figures)
+
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
-        return [optimizer], [torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.epochs)]
+        optimizer = instantiate({**self.hparams.optimizer, "_partial_": True})(self.parameters())
+        if self.hparams.scheduler is None:
+            return optimizer
+        scheduler = instantiate({**self.hparams.scheduler, "_partial_": True})(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
+    def configure_callbacks(self) -> list[L.Callback]:
+        from gesture_rnn.streaming.evaluation import ChooseDecisionRule
 
-def fit_spotter(
-    train: Sequence[Stream],
-    validation: Sequence[Stream],
-    vocabulary: Sequence[int],
-    epochs: int = 10,
-    seed: int = 0,
-    batch_size: int = 32,
-    rotate_deg: float = ROTATE_DEG,
-    scale: float = SCALE,
-    time_warp: float = TIME_WARP,
-) -> GestureSpotter:
-    """A spotter trained on ``train`` (normalised with its statistics; crops rotated up to
-    ``rotate_deg`` and scaled by ±``scale``), the epoch with the lowest validation loss kept."""
-    L.seed_everything(seed, verbose=False)
-    net = GestureSpotter(vocabulary)
-    samples = np.concatenate([s.samples for s in train])
-    mean, std = samples.mean(axis=0), samples.std(axis=0) + 1e-6
-    net.set_normalization(torch.from_numpy(mean), torch.from_numpy(std))
-    module = SpotterModule(net, epochs=epochs)
-    generator = torch.Generator().manual_seed(seed)
-    loaders = (
-        DataLoader(
-            StreamCrops(train, vocabulary, rotate_deg=rotate_deg, scale=scale, time_warp=time_warp),
-            batch_size=batch_size,
-            shuffle=True,
-            generator=generator,
-        ),
-        DataLoader(StreamCrops(validation, vocabulary), batch_size=batch_size),
-    )
-    best = KeepBest()
-    trainer = L.Trainer(
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,  # the best epoch is kept in memory: nothing is written
-        callbacks=[best],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(module, *loaders)
-    if best.state is not None:
-        net.load_state_dict(best.state)
-    return net.eval()
+        return [ChooseDecisionRule()]
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[RULE_KEY] = asdict(self.rule)
 
-class KeepBest(L.Callback):
-    """The network's weights at the lowest validation loss so far, in memory."""
-
-    def __init__(self) -> None:
-        self.loss, self.state = float("inf"), None
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        loss = trainer.callback_metrics.get("val/loss")
-        if loss is not None and not trainer.sanity_checking and float(loss) < self.loss:
-            self.loss = float(loss)
-            self.state = {k: v.detach().clone() for k, v in pl_module.net.state_dict().items()}
-
-
-def save_spotter(net: GestureSpotter, rule: DecisionRule, path: Path) -> None:
-    """Settings, weights and decision rule only: loaded with ``weights_only=True`` (``load_spotter``)."""
-    record = {"settings": net.settings(), "state_dict": net.state_dict(), "rule": asdict(rule)}
-    with atomic_write(path, "wb", "spotter") as handle:
-        torch.save(record, handle)
-
-
-def load_spotter(path: str | Path) -> tuple[GestureSpotter, DecisionRule]:
-    """A spotter file of ``save_spotter``, or a DataError naming what is wrong with it."""
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-        net = GestureSpotter(**record["settings"])
-        net.load_state_dict(record["state_dict"])
-        rule = DecisionRule(**record["rule"])
-    except FileNotFoundError:
-        raise DataError(f"spotter={path}: no such file (make stream trains spotters)") from None
-    except (OSError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as err:
-        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise DataError(f"spotter={path} is not a spotter file of this project ({reason})") from None
-    return net.eval(), rule
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if RULE_KEY in checkpoint:
+            self.rule = DecisionRule(**checkpoint[RULE_KEY])

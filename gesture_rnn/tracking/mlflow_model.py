@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelOutput
 
@@ -67,6 +68,39 @@ def log_mlflow_model(
                 ],
             )
             serve_through_contract(local)
+            client.log_model_artifacts(model.model_id, str(local))
+    except BaseException:
+        client.finalize_logged_model(model.model_id, "FAILED")
+        raise
+    client.finalize_logged_model(model.model_id, "READY")
+    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
+    return f"models:/{model.model_id}"
+
+
+def log_spotter_model(
+    net: torch.nn.Module, rule: object, client: MlflowClient, run_id: str, experiment_id: str, name: str = "model"
+) -> str:
+    """Log a spotter's ONNX step model (``gesture_rnn.streaming.onnx``) with its sidecar as a logged
+    model of ``run_id`` (onnx flavour: the bare step graph; ``predict.py model_uri=... stream=``
+    reads the run's checkpoint); returns its ``models:/<model id>`` URI."""
+    import mlflow.onnx
+    import onnx
+    import onnxruntime
+
+    from gesture_rnn.streaming.onnx import export_spotter, sidecar_path
+
+    model = client.create_logged_model(experiment_id, name=name, source_run_id=run_id)
+    try:
+        with tempfile.TemporaryDirectory(prefix="gesture-spotter-") as scratch:
+            graph = Path(scratch) / "spotter.onnx"
+            export_spotter(net, rule, graph)
+            local = Path(scratch) / name
+            mlflow.onnx.save_model(
+                onnx.load(str(graph)),
+                str(local),
+                pip_requirements=[f"onnxruntime=={onnxruntime.__version__}", f"onnx=={onnx.__version__}", "numpy"],
+            )
+            (local / "spotter.json").write_text(sidecar_path(graph).read_text())
             client.log_model_artifacts(model.model_id, str(local))
     except BaseException:
         client.finalize_logged_model(model.model_id, "FAILED")

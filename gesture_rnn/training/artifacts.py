@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from gesture_rnn.data.facts import GESTURES, NUM_CLASSES
 from gesture_rnn.deploy.inference import class_probabilities
+from gesture_rnn.utils.figures import save_figure
 
 GESTURE_NAMES = [str(g) for g in GESTURES]
 
@@ -67,13 +68,6 @@ def write_csv(rows: list[dict[str, object]], path: Path) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
         writer.writeheader()
         writer.writerows(rows)
-
-
-def save_figure(fig: plt.Figure, path: Path) -> None:
-    """Every plot of the project: tight layout, 120 dpi PNG, figure closed (no leak in sweeps)."""
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot_confusion_matrix(matrix: np.ndarray, path: Path, title: str) -> None:

@@ -110,6 +110,8 @@ class TemperatureScaling(Callback):
         from gesture_rnn.models.checkpoint import net_from_checkpoint, read_checkpoint, write_temperature
 
         datamodule = trainer.datamodule
+        if not hasattr(pl_module.net, "temperature"):
+            return  # the spotter: its decision rule is chosen instead (streaming.evaluation)
         if not getattr(datamodule, "has_validation", False):
             log.info("No validation data: probabilities are not calibrated (temperature 1)")
             return
@@ -180,7 +182,8 @@ class RunRecord(Callback):
         # the study's overfitting measure: test loss relative to the tested weights' training loss
         train_loss = curves.tested_train_loss() if curves is not None else math.nan
         metrics["test/overfit_ratio"] = metrics.get("test/loss", math.nan) / train_loss
-        metrics["calibration/temperature"] = float(pl_module.net.temperature)
+        if hasattr(pl_module.net, "temperature"):
+            metrics["calibration/temperature"] = float(pl_module.net.temperature)
         if trainer.is_global_zero:
             metrics.update(self._write_artifacts(trainer, pl_module, curves))
         metrics["time/wall_s"] = time.perf_counter() - self.started
@@ -204,6 +207,12 @@ class RunRecord(Callback):
         write_text_atomically(self.output_dir / "metrics.json", json.dumps(record, default=str), "run record")
 
     def _write_artifacts(self, trainer: L.Trainer, pl_module: L.LightningModule, curves) -> dict[str, float]:
+        if writer := getattr(pl_module, "write_test_artifacts", None):  # the spotter writes its own
+            metrics = writer(self.output_dir / "evaluation", self.figures)
+            if curves is not None and curves.history:
+                artifacts.write_csv(curves.history, self.output_dir / "evaluation" / "learning_curves.csv")
+            runs.log_artifact(trainer.loggers, self.output_dir / "evaluation", "evaluation")
+            return metrics
         datamodule = trainer.datamodule
         per_user = artifacts.write_artifacts(
             pl_module.net,
@@ -218,8 +227,16 @@ class RunRecord(Callback):
         return {f"test_user/{user}": accuracy for user, accuracy in per_user.items()}
 
     def _log_mlflow_model(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from gesture_rnn.tracking.mlflow_model import log_mlflow_model
+        from gesture_rnn.tracking.mlflow_model import log_mlflow_model, log_spotter_model
 
+        if hasattr(pl_module, "rule"):  # the spotter: its ONNX step model and sidecar
+            for logger in runs.mlflow_loggers(trainer.loggers):
+                with runs.guarded(logger, "the MLflow model") as live:
+                    if live:
+                        uri = log_spotter_model(pl_module.net, pl_module.rule, logger.experiment,
+                                                logger.run_id, logger.experiment_id)  # fmt: skip
+                        log.info("MLflow model: %s", uri)
+            return
         if getattr(pl_module.net, "bidirectional", False):
             log.info("log_model: a bidirectional network does not run unpacked; no MLflow model logged")
             return

@@ -17,7 +17,13 @@ from gesture_rnn.errors import ConfigError
 
 KINDS = ("users", "kfold")
 # what the summary averages over the folds (each fold's own metrics stay in its run)
-SUMMARISED = ("test/acc", "test/f1", "test/loss", "val/acc_best", "train/loss", "calibration/temperature")
+SUMMARISED = ("test/acc", "test/f1", "test/loss", "val/acc_best", "train/loss", "calibration/temperature",
+              # the spotter's (gesture_rnn.streaming.evaluation)
+              "val/event_f1", *(f"{prefix}/{metric}" for prefix in ("test", "test_builder") for metric in
+              ("event_f1", "precision", "recall", "false_per_h_rest", "false_per_h_movement",
+               "false_per_h_everyday", "delay_s")))  # fmt: skip
+# each fold's headline: the classifier's test accuracy, or the spotter's event F1
+HEADLINES = ("test/acc", "test/event_f1")
 
 
 @dataclass(frozen=True)
@@ -78,30 +84,51 @@ class Summary:
             out[key] = float(values.mean()) if not self.failed else math.nan
             out[f"cv/{key}/std"] = float(values.std()) if not self.failed else math.nan
             out[f"cv/{key}/finished_mean"] = float(values.mean())
-        accuracies = {name: m.get("test/acc") for name, m in self.finished.items()}
-        for name, value in accuracies.items():
+        key = self.headline
+        scores = {name: m.get(key) for name, m in self.finished.items()}
+        for name, value in scores.items():
             if isinstance(value, int | float):
-                out[f"cv/fold/{name}/test/acc"] = float(value)
-        if accuracies and not self.failed:
-            out["cv/worst/test/acc"] = float(min(accuracies.values()))
+                out[f"cv/fold/{name}/{key}"] = float(value)
+        if scores and not self.failed:
+            out[f"cv/worst/{key}"] = float(min(scores.values()))
         return out
+
+    @property
+    def headline(self) -> str:
+        """``test/acc``, or ``test/event_f1`` for spotter folds."""
+        present = {k for m in self.finished.values() for k in m}
+        return next((k for k in HEADLINES if k in present), HEADLINES[0])
 
     def table(self) -> str:
         """Markdown: one row per fold, then the mean ± std and the worst fold."""
-        rows = ["| fold | test acc | test macro-F1 | best val acc | status |", "|---|---|---|---|---|"]
+        key = self.headline
+        columns = COLUMNS[key]
+        rows = ["| fold | " + " | ".join(label for _, label in columns) + " | status |",
+                "|---|" + "---|" * (len(columns) + 1)]  # fmt: skip
+        blank = " |" * (len(columns) - 1)
         for name, metrics in self.results.items():
             if metrics is None:
-                rows.append(f"| {name} | | | | FAILED: {self.errors.get(name, '')[:120]} |")
+                rows.append(f"| {name} |{blank} | FAILED: {self.errors.get(name, '')[:120]} |")
                 continue
-            cells = [f"{metrics[k]:.4f}" if isinstance(metrics.get(k), int | float) else "" for k in
-                     ("test/acc", "test/f1", "val/acc_best")]  # fmt: skip
+            cells = [f"{metrics[k]:.4f}" if isinstance(metrics.get(k), int | float) else "" for k, _ in columns]
             rows.append(f"| {name} | {' | '.join(cells)} | finished |")
-        acc = self.over_finished("test/acc")
-        if len(acc):
+        values = self.over_finished(key)
+        if len(values):
             label = (
-                "mean ± std" if not self.failed else f"mean ± std of {len(acc)} of {len(self.results)} folds"
+                "mean ± std" if not self.failed else f"mean ± std of {len(values)} of {len(self.results)} folds"
             )
-            rows.append(f"| {label} | {acc.mean():.4f} ± {acc.std():.4f} | | | |")
-            worst = min(self.finished, key=lambda n: self.finished[n].get("test/acc", math.inf))
-            rows.append(f"| worst | {self.finished[worst]['test/acc']:.4f} ({worst}) | | | |")
+            rows.append(f"| {label} | {values.mean():.4f} ± {values.std():.4f} |{blank} |")
+            worst = min(self.finished, key=lambda n: self.finished[n].get(key, math.inf))
+            rows.append(f"| worst | {self.finished[worst][key]:.4f} ({worst}) |{blank} |")
         return "\n".join(rows)
+
+
+# the table's columns for each headline
+COLUMNS = {
+    "test/acc": [("test/acc", "test acc"), ("test/f1", "test macro-F1"), ("val/acc_best", "best val acc")],
+    "test/event_f1": [
+        ("test/event_f1", "event F1"), ("test/false_per_h_rest", "false / h rest"),
+        ("test/false_per_h_movement", "false / h movement"), ("test/delay_s", "median delay s"),
+        ("test_builder/event_f1", "event F1 (training builder)"), ("val/event_f1", "val event F1"),
+    ],
+}  # fmt: skip

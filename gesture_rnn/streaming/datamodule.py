@@ -1,0 +1,245 @@
+"""``StreamDataModule`` (``data=streams``): the spotter's data — labelled streams built from the
+dataset's people, split by user as ``data.split=users`` splits recordings.
+
+- train: ``streams_per_user`` streams of each training user (``gesture_rnn.data.streams`` with the
+  no-gesture variety of a day, ``no_gesture.*``), served as overlapping crops (``crop.*``: rotated,
+  scaled and time-warped as the classifier's recordings are);
+- validation: one such stream per validation user (``val_users`` whole users drawn by ``seed``):
+  the epoch with the lowest loss and the decision rule are chosen on it;
+- test, per held-out user: streams of the training builder and of the construction no training
+  stream uses (``gesture_rnn.data.unseen_streams``), an hour of rest of each, and real everyday
+  motion kept out of training (``gesture_rnn.streaming.evaluation`` scores them).
+
+Rest is measured on the training users' recordings only. Batches depend only on (seed, epoch), as
+the classifier's do, so ``ckpt_path=last`` resumes exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from gesture_rnn.data import facts
+from gesture_rnn.data.duplicates import drop_conflicting_duplicates
+from gesture_rnn.data.fingerprints import fingerprints
+from gesture_rnn.data.no_gesture import NoGesture
+from gesture_rnn.data.parsing import GestureRecords, load_records
+from gesture_rnn.data.sampling import EpochBatchSampler
+from gesture_rnn.data.source import locate_dataset
+from gesture_rnn.data.streams import RestModel, Stream, build_stream, rest_stream
+from gesture_rnn.data.unseen_streams import build_unseen_stream, unseen_rest_stream
+from gesture_rnn.errors import ConfigError
+from gesture_rnn.streaming.evaluation import TestStreams
+from gesture_rnn.streaming.training import StreamCrops
+
+log = logging.getLogger(__name__)
+
+TRAIN_SEED, VAL_SEED, TEST_SEED = 100, 200, 0  # stream seeds, offset by the run's seed and the user
+
+
+class StreamDataModule(L.LightningDataModule):
+    """Streams of the SmartWatch Gestures' people for the per-sample spotter."""
+
+    def __init__(
+        self,
+        *,
+        path: str | None,
+        cache_dir: str,
+        download: bool,
+        split: str,
+        test_users: Sequence[str],
+        val_users: int,
+        val_fraction: float,
+        drop_conflicting_duplicates: bool,
+        vocabulary: Sequence[int],
+        streams_per_user: int,
+        rest_seconds: Sequence[float],
+        crop: dict[str, Any],
+        no_gesture: dict[str, float],
+        test_rest_hours: float,
+        test_everyday: bool,
+        batch_size: int,
+        num_workers: int,
+        seed: int | None,
+        url: str | None = None,
+        md5: str | None = None,
+    ) -> None:
+        """Every setting comes from ``conf/data/streams.yaml``."""
+        super().__init__()
+        if split != "users":
+            raise ConfigError(f"data.split={split!r}: a spotter's streams are split by user (data.split=users)")
+        if val_fraction:
+            raise ConfigError(f"data.val_fraction={val_fraction}: streams validate on whole users (data.val_users)")
+        # plain values only, so checkpoints load with torch.load(weights_only=True)
+        test_users, vocabulary = [str(u) for u in test_users], [int(g) for g in vocabulary]
+        rest_seconds = [float(v) for v in rest_seconds]
+        crop = {str(k): v for k, v in crop.items()}
+        no_gesture = {str(k): float(v) for k, v in (no_gesture or {}).items()}
+        self.variety = NoGesture(**no_gesture)
+        self.save_hyperparameters(logger=False)
+        self.source: Path | None = None
+        self.records: GestureRecords | None = None
+        self.users: dict[str, list[str]] = {}
+        self.train_streams: list[Stream] = []
+        self.val_streams: list[Stream] = []
+        self.test_streams: dict[str, dict[str, TestStreams]] = {}
+        self.mean = torch.zeros(facts.NUM_CHANNELS)
+        self.std = torch.ones(facts.NUM_CHANNELS)
+        self._train_sampler: EpochBatchSampler | None = None
+        self._epoch = 0
+        self._seen: list[str] | None = None
+
+    @property
+    def has_validation(self) -> bool:
+        return bool(self.val_streams)
+
+    @property
+    def checksum(self) -> str | None:
+        return self.records.checksum if self.records is not None else None
+
+    @property
+    def seed(self) -> int:
+        """The run's seed (seed=null: drawn once, then kept and saved in checkpoints)."""
+        if self.hparams.seed is None:
+            self.hparams.seed = int(np.random.SeedSequence().entropy % (2**31 - 1))
+        return int(self.hparams.seed)
+
+    def prepare_data(self) -> None:
+        hp = self.hparams
+        self.source = locate_dataset(hp.path, hp.cache_dir, hp.url or facts.URL, hp.md5 or facts.MD5, hp.download)
+
+    def _split_users(self, present: list[str]) -> dict[str, list[str]]:
+        hp = self.hparams
+        test = [str(u) for u in hp.test_users]
+        if missing := [u for u in test if u not in present]:
+            raise ConfigError(f"data.test_users: {missing[0]} has no recordings in these data ({present})")
+        remaining = [u for u in present if u not in test]
+        if not 0 <= hp.val_users < len(remaining):
+            raise ConfigError(
+                f"data.val_users={hp.val_users} is invalid: it must be in [0, {len(remaining) - 1}] "
+                f"(at least one of the {len(remaining)} users outside data.test_users must train)"
+            )
+        val = sorted(np.random.default_rng(self.seed).choice(remaining, hp.val_users, replace=False).tolist())
+        return {"train": [u for u in remaining if u not in val], "val": val, "test": test}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.records is not None:  # already set up (train() does it before the Trainer)
+            return
+        hp = self.hparams
+        if self.source is None:
+            self.prepare_data()
+        records = load_records(self.source, hp.cache_dir)
+        if hp.drop_conflicting_duplicates:
+            records = records.select(drop_conflicting_duplicates(records)[0])
+        self.users = self._split_users(sorted(set(records.users.tolist())))
+        training = records.select(np.flatnonzero(np.isin(records.users, self.users["train"])))
+        rest = RestModel.from_records(training)
+        gaps = (float(hp.rest_seconds[0]), float(hp.rest_seconds[1]))
+        clips = self._everyday("train") if self.variety.everyday > 0 else []
+
+        def stream(user: str, seed: int) -> Stream:
+            return build_stream(records, user, seed, rest, self.non_target, gaps, self.variety, clips)
+
+        k = facts.USERS.index
+        self.train_streams = [stream(u, self.seed + TRAIN_SEED + 10 * k(u) + i)
+                              for u in self.users["train"] for i in range(hp.streams_per_user)]  # fmt: skip
+        self.val_streams = [stream(u, self.seed + VAL_SEED + k(u)) for u in self.users["val"]]
+        held_out_clips = self._everyday("test") if self.hparams.test_everyday else []
+        seconds = 3600.0 * hp.test_rest_hours
+        self.test_streams = {"unseen": {}, "builder": {}}
+        for user in self.users["test"]:
+            seed = self.seed + TEST_SEED + k(user)
+            everyday = everyday_stream(held_out_clips, rest, seed) if held_out_clips else None
+            self.test_streams["builder"][user] = TestStreams(
+                stream(user, seed), rest_stream(records, user, seconds, seed, rest), everyday
+            )
+            self.test_streams["unseen"][user] = TestStreams(
+                build_unseen_stream(records, user, seed, rest, held_out_clips, self.non_target),
+                unseen_rest_stream(records, user, seconds, seed, rest),
+                everyday,
+            )
+        samples = np.concatenate([s.samples for s in self.train_streams])
+        self.mean = torch.from_numpy(samples.mean(axis=0))
+        self.std = torch.from_numpy(samples.std(axis=0)).clamp_min(1e-6)
+        self.records = records
+        log.info(
+            "Streams (%s): train %s (%d streams, %.0f min), val %s, test %s",
+            self.source, ",".join(self.users["train"]), len(self.train_streams),
+            sum(s.seconds for s in self.train_streams) / 60, ",".join(self.users["val"]) or "none",
+            ",".join(self.users["test"]),
+        )  # fmt: skip
+
+    @property
+    def non_target(self) -> tuple[int, ...]:
+        return tuple(g for g in facts.GESTURES if g not in set(self.hparams.vocabulary))
+
+    def _everyday(self, part: str) -> list[np.ndarray]:
+        """Real everyday wrist motion (BasicMotions' ``part``), as linear acceleration at 9 Hz."""
+        from gesture_rnn.data.everyday import everyday_clips
+
+        return everyday_clips(self.hparams.cache_dir, self.hparams.download, part)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called at every epoch start (``callbacks.SeedEachEpoch``)."""
+        self._epoch = epoch
+        if self._train_sampler is not None:
+            self._train_sampler.set_epoch(epoch)
+
+    def _crops(self, streams: Sequence[Stream], augment: bool) -> StreamCrops:
+        c = self.hparams.crop
+        settings = {"rotate_deg": c["rotate_deg"], "scale": c["scale"], "time_warp": c["time_warp"]} if augment else {}
+        return StreamCrops(streams, self.hparams.vocabulary, crop=c["length"], stride=c["stride"], **settings)
+
+    def train_dataloader(self) -> DataLoader:
+        crops = self._crops(self.train_streams, augment=True)
+        self._train_sampler = EpochBatchSampler([1] * len(crops), self.hparams.batch_size, seed=self.seed)
+        self._train_sampler.set_epoch(self._epoch)
+        return DataLoader(crops, batch_sampler=self._train_sampler, num_workers=self.hparams.num_workers)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if not self.val_streams:
+            return []
+        return DataLoader(self._crops(self.val_streams, augment=False), batch_size=self.hparams.batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        streams = [s.stream for s in self.test_streams["builder"].values()]
+        return DataLoader(self._crops(streams, augment=False), batch_size=self.hparams.batch_size)
+
+    def state_dict(self) -> dict[str, Any]:
+        """As ``GestureDataModule``'s: data checksum, seed, and the fingerprints of every recording
+        the spotter trained or selected on."""
+        if self._seen is None and self.records is not None:
+            used = np.flatnonzero(np.isin(self.records.users, self.users["train"] + self.users["val"]))
+            self._seen = sorted(set(fingerprints(self.records.sequences[i] for i in used)))
+        return {"checksum": self.checksum, "seed": self.seed, "seen": self._seen or []}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        saved = state_dict.get("seed")
+        if self.records is None and self.hparams.seed is None and saved is not None:
+            self.hparams.seed = int(saved)
+
+
+def everyday_stream(clips: Sequence[np.ndarray], rest: RestModel, seed: int) -> Stream:
+    """Every held-out everyday clip once, each at a random wrist posture, 2-5 s of rest between:
+    false activations per hour of real everyday motion."""
+    from gesture_rnn.data.no_gesture import EVERYDAY, random_axis, rotate
+    from gesture_rnn.data.streams import GestureEvent, rest_samples
+
+    rng = np.random.default_rng([seed, 31337])
+    pieces, events, position = [], [], 0
+    down = np.array([0.0, 0.0, 1.0])
+    for clip in clips:
+        posture = rotate(down, random_axis(rng), np.radians(rng.uniform(0, 90)))
+        gap = rest_samples(posture, posture, round(rng.uniform(2, 5) * facts.SAMPLING_RATE_HZ), rest, rng)
+        values = rest.gravity * posture + clip + rng.normal(0.0, rest.noise, size=clip.shape)
+        pieces += [gap, values.astype(np.float32)]
+        events.append(GestureEvent(position + len(gap), position + len(gap) + len(clip), EVERYDAY, False))
+        position += len(gap) + len(clip)
+    return Stream(np.concatenate(pieces), tuple(events))
