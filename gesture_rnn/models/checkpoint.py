@@ -88,7 +88,9 @@ def read_checkpoint(path: str | Path | None, key: str = "ckpt_path", mmap: bool 
 
 def data_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """The datamodule's saved state: ``checksum`` of the data, split ``seed`` and ``seen``."""
-    return dict(next((v for k, v in checkpoint.items() if k.endswith(("GestureDataModule", "StreamDataModule"))), {}))
+    return dict(
+        next((v for k, v in checkpoint.items() if k.endswith(("GestureDataModule", "StreamDataModule"))), {})
+    )
 
 
 def seen_recordings(checkpoint: dict[str, Any]) -> set[str] | None:

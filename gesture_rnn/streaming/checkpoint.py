@@ -55,8 +55,18 @@ def load_spotter(path: str | Path) -> tuple[GestureSpotter, DecisionRule]:
             net.load_state_dict(record["state_dict"])
             rule = DecisionRule(**record["rule"])
     except FileNotFoundError:
-        raise DataError(f"spotter={path}: no such file (train.py experiment=spotter trains spotters)") from None
-    except (OSError, RuntimeError, KeyError, TypeError, ValueError, ConfigError, pickle.UnpicklingError) as err:
+        raise DataError(
+            f"spotter={path}: no such file (train.py experiment=spotter trains spotters)"
+        ) from None
+    except (
+        OSError,
+        RuntimeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        ConfigError,
+        pickle.UnpicklingError,
+    ) as err:
         reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
         raise DataError(f"spotter={path} is not a spotter file of this project ({reason})") from None
     return net.eval(), rule

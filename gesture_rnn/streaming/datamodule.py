@@ -74,9 +74,13 @@ class StreamDataModule(L.LightningDataModule):
         """Every setting comes from ``conf/data/streams.yaml``."""
         super().__init__()
         if split != "users":
-            raise ConfigError(f"data.split={split!r}: a spotter's streams are split by user (data.split=users)")
+            raise ConfigError(
+                f"data.split={split!r}: a spotter's streams are split by user (data.split=users)"
+            )
         if val_fraction:
-            raise ConfigError(f"data.val_fraction={val_fraction}: streams validate on whole users (data.val_users)")
+            raise ConfigError(
+                f"data.val_fraction={val_fraction}: streams validate on whole users (data.val_users)"
+            )
         # plain values only, so checkpoints load with torch.load(weights_only=True)
         test_users, vocabulary = [str(u) for u in test_users], [int(g) for g in vocabulary]
         rest_seconds = [float(v) for v in rest_seconds]
@@ -113,7 +117,9 @@ class StreamDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         hp = self.hparams
-        self.source = locate_dataset(hp.path, hp.cache_dir, hp.url or facts.URL, hp.md5 or facts.MD5, hp.download)
+        self.source = locate_dataset(
+            hp.path, hp.cache_dir, hp.url or facts.URL, hp.md5 or facts.MD5, hp.download
+        )
 
     def _split_users(self, present: list[str]) -> dict[str, list[str]]:
         hp = self.hparams
@@ -148,8 +154,11 @@ class StreamDataModule(L.LightningDataModule):
             return build_stream(records, user, seed, rest, self.non_target, gaps, self.variety, clips)
 
         k = facts.USERS.index
-        self.train_streams = [stream(u, self.seed + TRAIN_SEED + 10 * k(u) + i)
-                              for u in self.users["train"] for i in range(hp.streams_per_user)]  # fmt: skip
+        self.train_streams = [
+            stream(u, self.seed + TRAIN_SEED + 10 * k(u) + i)
+            for u in self.users["train"]
+            for i in range(hp.streams_per_user)
+        ]
         self.val_streams = [stream(u, self.seed + VAL_SEED + k(u)) for u in self.users["val"]]
         held_out_clips = self._everyday("test") if self.hparams.test_everyday else []
         seconds = 3600.0 * hp.test_rest_hours
@@ -171,10 +180,13 @@ class StreamDataModule(L.LightningDataModule):
         self.records = records
         log.info(
             "Streams (%s): train %s (%d streams, %.0f min), val %s, test %s",
-            self.source, ",".join(self.users["train"]), len(self.train_streams),
-            sum(s.seconds for s in self.train_streams) / 60, ",".join(self.users["val"]) or "none",
+            self.source,
+            ",".join(self.users["train"]),
+            len(self.train_streams),
+            sum(s.seconds for s in self.train_streams) / 60,
+            ",".join(self.users["val"]) or "none",
             ",".join(self.users["test"]),
-        )  # fmt: skip
+        )
 
     @property
     def non_target(self) -> tuple[int, ...]:
@@ -194,7 +206,11 @@ class StreamDataModule(L.LightningDataModule):
 
     def _crops(self, streams: Sequence[Stream], augment: bool) -> StreamCrops:
         c = self.hparams.crop
-        settings = {"rotate_deg": c["rotate_deg"], "scale": c["scale"], "time_warp": c["time_warp"]} if augment else {}
+        settings = (
+            {"rotate_deg": c["rotate_deg"], "scale": c["scale"], "time_warp": c["time_warp"]}
+            if augment
+            else {}
+        )
         return StreamCrops(streams, self.hparams.vocabulary, crop=c["length"], stride=c["stride"], **settings)
 
     def train_dataloader(self) -> DataLoader:

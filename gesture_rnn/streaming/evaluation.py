@@ -28,8 +28,15 @@ from gesture_rnn.streaming.events import TOLERANCE, match_events
 log = logging.getLogger(__name__)
 
 CONSTRUCTIONS = {"unseen": "test", "builder": "test_builder"}  # construction -> metric prefix
-METRICS = ("event_f1", "precision", "recall", "false_per_h_rest", "false_per_h_movement",
-           "false_per_h_everyday", "delay_s")  # fmt: skip
+METRICS = (
+    "event_f1",
+    "precision",
+    "recall",
+    "false_per_h_rest",
+    "false_per_h_movement",
+    "false_per_h_everyday",
+    "delay_s",
+)
 PLOT_SECONDS = 90.0
 
 
@@ -68,7 +75,9 @@ def score(net, rule: DecisionRule, streams: TestStreams) -> dict[str, float]:
     if streams.everyday is not None:
         found = detect(net.probabilities(streams.everyday.samples), vocabulary, rule)
         clips = sum(e.end - e.start for e in streams.everyday.events)
-        inside = [d for d in found if any(e.start <= d.sample < e.end + TOLERANCE for e in streams.everyday.events)]
+        inside = [
+            d for d in found if any(e.start <= d.sample < e.end + TOLERANCE for e in streams.everyday.events)
+        ]
         everyday = per_hour(len(inside), clips)
     return {
         "event_f1": scores.f1,
@@ -107,8 +116,11 @@ class StreamScores:
         import json
 
         out_dir.mkdir(parents=True, exist_ok=True)
-        rows = [{"user": user, "construction": construction, **metrics}
-                for construction, by_user in self.users.items() for user, metrics in by_user.items()]  # fmt: skip
+        rows = [
+            {"user": user, "construction": construction, **metrics}
+            for construction, by_user in self.users.items()
+            for user, metrics in by_user.items()
+        ]
         with (out_dir / "per_user.csv").open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=["user", "construction", *METRICS])
             writer.writeheader()
@@ -148,7 +160,9 @@ class ChooseDecisionRule(L.Callback):
             return
         tested = Path(trainer.ckpt_path) if trainer.ckpt_path else None
         checkpoint = trainer.checkpoint_callback
-        last = Path(checkpoint.dirpath) / "last.ckpt" if checkpoint is not None and checkpoint.dirpath else None
+        last = (
+            Path(checkpoint.dirpath) / "last.ckpt" if checkpoint is not None and checkpoint.dirpath else None
+        )
         for path in {p.resolve() for p in (tested, last) if p is not None and p.is_file()}:
             write_rule(path, pl_module.rule)
 
@@ -171,7 +185,9 @@ def plot_stream(net, rule: DecisionRule, stream: Stream, path: Path, user: str) 
     for event in stream.events:
         if event.start >= end:
             continue
-        style = {"color": "tab:green", "alpha": 0.25} if event.target else {"color": "tab:grey", "alpha": 0.15}
+        style = (
+            {"color": "tab:green", "alpha": 0.25} if event.target else {"color": "tab:grey", "alpha": 0.15}
+        )
         bottom.axvspan(event.start / SAMPLING_RATE_HZ, event.end / SAMPLING_RATE_HZ, **style)
         bottom.text(event.start / SAMPLING_RATE_HZ, 1.02, str(event.gesture or "m"), fontsize=7)
     for detection in detect(probabilities, net.vocabulary, rule):
@@ -179,7 +195,9 @@ def plot_stream(net, rule: DecisionRule, stream: Stream, path: Path, user: str) 
         bottom.plot(x, detection.probability, "v", color="tab:red")
         bottom.text(x, detection.probability - 0.12, str(detection.gesture), color="tab:red", fontsize=7)
     bottom.set_ylim(0, 1.1)
-    bottom.set_xlabel(f"seconds of {user}'s stream (green: vocabulary gestures, grey: no gesture, "
-                      "m: arm movement or everyday motion; red: detections)")  # fmt: skip
+    bottom.set_xlabel(
+        f"seconds of {user}'s stream (green: vocabulary gestures, grey: no gesture, "
+        "m: arm movement or everyday motion; red: detections)"
+    )
     bottom.legend(loc="lower right", fontsize=7)
     save_figure(figure, path)

@@ -109,9 +109,13 @@ def build_spotter(node: Mapping[str, Any]) -> GestureSpotter:
 def check_spotter_settings(node: Mapping[str, Any]) -> None:
     """model.net of a spotter: its class and every setting in range, the key named."""
     if node.get("_target_") != SPOTTER_TARGET:
-        raise ConfigError(f"model.net._target_={node.get('_target_')!r}: a spotter's network is {SPOTTER_TARGET}")
+        raise ConfigError(
+            f"model.net._target_={node.get('_target_')!r}: a spotter's network is {SPOTTER_TARGET}"
+        )
     if unknown := sorted(set(node) - SPOTTER_SETTINGS - {"_target_"}):
-        raise ConfigError(f"model.net.{unknown[0]} is not a setting of the spotter ({sorted(SPOTTER_SETTINGS)})")
+        raise ConfigError(
+            f"model.net.{unknown[0]} is not a setting of the spotter ({sorted(SPOTTER_SETTINGS)})"
+        )
     for key in ("channels", "kernel", "hidden"):
         value = node.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:

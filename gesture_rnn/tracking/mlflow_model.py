@@ -78,7 +78,12 @@ def log_mlflow_model(
 
 
 def log_spotter_model(
-    net: torch.nn.Module, rule: object, client: MlflowClient, run_id: str, experiment_id: str, name: str = "model"
+    net: torch.nn.Module,
+    rule: object,
+    client: MlflowClient,
+    run_id: str,
+    experiment_id: str,
+    name: str = "model",
 ) -> str:
     """Log a spotter's ONNX step model (``gesture_rnn.streaming.onnx``) with its sidecar as a logged
     model of ``run_id`` (onnx flavour: the bare step graph; ``predict.py model_uri=... stream=``
@@ -98,7 +103,11 @@ def log_spotter_model(
             mlflow.onnx.save_model(
                 onnx.load(str(graph)),
                 str(local),
-                pip_requirements=[f"onnxruntime=={onnxruntime.__version__}", f"onnx=={onnx.__version__}", "numpy"],
+                pip_requirements=[
+                    f"onnxruntime=={onnxruntime.__version__}",
+                    f"onnx=={onnx.__version__}",
+                    "numpy",
+                ],
             )
             (local / "spotter.json").write_text(sidecar_path(graph).read_text())
             client.log_model_artifacts(model.model_id, str(local))

@@ -17,11 +17,29 @@ from gesture_rnn.errors import ConfigError
 
 KINDS = ("users", "kfold")
 # what the summary averages over the folds (each fold's own metrics stay in its run)
-SUMMARISED = ("test/acc", "test/f1", "test/loss", "val/acc_best", "train/loss", "calibration/temperature",
-              # the spotter's (gesture_rnn.streaming.evaluation)
-              "val/event_f1", *(f"{prefix}/{metric}" for prefix in ("test", "test_builder") for metric in
-              ("event_f1", "precision", "recall", "false_per_h_rest", "false_per_h_movement",
-               "false_per_h_everyday", "delay_s")))  # fmt: skip
+SUMMARISED = (
+    "test/acc",
+    "test/f1",
+    "test/loss",
+    "val/acc_best",
+    "train/loss",
+    "calibration/temperature",
+    # the spotter's (gesture_rnn.streaming.evaluation)
+    "val/event_f1",
+    *(
+        f"{prefix}/{metric}"
+        for prefix in ("test", "test_builder")
+        for metric in (
+            "event_f1",
+            "precision",
+            "recall",
+            "false_per_h_rest",
+            "false_per_h_movement",
+            "false_per_h_everyday",
+            "delay_s",
+        )
+    ),
+)
 # each fold's headline: the classifier's test accuracy, or the spotter's event F1
 HEADLINES = ("test/acc", "test/event_f1")
 
@@ -103,19 +121,25 @@ class Summary:
         """Markdown: one row per fold, then the mean ± std and the worst fold."""
         key = self.headline
         columns = COLUMNS[key]
-        rows = ["| fold | " + " | ".join(label for _, label in columns) + " | status |",
-                "|---|" + "---|" * (len(columns) + 1)]  # fmt: skip
+        rows = [
+            "| fold | " + " | ".join(label for _, label in columns) + " | status |",
+            "|---|" + "---|" * (len(columns) + 1),
+        ]
         blank = " |" * (len(columns) - 1)
         for name, metrics in self.results.items():
             if metrics is None:
                 rows.append(f"| {name} |{blank} | FAILED: {self.errors.get(name, '')[:120]} |")
                 continue
-            cells = [f"{metrics[k]:.4f}" if isinstance(metrics.get(k), int | float) else "" for k, _ in columns]
+            cells = [
+                f"{metrics[k]:.4f}" if isinstance(metrics.get(k), int | float) else "" for k, _ in columns
+            ]
             rows.append(f"| {name} | {' | '.join(cells)} | finished |")
         values = self.over_finished(key)
         if len(values):
             label = (
-                "mean ± std" if not self.failed else f"mean ± std of {len(values)} of {len(self.results)} folds"
+                "mean ± std"
+                if not self.failed
+                else f"mean ± std of {len(values)} of {len(self.results)} folds"
             )
             rows.append(f"| {label} | {values.mean():.4f} ± {values.std():.4f} |{blank} |")
             worst = min(self.finished, key=lambda n: self.finished[n].get(key, math.inf))
@@ -127,8 +151,11 @@ class Summary:
 COLUMNS = {
     "test/acc": [("test/acc", "test acc"), ("test/f1", "test macro-F1"), ("val/acc_best", "best val acc")],
     "test/event_f1": [
-        ("test/event_f1", "event F1"), ("test/false_per_h_rest", "false / h rest"),
-        ("test/false_per_h_movement", "false / h movement"), ("test/delay_s", "median delay s"),
-        ("test_builder/event_f1", "event F1 (training builder)"), ("val/event_f1", "val event F1"),
+        ("test/event_f1", "event F1"),
+        ("test/false_per_h_rest", "false / h rest"),
+        ("test/false_per_h_movement", "false / h movement"),
+        ("test/delay_s", "median delay s"),
+        ("test_builder/event_f1", "event F1 (training builder)"),
+        ("val/event_f1", "val event F1"),
     ],
-}  # fmt: skip
+}
