@@ -43,7 +43,7 @@ DEMO_CERT ?=
 DEMO_KEY ?=
 export VERSION TRACKING_URI MODEL SERVE_PORT UI_PORT ZIP VENV_BIN LOCAL_STORE DEMO_HOST DEMO_PORT DEMO_CERT DEMO_KEY
 
-.PHONY: help install data docs train tune reproduce loso cv small_model stream spotter_overhead demo demo_report browser ablation compare new_wearer watch serve promote startup gpu_check calibration personalize bench soak test test-fast test-slow lint format ui clean
+.PHONY: help install data docs train tune reproduce loso cv small_model stream spotter_screen spotter_overhead demo demo_report browser ablation compare new_wearer watch serve promote startup gpu_check calibration personalize bench soak test test-fast test-slow lint format ui clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -157,6 +157,9 @@ startup: install ## Where train.py's start-up goes, up to its first step, beside
 
 gpu_check: install ## On a machine with a GPU: trainer=gpu and trainer=ddp trainings, make bench on the GPU (~5 min)
 	PY=$(BIN)/python bash bench/gpu_check.sh
+
+spotter_screen: install ## The spotter's training options compared on the folds' validation users only -> reports/spotter_screen.md
+	$(BIN)/python -m studies.spotter_screen $(ARGS)
 
 spotter_overhead: install ## One fold of train.py experiment=spotter beside the plain Lightning loop it replaced -> reports/spotter_overhead.md
 	$(BIN)/python -m bench.spotter_overhead $(ARGS)

@@ -53,6 +53,7 @@ RULES = (
     Rule("data.test_everyday", "true or false", lambda v: isinstance(v, bool)),
     Rule("model.no_gesture_weight", "a number in (0, 1]", lambda v: is_number(v) and 0 < v <= 1),
     Rule("model.warm_up", "an integer >= 0", lambda v: is_int(v) and v >= 0),
+    Rule("model.max_false_per_h", "a number >= 0 or null", lambda v: v is None or (is_number(v) and v >= 0)),
     Rule("model.optimizer.lr", "a finite number > 0", lambda v: is_number(v) and v > 0),
     Rule("model.optimizer.weight_decay", "a finite number >= 0", lambda v: is_number(v) and v >= 0),
     Rule("model.label_smoothing", "a number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1),

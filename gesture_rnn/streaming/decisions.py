@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gesture_rnn.data.facts import SAMPLING_RATE_HZ
 from gesture_rnn.data.streams import GestureEvent
 from gesture_rnn.streaming.events import TOLERANCE, Detection, match_events
 from gesture_rnn.streaming.spotter import NO_GESTURE
@@ -67,13 +68,31 @@ RULES = tuple(
 )
 
 
+def movement_hours(events: Sequence[GestureEvent]) -> float:
+    """Hours of non-target movement in a stream (each movement and the tolerance after it: where a
+    detection is counted as a false activation during movement)."""
+    return sum(e.end - e.start + TOLERANCE for e in events if not e.target) / SAMPLING_RATE_HZ / 3600
+
+
 def choose_rule(
     probabilities: np.ndarray,
     events: Sequence[GestureEvent],
     vocabulary: Sequence[int],
     rules: Sequence[DecisionRule] = RULES,
+    max_false_per_h: float | None = None,
 ) -> DecisionRule:
     """The rule with the highest event F1 on a validation stream (ties: the stricter, by threshold,
-    hold, then refractory time) — chosen on a training user, never on the person it will be scored on."""
-    scored = [(match_events(events, detect(probabilities, vocabulary, r), TOLERANCE).f1, r) for r in rules]
-    return max(scored, key=lambda item: (item[0], item[1].threshold, item[1].hold, item[1].refractory))[1]
+    hold, then refractory time) — chosen on a training user, never on the person it will be scored
+    on. With ``max_false_per_h`` only the rules that stay within that many false activations per
+    hour of the stream's non-target movement compete (if none does: the fewest, then F1): a
+    product's limit on false activations, which F1 over hundreds of gestures hardly sees."""
+    hours = movement_hours(events)
+    scored = []
+    for rule in rules:
+        scores = match_events(events, detect(probabilities, vocabulary, rule), TOLERANCE)
+        rate = len(scores.during_non_target) / hours if hours else 0.0
+        scored.append((scores.f1, rate, rule))
+    feasible = [item for item in scored if max_false_per_h is None or item[1] <= max_false_per_h]
+    if feasible:
+        return max(feasible, key=lambda i: (i[0], i[2].threshold, i[2].hold, i[2].refractory))[2]
+    return max(scored, key=lambda i: (-i[1], i[0], i[2].threshold, i[2].hold, i[2].refractory))[2]

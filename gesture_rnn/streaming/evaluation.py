@@ -6,7 +6,7 @@ of non-target movement and of real everyday motion, and the median delay.
 Metric names (one naming, in MLflow, ``metrics.json`` and cv's summary): ``test/<metric>`` on the
 construction no training stream uses (``gesture_rnn.data.unseen_streams``; the goals are judged on
 it), ``test_builder/<metric>`` on the training streams' own builder, ``test_user/<user>/<metric>``
-per held-out user (unseen construction), ``val/event_f1`` the chosen rule's F1 on validation.
+per held-out user (unseen construction), ``val/event_f1`` and ``val/false_per_h_movement`` the chosen rule's on the validation streams.
 """
 
 from __future__ import annotations
@@ -22,21 +22,11 @@ import numpy as np
 
 from gesture_rnn.data.facts import SAMPLING_RATE_HZ
 from gesture_rnn.data.streams import GestureEvent, Stream
-from gesture_rnn.streaming.decisions import DecisionRule, choose_rule, detect
-from gesture_rnn.streaming.events import TOLERANCE, match_events
+from gesture_rnn.streaming.decisions import DecisionRule, choose_rule, detect, movement_hours
+from gesture_rnn.streaming.events import CONSTRUCTIONS, STREAM_METRICS, TOLERANCE, match_events
 
 log = logging.getLogger(__name__)
 
-CONSTRUCTIONS = {"unseen": "test", "builder": "test_builder"}  # construction -> metric prefix
-METRICS = (
-    "event_f1",
-    "precision",
-    "recall",
-    "false_per_h_rest",
-    "false_per_h_movement",
-    "false_per_h_everyday",
-    "delay_s",
-)
 PLOT_SECONDS = 90.0
 
 
@@ -101,13 +91,13 @@ class StreamScores:
         out: dict[str, float] = {}
         for construction, prefix in CONSTRUCTIONS.items():
             by_user = self.users.get(construction, {})
-            for metric in METRICS:
+            for metric in STREAM_METRICS:
                 values = [m[metric] for m in by_user.values() if not np.isnan(m[metric])]
                 out[f"{prefix}/{metric}"] = float(np.mean(values)) if values else float("nan")
             if by_user:
                 out[f"{prefix}/event_f1_worst"] = float(min(m["event_f1"] for m in by_user.values()))
         for user, m in self.users.get("unseen", {}).items():
-            out.update({f"test_user/{user}/{metric}": m[metric] for metric in METRICS})
+            out.update({f"test_user/{user}/{metric}": m[metric] for metric in STREAM_METRICS})
         return out
 
     def write(self, out_dir: Path, net, rule: DecisionRule, figures: bool) -> dict[str, float]:
@@ -122,7 +112,7 @@ class StreamScores:
             for user, metrics in by_user.items()
         ]
         with (out_dir / "per_user.csv").open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["user", "construction", *METRICS])
+            writer = csv.DictWriter(handle, fieldnames=["user", "construction", *STREAM_METRICS])
             writer.writeheader()
             writer.writerows(rows)
         (out_dir / "rule.json").write_text(json.dumps(asdict(rule)) + "\n")
@@ -152,10 +142,16 @@ class ChooseDecisionRule(L.Callback):
             return
         samples, events = joined(streams)
         probabilities = pl_module.net.probabilities(samples)
-        pl_module.rule = choose_rule(probabilities, events, pl_module.net.vocabulary)
-        found = detect(probabilities, pl_module.net.vocabulary, pl_module.rule)
-        pl_module.validation_f1 = match_events(events, found, TOLERANCE).f1
-        log.info("Decision rule %s (validation event F1 %.3f)", pl_module.rule, pl_module.validation_f1)
+        limit = pl_module.max_false_per_h
+        pl_module.rule = choose_rule(probabilities, events, pl_module.net.vocabulary, max_false_per_h=limit)
+        found = match_events(events, detect(probabilities, pl_module.net.vocabulary, pl_module.rule), TOLERANCE)
+        hours = movement_hours(events)
+        pl_module.validation = {
+            "val/event_f1": found.f1,
+            "val/false_per_h_movement": len(found.during_non_target) / hours if hours else float("nan"),
+        }
+        log.info("Decision rule %s (validation: %s)", pl_module.rule,
+                 ", ".join(f"{k} {v:.3f}" for k, v in pl_module.validation.items()))
         if not trainer.is_global_zero:
             return
         tested = Path(trainer.ckpt_path) if trainer.ckpt_path else None

@@ -15,6 +15,11 @@ from dataclasses import dataclass, field
 from gesture_rnn.data.facts import SAMPLING_RATE_HZ
 from gesture_rnn.data.streams import GestureEvent
 
+# what a spotter's test logs per stream construction (gesture_rnn.streaming.evaluation), under a
+# prefix per construction: the one never trained on (judged), the training builder's
+STREAM_METRICS = ("event_f1", "precision", "recall", "false_per_h_rest", "false_per_h_movement",
+                  "false_per_h_everyday", "delay_s")  # fmt: skip
+CONSTRUCTIONS = {"unseen": "test", "builder": "test_builder"}  # construction -> metric prefix
 TOLERANCE_S = 1.0  # how long after a gesture's end a detection still counts (make stream, the page)
 TOLERANCE = round(TOLERANCE_S * SAMPLING_RATE_HZ)
 

@@ -102,6 +102,7 @@ class SpotterModule(L.LightningModule):
         scheduler: Mapping[str, Any] | None = None,
         no_gesture_weight: float = NO_GESTURE_WEIGHT,
         warm_up: int = WARM_UP,
+        max_false_per_h: float | None = None,
     ) -> None:
         super().__init__()
         if isinstance(net, nn.Module):
@@ -119,7 +120,9 @@ class SpotterModule(L.LightningModule):
         weight[NO_GESTURE] = no_gesture_weight
         self.criterion = nn.CrossEntropyLoss(weight=weight)
         self.rule = DecisionRule()
-        self.validation_f1 = math.nan  # the chosen rule's event F1 on the validation streams
+        self.max_false_per_h = max_false_per_h  # the rule's limit on validation (decisions.choose_rule)
+        # the chosen rule's event F1 and false activations on the validation streams
+        self.validation = {"val/event_f1": math.nan, "val/false_per_h_movement": math.nan}
 
     def forward(self, accel: torch.Tensor) -> torch.Tensor:
         return self.net(accel)
@@ -144,7 +147,7 @@ class SpotterModule(L.LightningModule):
         from gesture_rnn.streaming.evaluation import score_streams
 
         self.test_scores = score_streams(self.net, self.rule, self.trainer.datamodule.test_streams)
-        metrics = {"val/event_f1": self.validation_f1, **self.test_scores.metrics()}
+        metrics = {**self.validation, **self.test_scores.metrics()}
         self.log_dict({k: float(v) for k, v in metrics.items()})
 
     def write_test_artifacts(self, out_dir: Path, figures: bool) -> dict[str, float]:

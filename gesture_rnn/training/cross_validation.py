@@ -14,32 +14,16 @@ import numpy as np
 
 from gesture_rnn.data.facts import USERS
 from gesture_rnn.errors import ConfigError
+from gesture_rnn.streaming.events import CONSTRUCTIONS, STREAM_METRICS
 
 KINDS = ("users", "kfold")
 # what the summary averages over the folds (each fold's own metrics stay in its run)
 SUMMARISED = (
-    "test/acc",
-    "test/f1",
-    "test/loss",
-    "val/acc_best",
-    "train/loss",
-    "calibration/temperature",
+    "test/acc", "test/f1", "test/loss", "val/acc_best", "train/loss", "calibration/temperature",
     # the spotter's (gesture_rnn.streaming.evaluation)
-    "val/event_f1",
-    *(
-        f"{prefix}/{metric}"
-        for prefix in ("test", "test_builder")
-        for metric in (
-            "event_f1",
-            "precision",
-            "recall",
-            "false_per_h_rest",
-            "false_per_h_movement",
-            "false_per_h_everyday",
-            "delay_s",
-        )
-    ),
-)
+    "val/event_f1", "val/false_per_h_movement",
+    *(f"{prefix}/{metric}" for prefix in CONSTRUCTIONS.values() for metric in STREAM_METRICS),
+)  # fmt: skip
 # each fold's headline: the classifier's test accuracy, or the spotter's event F1
 HEADLINES = ("test/acc", "test/event_f1")
 
