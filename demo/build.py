@@ -5,7 +5,8 @@
 2. The default models, trained here once and kept in ``outputs/demo/models``: the shipped recipe
    (``train.py experiment=best``, temperature-calibrated) exported as int8 ONNX, and the stream
    spotter (``train.py experiment=spotter``: U08 held out, its decision rule chosen on another
-   user) exported as an int8 step model. Either can be replaced in the page by any exported model and its sidecar.
+   user) exported as an int8 step model. Either can be replaced in the page by any exported model
+   and its sidecar.
 3. The page, those files and the dataset's pictograms, written to a temporary folder that is then
    renamed into place: a half-built site is never served.
 """
@@ -161,8 +162,15 @@ def train_spotter(data: Path, models: Path) -> float:
     started = time.perf_counter()
     run = models / "spotter-run"
     shutil.rmtree(run, ignore_errors=True)
-    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "experiment=spotter", "seed=0",
-               f"data.test_users=[{SPOTTER_TEST_USER}]", f"hydra.run.dir={run}", f"data.path={data}"]  # fmt: skip
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "train.py"),
+        "experiment=spotter",
+        "seed=0",
+        f"data.test_users=[{SPOTTER_TEST_USER}]",
+        f"hydra.run.dir={run}",
+        f"data.path={data}",
+    ]
     print("  training the spotter: " + " ".join(command[1:]), flush=True)
     if subprocess.run(command, cwd=PROJECT_ROOT).returncode != 0:
         fail(f"training the demo's spotter failed (its run folder: {run})")

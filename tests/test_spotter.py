@@ -95,7 +95,7 @@ def test_everyday_motion_is_read_from_the_archive_format_and_resampled(tmp_path:
     (folder / "BasicMotions_TEST.ts").write_text("@data\n1,2,x:Walking\n")
     with pytest.raises(DataError, match=r"BasicMotions_TEST.ts, line 2"):
         read_basic_motions(folder, "test")
-    with pytest.raises(DataError, match="data.download=false"):
+    with pytest.raises(DataError, match=r"data\.download=false"):
         everyday_clips(tmp_path / "empty", download=False, part="test")
 
 
@@ -145,7 +145,7 @@ def test_train_py_trains_a_spotter_that_predict_and_export_read(train_config, tm
     from gesture_rnn.streaming.onnx import OnnxSpotter
     from gesture_rnn.tracking.trials import tested_checkpoint
 
-    cfg = train_config(*SMALL)
+    cfg = train_config(*SMALL, "register=true")
     metrics = train(cfg)
     for key in (
         "test/event_f1",
@@ -202,6 +202,12 @@ def test_train_py_trains_a_spotter_that_predict_and_export_read(train_config, tm
     onnx = OnnxSpotter(target)
     assert np.abs(onnx.probabilities(walk.samples[:200]) - net.probabilities(walk.samples[:200])).max() < 1e-4
     assert onnx.rule == loaded_rule
+    version = client.get_model_version_by_alias("spotter", "candidate")  # its own model name
+    assert version.run_id == run.info.run_id
+    registered = predict_stream(OmegaConf.create({"stream": str(tmp_path / "walk.txt"), "ckpt_path": None,
+        "model_uri": "models:/spotter@candidate", "tracking_uri": cfg.logger.mlflow.tracking_uri,
+        "cache_dir": str(tmp_path / "models"), "output": "json", "min_probability": 0.0}))  # fmt: skip
+    assert registered == found, "the registered spotter is the checkpoint's"
 
     import subprocess
     import sys
@@ -251,3 +257,61 @@ def test_a_resumed_spotter_ends_with_the_weights_of_an_uninterrupted_one(train_c
         "state_dict"
     ]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_learned_non_target_gestures_get_classes_of_their_own_and_read_as_no_gesture(tmp_path: Path):
+    """Gestures 1-4 learnt as classes after the vocabulary's; every output the spotter gives —
+    probabilities, the ONNX step model — adds them to "no gesture", so readers see 1 + vocabulary."""
+    from gesture_rnn.data.streams import GestureEvent
+    from gesture_rnn.streaming.decisions import DecisionRule, step_labels
+    from gesture_rnn.streaming.onnx import OnnxSpotter, export_spotter
+    from gesture_rnn.streaming.spotter import GestureSpotter
+
+    events = (GestureEvent(10, 20, 5, True), GestureEvent(40, 50, 2, False), GestureEvent(60, 70, 3, False))
+    labels = step_labels(80, events, [5, 6], learned_non_target=[2])
+    assert labels[19] == 1 and labels[49] == 3 and labels[69] == 0, "2 learnt (class 3), 3 is no gesture"
+    assert step_labels(80, events, [5, 6])[49] == 0, "without it, 2 is no gesture"
+    torch.manual_seed(0)
+    net = GestureSpotter([5, 6], channels=4, hidden=8, learned_non_target=[2]).eval()
+    samples = np.random.default_rng(0).normal(0, 3, (40, 3)).astype(np.float32)
+    with torch.no_grad():
+        raw = torch.softmax(net(torch.from_numpy(samples)[None]), dim=2)[0].numpy()
+    folded = net.probabilities(samples)
+    assert raw.shape == (40, 4) and folded.shape == (40, 3)
+    assert np.allclose(folded[:, 0], raw[:, 0] + raw[:, 3]) and np.allclose(folded[:, 1:], raw[:, 1:3])
+    export_spotter(net, DecisionRule(), tmp_path / "spotter.onnx")
+    assert np.abs(OnnxSpotter(tmp_path / "spotter.onnx").probabilities(samples) - folded).max() < 1e-5
+
+
+@pytest.mark.integration
+def test_tune_searches_the_spotters_space_on_its_validation_streams_and_registers_the_best(
+    synthetic_zip, tmp_path: Path
+):
+    """tune.py -m cv=users experiment=spotter hparams_search=spotter: each trial a cross-validation
+    whose objective is the folds' mean val/event_f1, the best trial reported by its event F1."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import PROJECT_ROOT
+    from mlflow import MlflowClient
+
+    small = [o for o in SMALL if not o.startswith(("experiment=", "data.test_users="))]
+    command = [sys.executable, str(PROJECT_ROOT / "tune.py"), "-m", f"paths.root_dir={tmp_path}",
+               f"data.path={synthetic_zip}", f"data.cache_dir={tmp_path}/cache", "experiment=spotter",
+               "hparams_search=spotter", f"hydra.sweep.dir={tmp_path}/sweep", "cv=users", "cv.users=[U03]",
+               "cv.jobs=1", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_startup_trials=2", *small,
+               "model.net.hidden=choice(8,16)"]  # fmt: skip
+    done = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env={**os.environ}
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "TEST event F1 of that trial" in done.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("gestures").experiment_id])
+    (sweep,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == sweep.info.run_id]
+    assert len(trials) == 2
+    assert sweep.data.metrics["best/val/event_f1"] == pytest.approx(
+        max(t.data.metrics["val/event_f1"] for t in trials)
+    )

@@ -251,3 +251,21 @@ def test_the_rule_is_the_one_with_the_best_f1_on_the_validation_stream():
     probabilities[75:76] = [0.35, 0.65, 0.0]  # during non-target movement, one sample at 0.65
     rules = [DecisionRule(0.6, 1), DecisionRule(0.6, 2), DecisionRule(0.7, 2), DecisionRule(0.9, 1)]
     assert choose_rule(probabilities, EVENTS, [5, 7], rules) == DecisionRule(0.7, 2)
+
+
+def test_a_limit_on_false_activations_during_movement_picks_a_stricter_rule_at_some_recall():
+    """Without a limit the rule that finds both gestures wins although it fires during the
+    non-target movement; with a limit of 0 per hour the rule that stays quiet there wins, though it
+    misses a gesture; if no rule keeps the limit, the one with the fewest false activations."""
+    from gesture_rnn.streaming.decisions import DecisionRule, choose_rule
+
+    probabilities = np.zeros((100, 3))
+    probabilities[:, 0] = 1.0
+    probabilities[19:21] = [0.4, 0.6, 0.0]  # gesture 5, only at 0.6
+    probabilities[49:51] = [0.05, 0.0, 0.95]  # gesture 7, sure
+    probabilities[75:78] = [0.35, 0.65, 0.0]  # the non-target movement, at 0.65
+    rules = [DecisionRule(0.6, 1), DecisionRule(0.9, 1)]
+    assert choose_rule(probabilities, EVENTS, [5, 7], rules) == DecisionRule(0.6, 1)
+    assert choose_rule(probabilities, EVENTS, [5, 7], rules, max_false_per_h=0.0) == DecisionRule(0.9, 1)
+    loud = [DecisionRule(0.6, 1, 1), DecisionRule(0.6, 1, 14)]  # 3 detections in the movement, or 1
+    assert choose_rule(probabilities, EVENTS, [5, 7], loud, max_false_per_h=0.0) == DecisionRule(0.6, 1, 14)

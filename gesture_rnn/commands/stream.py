@@ -40,7 +40,8 @@ def predict_stream(cfg: DictConfig) -> list[dict]:
         raise ConfigError("give spotter= or a classifier (ckpt_path= / model_uri=) for stream=, not both")
     if not (cfg.get("spotter") or cfg.get("ckpt_path") or cfg.get("model_uri")):
         raise ConfigError(
-            "stream= needs a model: spotter=<file>, or ckpt_path= / model_uri= (a spotter's or a classifier's)"
+            "stream= needs a model: spotter=<file>, or ckpt_path= / model_uri= (a spotter's or a "
+            "classifier's)"
         )
     samples, times = read_stream(Path(cfg.stream))
     threshold = cfg.get("min_probability")

@@ -127,7 +127,8 @@ def format_summary(
         lines = [
             "",
             f"  event F1       {fmt('test/event_f1', 3)} (streams of a construction never trained on; lowest "
-            f"user {fmt('test/event_f1_worst', 3)}), {fmt('test_builder/event_f1', 3)} on the training builder's",
+            f"user {fmt('test/event_f1_worst', 3)}), {fmt('test_builder/event_f1', 3)} on the training "
+            "builder's",
             f"  false / h      rest {fmt('test/false_per_h_rest', 1)}  non-target movement "
             f"{fmt('test/false_per_h_movement', 1)}  everyday motion {fmt('test/false_per_h_everyday', 1)}",
             f"  median delay   {fmt('test/delay_s', 2)} s    decision rule chosen on validation: event F1 "

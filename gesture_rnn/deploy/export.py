@@ -211,6 +211,7 @@ def export_spotter_checkpoint(cfg: DictConfig, source: Path, fmt: str, quantize:
     except OSError as err:
         raise storage_error(err, "ONNX spotter", target) from None
     print(
-        f"  onnx step model  {target}{' (int8 weights)' if quantize else ''}\n  sidecar          {sidecar_path(target)}"
+        f"  onnx step model  {target}{' (int8 weights)' if quantize else ''}\n  sidecar          "
+        f"{sidecar_path(target)}"
     )
     return target

@@ -454,6 +454,12 @@ NETS: dict[str, type[GestureNet]] = {f"{net.__module__}.{net.__qualname__}": net
 
 def net_class(node: Mapping[str, Any]) -> type[GestureNet]:
     target = node.get("_target_")
+    if str(target).endswith(".GestureSpotter"):
+        raise ConfigError(
+            "this is a spotter (train.py experiment=spotter): it reads continuous streams "
+            "(predict.py ckpt_path=<it> stream=<file>; export.py gives its ONNX step model), not cut "
+            "recordings"
+        )
     if target not in NETS:
         raise ConfigError(
             f"model.net._target_={target!r} is not a network of this project; one of {list(NETS)}"

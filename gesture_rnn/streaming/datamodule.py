@@ -59,6 +59,7 @@ class StreamDataModule(L.LightningDataModule):
         val_fraction: float,
         drop_conflicting_duplicates: bool,
         vocabulary: Sequence[int],
+        learned_non_target: Sequence[int],
         streams_per_user: int,
         rest_seconds: Sequence[float],
         crop: dict[str, Any],
@@ -83,6 +84,7 @@ class StreamDataModule(L.LightningDataModule):
             )
         # plain values only, so checkpoints load with torch.load(weights_only=True)
         test_users, vocabulary = [str(u) for u in test_users], [int(g) for g in vocabulary]
+        learned_non_target = [int(g) for g in learned_non_target]
         rest_seconds = [float(v) for v in rest_seconds]
         crop = {str(k): v for k, v in crop.items()}
         no_gesture = {str(k): float(v) for k, v in (no_gesture or {}).items()}
@@ -211,7 +213,10 @@ class StreamDataModule(L.LightningDataModule):
             if augment
             else {}
         )
-        return StreamCrops(streams, self.hparams.vocabulary, crop=c["length"], stride=c["stride"], **settings)
+        hp = self.hparams
+        return StreamCrops(
+            streams, hp.vocabulary, c["length"], c["stride"], hp.learned_non_target, **settings
+        )
 
     def train_dataloader(self) -> DataLoader:
         crops = self._crops(self.train_streams, augment=True)

@@ -23,12 +23,20 @@ from gesture_rnn.streaming.spotter import NO_GESTURE
 LABEL_BEFORE, LABEL_AFTER = 2, 3
 
 
-def step_labels(length: int, events: Sequence[GestureEvent], vocabulary: Sequence[int]) -> np.ndarray:
-    """int64 [length]: the spotter's class at every sample of a stream."""
+def step_labels(
+    length: int,
+    events: Sequence[GestureEvent],
+    vocabulary: Sequence[int],
+    learned_non_target: Sequence[int] = (),
+) -> np.ndarray:
+    """int64 [length]: the spotter's class at every sample of a stream — a vocabulary gesture's
+    index + 1 around its end; with ``learned_non_target`` those gestures get classes of their own
+    after the vocabulary's (learnt as what they are, then counted as "no gesture": ``fold``)."""
     labels = np.full(length, NO_GESTURE, dtype=np.int64)
-    index = {gesture: k + 1 for k, gesture in enumerate(vocabulary)}
+    index = {gesture: k + 1 for k, gesture in enumerate([*vocabulary, *learned_non_target])}
+    known = set(learned_non_target)
     for event in events:
-        if event.target and event.gesture in index:
+        if (event.target or event.gesture in known) and event.gesture in index:
             last = event.end - 1
             labels[max(event.start, last - LABEL_BEFORE) : min(length, last + LABEL_AFTER + 1)] = index[
                 event.gesture

@@ -6,7 +6,8 @@ of non-target movement and of real everyday motion, and the median delay.
 Metric names (one naming, in MLflow, ``metrics.json`` and cv's summary): ``test/<metric>`` on the
 construction no training stream uses (``gesture_rnn.data.unseen_streams``; the goals are judged on
 it), ``test_builder/<metric>`` on the training streams' own builder, ``test_user/<user>/<metric>``
-per held-out user (unseen construction), ``val/event_f1`` and ``val/false_per_h_movement`` the chosen rule's on the validation streams.
+per held-out user (unseen construction); ``val/event_f1`` and ``val/false_per_h_movement``: the
+chosen rule's, on the validation streams.
 """
 
 from __future__ import annotations
@@ -144,14 +145,19 @@ class ChooseDecisionRule(L.Callback):
         probabilities = pl_module.net.probabilities(samples)
         limit = pl_module.max_false_per_h
         pl_module.rule = choose_rule(probabilities, events, pl_module.net.vocabulary, max_false_per_h=limit)
-        found = match_events(events, detect(probabilities, pl_module.net.vocabulary, pl_module.rule), TOLERANCE)
+        found = match_events(
+            events, detect(probabilities, pl_module.net.vocabulary, pl_module.rule), TOLERANCE
+        )
         hours = movement_hours(events)
         pl_module.validation = {
             "val/event_f1": found.f1,
             "val/false_per_h_movement": len(found.during_non_target) / hours if hours else float("nan"),
         }
-        log.info("Decision rule %s (validation: %s)", pl_module.rule,
-                 ", ".join(f"{k} {v:.3f}" for k, v in pl_module.validation.items()))
+        log.info(
+            "Decision rule %s (validation: %s)",
+            pl_module.rule,
+            ", ".join(f"{k} {v:.3f}" for k, v in pl_module.validation.items()),
+        )
         if not trainer.is_global_zero:
             return
         tested = Path(trainer.ckpt_path) if trainer.ckpt_path else None

@@ -37,7 +37,7 @@ def export_spotter(net: Any, rule: DecisionRule, path: Path, int8: bool = False)
 
         def forward(self, accel, window, state):
             logits, window, state = self.net.step(accel, window, state)
-            return torch.softmax(logits, dim=2), window, state
+            return self.net.fold(torch.softmax(logits, dim=2)), window, state
 
     from gesture_rnn.deploy.export import ONNX_OPSET
 

@@ -34,14 +34,17 @@ class GestureSpotter(nn.Module):
         kernel: int = 5,
         hidden: int = 96,
         dropout: float = 0.1,
+        learned_non_target: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.vocabulary = [int(g) for g in vocabulary]
+        # gestures learnt as classes of their own and counted as "no gesture" (``fold``)
+        self.learned_non_target = [int(g) for g in learned_non_target]
         self.kernel = kernel
         self.conv = nn.Conv1d(NUM_CHANNELS, channels, kernel)
         self.gru = nn.GRU(channels, hidden, batch_first=True)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden, 1 + len(self.vocabulary))
+        self.head = nn.Linear(hidden, 1 + len(self.vocabulary) + len(self.learned_non_target))
         self.register_buffer("mean", torch.zeros(NUM_CHANNELS))
         self.register_buffer("std", torch.ones(NUM_CHANNELS))
 
@@ -62,11 +65,20 @@ class GestureSpotter(nn.Module):
         outputs, _ = self.gru(features)
         return self.head(self.dropout(outputs))
 
+    def fold(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """[..., classes] -> [..., 1 + vocabulary]: the learnt non-target gestures' probability
+        added to "no gesture" (what every reader of a spotter — detect, ONNX, the page — sees)."""
+        if not self.learned_non_target:
+            return probabilities
+        size = 1 + len(self.vocabulary)
+        rest = probabilities[..., :1] + probabilities[..., size:].sum(dim=-1, keepdim=True)
+        return torch.cat((rest, probabilities[..., 1:size]), dim=-1)
+
     def probabilities(self, samples: np.ndarray) -> np.ndarray:
         """[samples, 1 + vocabulary] of one whole stream [samples, 3] (what ``step`` gives too)."""
         with torch.no_grad():
             accel = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None]
-            return torch.softmax(self(accel), dim=2)[0].numpy()
+            return self.fold(torch.softmax(self(accel), dim=2))[0].numpy()
 
     def initial_state(self, accel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The step state before the first sample [B, 3]: the history window of raw samples
@@ -92,11 +104,12 @@ class GestureSpotter(nn.Module):
             "kernel": self.kernel,
             "hidden": self.hidden,
             "dropout": self.dropout.p,
+            "learned_non_target": self.learned_non_target,
         }
 
 
 SPOTTER_TARGET = f"{GestureSpotter.__module__}.{GestureSpotter.__qualname__}"
-SPOTTER_SETTINGS = {"channels", "kernel", "hidden", "dropout", "vocabulary"}
+SPOTTER_SETTINGS = {"channels", "kernel", "hidden", "dropout", "vocabulary", "learned_non_target"}
 
 
 def build_spotter(node: Mapping[str, Any]) -> GestureSpotter:
@@ -131,3 +144,11 @@ def check_spotter_settings(node: Mapping[str, Any]) -> None:
         or len(set(vocabulary)) != len(vocabulary)
     ):
         raise ConfigError(f"model.net.vocabulary={vocabulary!r} is invalid: distinct gestures of 1..20")
+    learned = node.get("learned_non_target", [])
+    if not isinstance(learned, list | tuple) or not all(
+        isinstance(g, int) and not isinstance(g, bool) and g in GESTURES and g not in vocabulary
+        for g in learned
+    ):
+        raise ConfigError(
+            f"model.net.learned_non_target={learned!r} is invalid: gestures of 1..20 outside the vocabulary"
+        )

@@ -47,6 +47,7 @@ class StreamCrops(Dataset):
         vocabulary: Sequence[int],
         crop: int = CROP,
         stride: int = STRIDE,
+        learned_non_target: Sequence[int] = (),
         rotate_deg: float = 0.0,
         scale: float = 0.0,
         time_warp: float = 0.0,
@@ -55,7 +56,7 @@ class StreamCrops(Dataset):
         self.streams: list[tuple[np.ndarray, np.ndarray]] = []
         self.items: list[tuple[int, int]] = []  # (stream, first sample)
         for k, stream in enumerate(streams):
-            labels = step_labels(len(stream.samples), stream.events, vocabulary)
+            labels = step_labels(len(stream.samples), stream.events, vocabulary, learned_non_target)
             self.streams.append((np.asarray(stream.samples, dtype=np.float32), labels))
             self.items += [(k, start) for start in range(0, max(1, len(stream.samples) - crop + 1), stride)]
 
@@ -116,7 +117,7 @@ class SpotterModule(L.LightningModule):
         self.hparams.optimizer = plain(optimizer)
         self.hparams.scheduler = plain(scheduler)
         self.warm_up = warm_up
-        weight = torch.ones(1 + len(self.net.vocabulary))
+        weight = torch.ones(1 + len(self.net.vocabulary) + len(self.net.learned_non_target))
         weight[NO_GESTURE] = no_gesture_weight
         self.criterion = nn.CrossEntropyLoss(weight=weight)
         self.rule = DecisionRule()
