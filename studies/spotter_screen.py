@@ -20,7 +20,7 @@ from studies.multirun import run_cv
 from studies.reports import machine
 
 VARIANTS = {
-    "shipped": [],
+    "8 epochs (the first recipe)": ["trainer.max_epochs=8"],
     "more everyday motion and arm movements": [
         "data.no_gesture.everyday=0.6",
         "data.no_gesture.movements=1.0",
@@ -29,6 +29,8 @@ VARIANTS = {
     "gestures 1-4 learnt as classes of their own": ["data.learned_non_target=[1,2,3,4]"],
     "12 epochs": ["trainer.max_epochs=12"],
     "3 streams per training user": ["data.streams_per_user=3"],
+    "16 epochs": ["trainer.max_epochs=16"],
+    "12 epochs, 3 streams per training user": ["trainer.max_epochs=12", "data.streams_per_user=3"],
 }
 
 

