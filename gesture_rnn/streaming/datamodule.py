@@ -31,7 +31,7 @@ from gesture_rnn.data.duplicates import drop_conflicting_duplicates
 from gesture_rnn.data.fingerprints import fingerprints
 from gesture_rnn.data.no_gesture import NoGesture
 from gesture_rnn.data.parsing import GestureRecords, load_records
-from gesture_rnn.data.sampling import EpochBatchSampler
+from gesture_rnn.data.sampling import EpochBatchSampler, derived_seed
 from gesture_rnn.data.source import locate_dataset
 from gesture_rnn.data.streams import RestModel, Stream, build_stream, rest_stream
 from gesture_rnn.data.unseen_streams import build_unseen_stream, unseen_rest_stream
@@ -222,16 +222,28 @@ class StreamDataModule(L.LightningDataModule):
         crops = self._crops(self.train_streams, augment=True)
         self._train_sampler = EpochBatchSampler([1] * len(crops), self.hparams.batch_size, seed=self.seed)
         self._train_sampler.set_epoch(self._epoch)
-        return DataLoader(crops, batch_sampler=self._train_sampler, num_workers=self.hparams.num_workers)
+        return DataLoader(
+            crops,
+            batch_sampler=self._train_sampler,
+            num_workers=self.hparams.num_workers,
+            generator=self._generator(),
+        )
 
     def val_dataloader(self) -> DataLoader | list:
         if not self.val_streams:
             return []
-        return DataLoader(self._crops(self.val_streams, augment=False), batch_size=self.hparams.batch_size)
+        crops = self._crops(self.val_streams, augment=False)
+        return DataLoader(crops, batch_size=self.hparams.batch_size, generator=self._generator())
 
     def test_dataloader(self) -> DataLoader:
         streams = [s.stream for s in self.test_streams["builder"].values()]
-        return DataLoader(self._crops(streams, augment=False), batch_size=self.hparams.batch_size)
+        crops = self._crops(streams, augment=False)
+        return DataLoader(crops, batch_size=self.hparams.batch_size, generator=self._generator())
+
+    def _generator(self) -> torch.Generator:
+        """A private generator: building an iterator never consumes torch's global RNG, which
+        ``SeedEachEpoch`` seeds for the crops' augmentation (exact resume)."""
+        return torch.Generator().manual_seed(derived_seed(self.seed, 1))
 
     def state_dict(self) -> dict[str, Any]:
         """As ``GestureDataModule``'s: data checksum, seed, and the fingerprints of every recording
