@@ -133,54 +133,46 @@ def assemble_site(site: Path, dist: Path, models: Path | None, pictogram_png: by
     return site
 
 
-def train_classifier(data: Path, models: Path) -> float:
-    """``train.py experiment=best`` then ``export.py quantize=int8``; seconds taken (0 if kept)."""
-    if all((models / name).is_file() for name in CLASSIFIER):
+def train_and_export(
+    what: str, overrides: list[str], files: tuple[str, str], data: Path, models: Path
+) -> float:
+    """``train.py <overrides>`` in ``models/<what>-run``, then ``export.py quantize=int8`` to
+    ``files``; seconds taken (0 when the files are kept from an earlier build)."""
+    if all((models / name).is_file() for name in files):
         return 0.0
     started = time.perf_counter()
-    run = models / "classifier-run"
-    shutil.rmtree(run, ignore_errors=True)
-    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "experiment=best", "seed=0", "logger=none",
-               "console=quiet", f"hydra.run.dir={run}", f"data.path={data}"]  # fmt: skip
-    print("  training the classifier: " + " ".join(command[1:]), flush=True)
-    if subprocess.run(command, cwd=PROJECT_ROOT).returncode != 0:
-        fail(f"training the demo's classifier failed (its run folder: {run})")
-    from gesture_rnn.tracking.trials import tested_checkpoint
-
-    command = [sys.executable, str(PROJECT_ROOT / "export.py"), f"ckpt_path={tested_checkpoint(run)}",
-               "quantize=int8", f"out={models / CLASSIFIER[0]}"]  # fmt: skip
-    if subprocess.run(command, cwd=PROJECT_ROOT).returncode != 0:
-        fail("exporting the demo's classifier failed")
-    return time.perf_counter() - started
-
-
-def train_spotter(data: Path, models: Path) -> float:
-    """``train.py experiment=spotter`` (U08 held out; its progress shown, its MLflow run logged as
-    every training's), then ``export.py quantize=int8``: the int8 step model and its sidecar."""
-    if all((models / name).is_file() for name in SPOTTER):
-        return 0.0
-    started = time.perf_counter()
-    run = models / "spotter-run"
+    run = models / f"{what}-run"
     shutil.rmtree(run, ignore_errors=True)
     command = [
         sys.executable,
         str(PROJECT_ROOT / "train.py"),
-        "experiment=spotter",
-        "seed=0",
-        f"data.test_users=[{SPOTTER_TEST_USER}]",
+        *overrides,
         f"hydra.run.dir={run}",
         f"data.path={data}",
     ]
-    print("  training the spotter: " + " ".join(command[1:]), flush=True)
+    print(f"  training the {what}: " + " ".join(command[1:]), flush=True)
     if subprocess.run(command, cwd=PROJECT_ROOT).returncode != 0:
-        fail(f"training the demo's spotter failed (its run folder: {run})")
+        fail(f"training the demo's {what} failed (its run folder: {run})")
     from gesture_rnn.tracking.trials import tested_checkpoint
 
     command = [sys.executable, str(PROJECT_ROOT / "export.py"), f"ckpt_path={tested_checkpoint(run)}",
-               "quantize=int8", f"out={models / SPOTTER[0]}"]  # fmt: skip
+               "quantize=int8", f"out={models / files[0]}"]  # fmt: skip
     if subprocess.run(command, cwd=PROJECT_ROOT).returncode != 0:
-        fail("exporting the demo's spotter failed")
+        fail(f"exporting the demo's {what} failed")
     return time.perf_counter() - started
+
+
+def train_classifier(data: Path, models: Path) -> float:
+    """``train.py experiment=best`` (temperature-calibrated), exported as int8 ONNX."""
+    overrides = ["experiment=best", "seed=0", "logger=none", "console=quiet"]
+    return train_and_export("classifier", overrides, CLASSIFIER, data, models)
+
+
+def train_spotter(data: Path, models: Path) -> float:
+    """``train.py experiment=spotter`` (U08 held out; its progress shown and its MLflow run logged,
+    as every training's), exported as the int8 step model and its sidecar."""
+    overrides = ["experiment=spotter", "seed=0", f"data.test_users=[{SPOTTER_TEST_USER}]"]
+    return train_and_export("spotter", overrides, SPOTTER, data, models)
 
 
 def main(argv: list[str] | None = None) -> None:

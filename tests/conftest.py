@@ -86,6 +86,14 @@ def synthetic_zip(synthetic_folder: Path, tmp_path_factory) -> Path:
     return zip_folder(synthetic_folder, tmp_path_factory.mktemp("zipped") / "gestures-dataset.zip")
 
 
+@pytest.fixture(scope="session")
+def records(synthetic_zip: Path):
+    """The synthetic dataset, parsed (what stream builders take)."""
+    from gesture_rnn.data.parsing import load_records
+
+    return load_records(synthetic_zip, None)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolate_environment(tmp_path_factory) -> Iterator[None]:
     """No test — nor a module- or session-scoped fixture, which runs before function-scoped

@@ -36,11 +36,6 @@ SMALL = [
 ]
 
 
-@pytest.fixture(scope="module")
-def records(synthetic_zip):
-    return load_records(synthetic_zip, None)
-
-
 def test_a_training_stream_without_variety_is_todays_and_with_it_marks_the_movements(records):
     rest = RestModel.from_records(records)
     plain = build_stream(records, "U02", seed=5, rest=rest)
@@ -137,10 +132,10 @@ def test_train_py_trains_a_spotter_that_predict_and_export_read(train_config, tm
     saved in the tested checkpoint, which predict.py ckpt_path= stream= and export.py read."""
     from mlflow import MlflowClient
 
+    from gesture_rnn.commands.export import run_export
     from gesture_rnn.commands.stream import predict_stream
     from gesture_rnn.commands.train import train
     from gesture_rnn.data.streams import write_stream
-    from gesture_rnn.deploy.export import run_export
     from gesture_rnn.streaming.checkpoint import RULE_KEY, load_spotter
     from gesture_rnn.streaming.onnx import OnnxSpotter
     from gesture_rnn.tracking.trials import tested_checkpoint

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gesture_rnn.data.parsing import load_records
 from gesture_rnn.data.streams import (
     NON_TARGET,
     GestureEvent,
@@ -22,11 +21,6 @@ from gesture_rnn.data.streams import (
 )
 from gesture_rnn.errors import DataError
 from gesture_rnn.streaming.events import Detection, match_events
-
-
-@pytest.fixture(scope="module")
-def records(synthetic_zip):
-    return load_records(synthetic_zip, None)
 
 
 def test_a_stream_is_the_same_for_a_seed_and_marks_each_recording_where_it_lies(records):

@@ -18,7 +18,6 @@ from gesture_rnn.data.facts import GESTURES, NUM_CHANNELS, NUM_CLASSES, SAMPLING
 from gesture_rnn.errors import ConfigError
 from gesture_rnn.models.checkpoint import checkpoint_file, data_state, net_from_checkpoint, read_checkpoint
 from gesture_rnn.models.nets import GestureNet
-from gesture_rnn.streaming.checkpoint import is_spotter_checkpoint
 from gesture_rnn.utils.atomic import current_umask, storage_error, write_text_atomically
 
 ONNX_OPSET = 17
@@ -135,8 +134,8 @@ FORMATS = {"onnx": (".onnx", export_onnx), "torchscript": (".pt", export_torchsc
 QUANTIZE = (None, "int8")
 
 
-def run_export(cfg: DictConfig) -> Path:
-    """``export.py``: the checkpoint as ONNX or TorchScript, with its JSON sidecar."""
+def export_settings(cfg: DictConfig) -> tuple[str, str | None]:
+    """(format, quantize) of export.py's config, or a ConfigError naming the key and its choices."""
     fmt = cfg.get("format")
     if fmt not in FORMATS:
         raise ConfigError(f"format={fmt!r} is invalid: it must be one of {list(FORMATS)}")
@@ -145,13 +144,17 @@ def run_export(cfg: DictConfig) -> Path:
         raise ConfigError(f"quantize={quantize!r} is invalid: it must be one of {list(QUANTIZE)}")
     if quantize and fmt != "onnx":
         raise ConfigError(f"quantize={quantize} needs format=onnx (got format={fmt})")
+    return fmt, quantize
+
+
+def run_export(cfg: DictConfig) -> Path:
+    """``export.py`` for a classifier: the checkpoint as ONNX or TorchScript, with its JSON sidecar."""
+    fmt, quantize = export_settings(cfg)
     from gesture_rnn.tracking.registry import model_checkpoint
 
     path, registered = model_checkpoint(cfg)
     source = checkpoint_file(path)
     checkpoint = read_checkpoint(source)
-    if is_spotter_checkpoint(checkpoint):  # train.py experiment=spotter: the ONNX step model
-        return export_spotter_checkpoint(cfg, source, fmt, quantize)
     net = net_from_checkpoint(checkpoint)
     suffix, export = FORMATS[fmt]
     target = Path(cfg.out).expanduser() if cfg.get("out") else source.with_suffix(suffix)
@@ -188,30 +191,4 @@ def run_export(cfg: DictConfig) -> Path:
         metadata["quantization"] = None
     write_text_atomically(sidecar, json.dumps(metadata, indent=2) + "\n", "sidecar")
     print(f"  {fmt} model  {target}\n  sidecar     {sidecar}")
-    return target
-
-
-def export_spotter_checkpoint(cfg: DictConfig, source: Path, fmt: str, quantize: str | None) -> Path:
-    """A spotter's checkpoint as its ONNX step model with the sidecar (vocabulary, decision rule,
-    sizes) that ``predict.py spotter=<.onnx>`` and the wearer's page read."""
-    from gesture_rnn.streaming.checkpoint import load_spotter
-    from gesture_rnn.streaming.onnx import export_spotter, sidecar_path
-
-    if fmt != "onnx":
-        raise ConfigError(f"format={fmt}: a spotter is exported as its ONNX step model (format=onnx)")
-    target = Path(cfg.out).expanduser() if cfg.get("out") else source.with_suffix(".onnx")
-    if target.is_dir():
-        raise ConfigError(
-            f"out={target} is a folder: name the model file, e.g. out={target / 'spotter.onnx'}"
-        )
-    net, rule = load_spotter(source)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        export_spotter(net, rule, target, int8=quantize == "int8")
-    except OSError as err:
-        raise storage_error(err, "ONNX spotter", target) from None
-    print(
-        f"  onnx step model  {target}{' (int8 weights)' if quantize else ''}\n  sidecar          "
-        f"{sidecar_path(target)}"
-    )
     return target

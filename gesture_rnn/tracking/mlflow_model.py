@@ -12,6 +12,8 @@ the run): no fluent API, so the process-global tracking URI and active run are n
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,24 @@ def serve_through_contract(local: Path) -> None:
     mlmodel.save(str(local / "MLmodel"))
 
 
+@contextmanager
+def logged_model(
+    client: MlflowClient, run_id: str, experiment_id: str, name: str
+) -> Iterator[tuple[str, Path]]:
+    """A logged model of ``run_id`` being written: yields (its URI, a scratch folder whose ``name``
+    subfolder is uploaded as its artifacts); READY and linked to the run after, FAILED on error."""
+    model = client.create_logged_model(experiment_id, name=name, source_run_id=run_id)
+    try:
+        with tempfile.TemporaryDirectory(prefix="gesture-model-") as scratch:
+            yield f"models:/{model.model_id}", Path(scratch)
+            client.log_model_artifacts(model.model_id, str(Path(scratch) / name))
+    except BaseException:
+        client.finalize_logged_model(model.model_id, "FAILED")
+        raise
+    client.finalize_logged_model(model.model_id, "READY")
+    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
+
+
 def log_mlflow_model(
     net: GestureNet, client: MlflowClient, run_id: str, experiment_id: str, name: str = "model"
 ) -> str:
@@ -51,30 +71,22 @@ def log_mlflow_model(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, NUM_CHANNELS), "accel")]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, NUM_CLASSES), "probabilities")]),
     )
-    model = client.create_logged_model(experiment_id, name=name, source_run_id=run_id)
-    try:
-        with tempfile.TemporaryDirectory(prefix="gesture-model-") as scratch:
-            graph = export_onnx(net, Path(scratch) / "model.onnx", nan_padded=True)
-            local = Path(scratch) / name
-            mlflow.onnx.save_model(
-                onnx.load(str(graph)),
-                str(local),
-                signature=signature,
-                input_example=nan_padded_example(net).numpy(),
-                pip_requirements=[
-                    f"onnxruntime=={onnxruntime.__version__}",
-                    f"onnx=={onnx.__version__}",
-                    "numpy",
-                ],
-            )
-            serve_through_contract(local)
-            client.log_model_artifacts(model.model_id, str(local))
-    except BaseException:
-        client.finalize_logged_model(model.model_id, "FAILED")
-        raise
-    client.finalize_logged_model(model.model_id, "READY")
-    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
-    return f"models:/{model.model_id}"
+    with logged_model(client, run_id, experiment_id, name) as (uri, scratch):
+        graph = export_onnx(net, scratch / "model.onnx", nan_padded=True)
+        local = scratch / name
+        mlflow.onnx.save_model(
+            onnx.load(str(graph)),
+            str(local),
+            signature=signature,
+            input_example=nan_padded_example(net).numpy(),
+            pip_requirements=[
+                f"onnxruntime=={onnxruntime.__version__}",
+                f"onnx=={onnx.__version__}",
+                "numpy",
+            ],
+        )
+        serve_through_contract(local)
+    return uri
 
 
 def log_spotter_model(
@@ -94,26 +106,18 @@ def log_spotter_model(
 
     from gesture_rnn.streaming.onnx import export_spotter, sidecar_path
 
-    model = client.create_logged_model(experiment_id, name=name, source_run_id=run_id)
-    try:
-        with tempfile.TemporaryDirectory(prefix="gesture-spotter-") as scratch:
-            graph = Path(scratch) / "spotter.onnx"
-            export_spotter(net, rule, graph)
-            local = Path(scratch) / name
-            mlflow.onnx.save_model(
-                onnx.load(str(graph)),
-                str(local),
-                pip_requirements=[
-                    f"onnxruntime=={onnxruntime.__version__}",
-                    f"onnx=={onnx.__version__}",
-                    "numpy",
-                ],
-            )
-            (local / "spotter.json").write_text(sidecar_path(graph).read_text())
-            client.log_model_artifacts(model.model_id, str(local))
-    except BaseException:
-        client.finalize_logged_model(model.model_id, "FAILED")
-        raise
-    client.finalize_logged_model(model.model_id, "READY")
-    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
-    return f"models:/{model.model_id}"
+    with logged_model(client, run_id, experiment_id, name) as (uri, scratch):
+        graph = scratch / "spotter.onnx"
+        export_spotter(net, rule, graph)
+        local = scratch / name
+        mlflow.onnx.save_model(
+            onnx.load(str(graph)),
+            str(local),
+            pip_requirements=[
+                f"onnxruntime=={onnxruntime.__version__}",
+                f"onnx=={onnx.__version__}",
+                "numpy",
+            ],
+        )
+        (local / "spotter.json").write_text(sidecar_path(graph).read_text())
+    return uri
