@@ -161,7 +161,7 @@ gpu_check: install ## On a machine with a GPU: trainer=gpu and trainer=ddp train
 spotter_screen: install ## The spotter's training options compared on the folds' validation users only -> reports/spotter_screen.md
 	$(BIN)/python -m studies.spotter_screen $(ARGS)
 
-spotter_overhead: install ## One fold of train.py experiment=spotter beside the plain Lightning loop it replaced -> reports/spotter_overhead.md
+spotter_overhead: install ## One fold of train.py experiment=spotter beside a plain PyTorch loop -> reports/spotter_overhead.md
 	$(BIN)/python -m bench.spotter_overhead $(ARGS)
 
 soak: install ## 50 short trainings in one process and in new ones: no memory, fd or MLflow-run leaks

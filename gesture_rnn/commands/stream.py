@@ -30,7 +30,9 @@ def predict_stream(cfg: DictConfig) -> list[dict]:
     from dataclasses import replace
 
     from gesture_rnn.data.streams import read_stream
+    from gesture_rnn.streaming.checkpoint import is_spotter_file, load_spotter
     from gesture_rnn.streaming.decisions import DecisionRule, detect
+    from gesture_rnn.tracking.registry import model_checkpoint
 
     if cfg.get("input"):
         raise ConfigError("give input= (recordings of one gesture) or stream= (a continuous one), not both")
@@ -50,17 +52,13 @@ def predict_stream(cfg: DictConfig) -> list[dict]:
 
         spotter = OnnxSpotter(Path(cfg.spotter))
         probabilities, vocabulary, rule = spotter.probabilities(samples), spotter.vocabulary, spotter.rule
-    elif cfg.get("spotter") or (spotter := spotter_behind(cfg)):
-        from gesture_rnn.streaming.checkpoint import load_spotter
-
-        net, rule = load_spotter(cfg.get("spotter") or spotter)
+    elif cfg.get("spotter") or is_spotter_file(checkpoint := model_checkpoint(cfg)[0]):
+        net, rule = load_spotter(cfg.get("spotter") or checkpoint)
         probabilities, vocabulary = net.probabilities(samples), net.vocabulary
-    else:
+    else:  # a classifier of cut recordings
         from gesture_rnn.deploy.inference import load_predictor
         from gesture_rnn.streaming.window import window_probabilities
-        from gesture_rnn.tracking.registry import model_checkpoint
 
-        checkpoint, _ = model_checkpoint(cfg)
         net = load_predictor(checkpoint, 1, 20.0)
         vocabulary = [int(g) for g in cfg.get("vocabulary") or GESTURES]
         if unknown := [g for g in vocabulary if g not in GESTURES]:
@@ -85,15 +83,3 @@ def predict_stream(cfg: DictConfig) -> list[dict]:
         else:
             print(f"{result['time_s']:.2f} s: gesture {result['gesture']} (p={result['probability']:.3f})")
     return results
-
-
-def spotter_behind(cfg: DictConfig) -> str | None:
-    """The checkpoint behind ``ckpt_path`` / ``model_uri`` when it is a spotter's (train.py
-    experiment=spotter), else None: a classifier, read through a sliding window."""
-    if cfg.get("spotter"):
-        return None
-    from gesture_rnn.streaming.checkpoint import is_spotter_file
-    from gesture_rnn.tracking.registry import model_checkpoint
-
-    checkpoint, _ = model_checkpoint(cfg)
-    return str(checkpoint) if isinstance(checkpoint, str | Path) and is_spotter_file(checkpoint) else None

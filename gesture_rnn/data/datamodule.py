@@ -43,7 +43,66 @@ class SequenceDataset(Dataset):
         return self.sequences[index], self.labels[index], self.soft_targets[index]
 
 
-class GestureDataModule(L.LightningDataModule):
+class RecordsDataModule(L.LightningDataModule):
+    """What every datamodule of the dataset's recordings shares (``GestureDataModule``, the
+    spotter's ``StreamDataModule``): locating the data, the run's seed, per-epoch batches, and the
+    state saved in checkpoints. Subclasses set ``records`` in ``setup`` and say which recordings
+    trained or selected the model (``trained_or_selected``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.source: Path | None = None
+        self.records: GestureRecords | None = None
+        self._seen: list[str] | None = None
+        self._train_sampler: EpochBatchSampler | None = None
+        self._epoch = 0
+
+    @property
+    def checksum(self) -> str | None:
+        return self.records.checksum if self.records is not None else None
+
+    def prepare_data(self) -> None:
+        hp = self.hparams
+        url, md5 = hp.url or facts.URL, hp.md5 or facts.MD5
+        self.source = locate_dataset(hp.path, hp.cache_dir, url, md5, hp.download)
+
+    @property
+    def seed(self) -> int:
+        """The split's and the batch order's seed: ``seed``, or one drawn once (seed=null) and
+        then kept for this run and saved in its checkpoints (a resumed run gets the same split)."""
+        if self.hparams.seed is None:
+            self.hparams.seed = int(np.random.SeedSequence().entropy % (2**31 - 1))
+        return int(self.hparams.seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called at every epoch start (see ``gesture_rnn.training.callbacks.SeedEachEpoch``)."""
+        self._epoch = epoch
+        if self._train_sampler is not None:
+            self._train_sampler.set_epoch(epoch)
+
+    def trained_or_selected(self) -> np.ndarray:
+        """Indices into ``records`` of every recording the model trained or was selected on."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: which data the model was trained on (export sidecar), the
+        seed of its split and batches, and the fingerprints of every recording it trained or
+        selected on (``seen``: what personalize.py, the teachers' leak check and resume compare)."""
+        if self._seen is None and self.records is not None:
+            used = self.trained_or_selected()
+            self._seen = sorted(set(fingerprints(self.records.sequences[i] for i in used)))
+        return {"checksum": self.checksum, "seed": self.seed, "seen": self._seen or []}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Before ``setup``: take the checkpoint's seed if this run has none (seed=null), so a
+        resumed run trains and tests on the checkpoint's split. The data itself is located and
+        verified again."""
+        saved = state_dict.get("seed")
+        if self.records is None and self.hparams.seed is None and saved is not None:
+            self.hparams.seed = int(saved)
+
+
+class GestureDataModule(RecordsDataModule):
     """SmartWatch Gestures: locate/download, parse (cached), split, and serve padded batches."""
 
     def __init__(
@@ -79,16 +138,11 @@ class GestureDataModule(L.LightningDataModule):
         augment = {str(k): float(v) for k, v in (augment or {}).items()}
         self.augmentation = Augmentation(**augment)
         self.save_hyperparameters(logger=False)
-        self.source: Path | None = None
-        self.records: GestureRecords | None = None
         self.split: SplitIndices | None = None
         self.dropped_duplicates: list[str] = []
         self.mean = torch.zeros(facts.NUM_CHANNELS)
         self.std = torch.ones(facts.NUM_CHANNELS)
         self._datasets: dict[str, SequenceDataset] = {}
-        self._seen: list[str] | None = None
-        self._train_sampler: EpochBatchSampler | None = None
-        self._epoch = 0
 
     @classmethod
     def from_shipped_config(cls, seed: int | None = 0, **overrides: Any) -> GestureDataModule:
@@ -107,15 +161,6 @@ class GestureDataModule(L.LightningDataModule):
     @property
     def has_validation(self) -> bool:
         return self.split is not None and len(self.split.val) > 0
-
-    @property
-    def checksum(self) -> str | None:
-        return self.records.checksum if self.records is not None else None
-
-    def prepare_data(self) -> None:
-        hp = self.hparams
-        url, md5 = hp.url or facts.URL, hp.md5 or facts.MD5
-        self.source = locate_dataset(hp.path, hp.cache_dir, url, md5, hp.download)
 
     def setup(self, stage: str | None = None) -> None:
         if self.split is not None:  # already set up (train() does it before the Trainer)
@@ -161,14 +206,6 @@ class GestureDataModule(L.LightningDataModule):
             hp.split,
         )
 
-    @property
-    def seed(self) -> int:
-        """The split's and the batch order's seed: ``seed``, or one drawn once (seed=null) and
-        then kept for this run and saved in its checkpoints (a resumed run gets the same split)."""
-        if self.hparams.seed is None:
-            self.hparams.seed = int(np.random.SeedSequence().entropy % (2**31 - 1))
-        return int(self.hparams.seed)
-
     def set_soft_targets(self, probabilities: torch.Tensor) -> None:
         """[train sequences, classes] teacher probabilities (``gesture_rnn.training.distillation``): training
         batches then carry them as a fourth element."""
@@ -176,12 +213,6 @@ class GestureDataModule(L.LightningDataModule):
         if probabilities.shape[0] != len(train):
             raise ValueError(f"{probabilities.shape[0]} soft targets for {len(train)} training sequences")
         train.soft_targets = probabilities.float()
-
-    def set_epoch(self, epoch: int) -> None:
-        """Called at every epoch start (see ``gesture_rnn.training.resume.SeedEachEpoch``)."""
-        self._epoch = epoch
-        if self._train_sampler is not None:
-            self._train_sampler.set_epoch(epoch)
 
     def _loader(self, name: str) -> DataLoader:
         hp = self.hparams
@@ -213,22 +244,8 @@ class GestureDataModule(L.LightningDataModule):
             persistent_workers=hp.num_workers > 0,
         )
 
-    def state_dict(self) -> dict[str, Any]:
-        """Saved in every checkpoint: which data the model was trained on (export sidecar), the
-        seed of its split and batches, and the fingerprints of every recording it trained or
-        selected on (``seen``: what personalize.py, the teachers' leak check and resume compare)."""
-        if self._seen is None and self.split is not None:
-            used = np.concatenate([self.split.train, self.split.val]).astype(np.int64)
-            self._seen = sorted(set(fingerprints(self.records.sequences[i] for i in used)))
-        return {"checksum": self.checksum, "seed": self.seed, "seen": self._seen or []}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        """Before ``setup``: take the checkpoint's seed if this run has none (seed=null), so a
-        resumed run trains and tests on the checkpoint's split. The data itself is located and
-        verified again."""
-        saved = state_dict.get("seed")
-        if self.split is None and self.hparams.seed is None and saved is not None:
-            self.hparams.seed = int(saved)
+    def trained_or_selected(self) -> np.ndarray:
+        return np.concatenate([self.split.train, self.split.val]).astype(np.int64)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

@@ -29,9 +29,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from gesture_rnn.data.facts import SAMPLING_RATE_HZ
-from gesture_rnn.data.no_gesture import EVERYDAY, rotate
+from gesture_rnn.data.no_gesture import EVERYDAY, random_axis, rotate
 from gesture_rnn.data.parsing import GestureRecords
-from gesture_rnn.data.streams import NON_TARGET, GestureEvent, RestModel, Stream
+from gesture_rnn.data.streams import NON_TARGET, GestureEvent, RestModel, Stream, rest_samples
 from gesture_rnn.errors import DataError
 
 RATE = float(SAMPLING_RATE_HZ)
@@ -47,7 +47,7 @@ def _neutral(records: GestureRecords, user: str) -> np.ndarray:
     return median / np.linalg.norm(median)
 
 
-def _posture(neutral: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+def _posture(rng: np.random.Generator) -> tuple[float, float]:
     return float(np.radians(rng.uniform(-60, 60))), float(np.radians(rng.uniform(-70, 70)))
 
 
@@ -155,7 +155,7 @@ def build_unseen_stream(
     for index in mine[rng.permutation(len(mine))]:
         sequence = records.sequences[index]
         gap = round(np.clip(rng.lognormal(np.log(4.0), 0.6), 1.0, 25.0) * RATE)
-        pitch, roll = _posture(neutral, rng)
+        pitch, roll = _posture(rng)
         posture = _direction(neutral, np.array([pitch]), np.array([roll]))[0]
         into, out = (max(3, round(rng.uniform(0.6, 1.5) * RATE)) for _ in range(2))
         writer.add(_cosine_turn(current, posture, into))
@@ -175,7 +175,7 @@ def build_unseen_stream(
         )
         writer.raw(sequence)
         current = sequence[-1]
-    pitch, roll = _posture(neutral, rng)
+    pitch, roll = _posture(rng)
     writer.add(_cosine_turn(current, _direction(neutral, np.array([pitch]), np.array([roll]))[0], 9))
     _rest(writer, neutral, pitch, roll, round(3 * RATE))
     return Stream(np.concatenate(writer.pieces), tuple(events), RATE)
@@ -189,14 +189,30 @@ def unseen_rest_stream(
     rng = np.random.default_rng([seed, 104729])
     neutral = _neutral(records, user)
     writer, total = _Writer(rest, rng), round(seconds * RATE)
-    pitch, roll = _posture(neutral, rng)
+    pitch, roll = _posture(rng)
     while writer.position < total:
         here = _rest(
             writer, neutral, pitch, roll, min(total - writer.position, round(rng.uniform(10, 120) * RATE))
         )
         if writer.position >= total:
             break
-        pitch, roll = _posture(neutral, rng)
+        pitch, roll = _posture(rng)
         posture = _direction(neutral, np.array([pitch]), np.array([roll]))[0]
         writer.add(_cosine_turn(here, posture, min(total - writer.position, round(rng.uniform(1, 3) * RATE))))
     return Stream(np.concatenate(writer.pieces)[:total], (), RATE)
+
+
+def everyday_stream(clips: Sequence[np.ndarray], rest: RestModel, seed: int) -> Stream:
+    """Every held-out everyday clip once, each at a random wrist posture, 2-5 s of rest between:
+    false activations per hour of real everyday motion."""
+    rng = np.random.default_rng([seed, 31337])
+    pieces, events, position = [], [], 0
+    down = np.array([0.0, 0.0, 1.0])
+    for clip in clips:
+        posture = rotate(down, random_axis(rng), np.radians(rng.uniform(0, 90)))
+        gap = rest_samples(posture, posture, round(rng.uniform(2, 5) * RATE), rest, rng)
+        values = rest.gravity * posture + clip + rng.normal(0.0, rest.noise, size=clip.shape)
+        pieces += [gap, values.astype(np.float32)]
+        events.append(GestureEvent(position + len(gap), position + len(gap) + len(clip), EVERYDAY, False))
+        position += len(gap) + len(clip)
+    return Stream(np.concatenate(pieces), tuple(events))

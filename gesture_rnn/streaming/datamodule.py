@@ -18,23 +18,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from gesture_rnn.data import facts
+from gesture_rnn.data.datamodule import RecordsDataModule
 from gesture_rnn.data.duplicates import drop_conflicting_duplicates
-from gesture_rnn.data.fingerprints import fingerprints
 from gesture_rnn.data.no_gesture import NoGesture
-from gesture_rnn.data.parsing import GestureRecords, load_records
+from gesture_rnn.data.parsing import load_records
 from gesture_rnn.data.sampling import EpochBatchSampler, derived_seed
-from gesture_rnn.data.source import locate_dataset
 from gesture_rnn.data.streams import RestModel, Stream, build_stream, rest_stream
-from gesture_rnn.data.unseen_streams import build_unseen_stream, unseen_rest_stream
+from gesture_rnn.data.unseen_streams import build_unseen_stream, everyday_stream, unseen_rest_stream
 from gesture_rnn.errors import ConfigError
 from gesture_rnn.streaming.evaluation import TestStreams
 from gesture_rnn.streaming.training import StreamCrops
@@ -44,7 +41,7 @@ log = logging.getLogger(__name__)
 TRAIN_SEED, VAL_SEED, TEST_SEED = 100, 200, 0  # stream seeds, offset by the run's seed and the user
 
 
-class StreamDataModule(L.LightningDataModule):
+class StreamDataModule(RecordsDataModule):
     """Streams of the SmartWatch Gestures' people for the per-sample spotter."""
 
     def __init__(
@@ -90,38 +87,16 @@ class StreamDataModule(L.LightningDataModule):
         no_gesture = {str(k): float(v) for k, v in (no_gesture or {}).items()}
         self.variety = NoGesture(**no_gesture)
         self.save_hyperparameters(logger=False)
-        self.source: Path | None = None
-        self.records: GestureRecords | None = None
         self.users: dict[str, list[str]] = {}
         self.train_streams: list[Stream] = []
         self.val_streams: list[Stream] = []
         self.test_streams: dict[str, dict[str, TestStreams]] = {}
         self.mean = torch.zeros(facts.NUM_CHANNELS)
         self.std = torch.ones(facts.NUM_CHANNELS)
-        self._train_sampler: EpochBatchSampler | None = None
-        self._epoch = 0
-        self._seen: list[str] | None = None
 
     @property
     def has_validation(self) -> bool:
         return bool(self.val_streams)
-
-    @property
-    def checksum(self) -> str | None:
-        return self.records.checksum if self.records is not None else None
-
-    @property
-    def seed(self) -> int:
-        """The run's seed (seed=null: drawn once, then kept and saved in checkpoints)."""
-        if self.hparams.seed is None:
-            self.hparams.seed = int(np.random.SeedSequence().entropy % (2**31 - 1))
-        return int(self.hparams.seed)
-
-    def prepare_data(self) -> None:
-        hp = self.hparams
-        self.source = locate_dataset(
-            hp.path, hp.cache_dir, hp.url or facts.URL, hp.md5 or facts.MD5, hp.download
-        )
 
     def _split_users(self, present: list[str]) -> dict[str, list[str]]:
         hp = self.hparams
@@ -200,12 +175,6 @@ class StreamDataModule(L.LightningDataModule):
 
         return everyday_clips(self.hparams.cache_dir, self.hparams.download, part)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Called at every epoch start (``callbacks.SeedEachEpoch``)."""
-        self._epoch = epoch
-        if self._train_sampler is not None:
-            self._train_sampler.set_epoch(epoch)
-
     def _crops(self, streams: Sequence[Stream], augment: bool) -> StreamCrops:
         c = self.hparams.crop
         settings = (
@@ -245,34 +214,5 @@ class StreamDataModule(L.LightningDataModule):
         ``SeedEachEpoch`` seeds for the crops' augmentation (exact resume)."""
         return torch.Generator().manual_seed(derived_seed(self.seed, 1))
 
-    def state_dict(self) -> dict[str, Any]:
-        """As ``GestureDataModule``'s: data checksum, seed, and the fingerprints of every recording
-        the spotter trained or selected on."""
-        if self._seen is None and self.records is not None:
-            used = np.flatnonzero(np.isin(self.records.users, self.users["train"] + self.users["val"]))
-            self._seen = sorted(set(fingerprints(self.records.sequences[i] for i in used)))
-        return {"checksum": self.checksum, "seed": self.seed, "seen": self._seen or []}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        saved = state_dict.get("seed")
-        if self.records is None and self.hparams.seed is None and saved is not None:
-            self.hparams.seed = int(saved)
-
-
-def everyday_stream(clips: Sequence[np.ndarray], rest: RestModel, seed: int) -> Stream:
-    """Every held-out everyday clip once, each at a random wrist posture, 2-5 s of rest between:
-    false activations per hour of real everyday motion."""
-    from gesture_rnn.data.no_gesture import EVERYDAY, random_axis, rotate
-    from gesture_rnn.data.streams import GestureEvent, rest_samples
-
-    rng = np.random.default_rng([seed, 31337])
-    pieces, events, position = [], [], 0
-    down = np.array([0.0, 0.0, 1.0])
-    for clip in clips:
-        posture = rotate(down, random_axis(rng), np.radians(rng.uniform(0, 90)))
-        gap = rest_samples(posture, posture, round(rng.uniform(2, 5) * facts.SAMPLING_RATE_HZ), rest, rng)
-        values = rest.gravity * posture + clip + rng.normal(0.0, rest.noise, size=clip.shape)
-        pieces += [gap, values.astype(np.float32)]
-        events.append(GestureEvent(position + len(gap), position + len(gap) + len(clip), EVERYDAY, False))
-        position += len(gap) + len(clip)
-    return Stream(np.concatenate(pieces), tuple(events))
+    def trained_or_selected(self) -> np.ndarray:
+        return np.flatnonzero(np.isin(self.records.users, self.users["train"] + self.users["val"]))

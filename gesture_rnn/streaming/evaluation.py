@@ -101,7 +101,7 @@ class StreamScores:
             out.update({f"test_user/{user}/{metric}": m[metric] for metric in STREAM_METRICS})
         return out
 
-    def write(self, out_dir: Path, net, rule: DecisionRule, figures: bool) -> dict[str, float]:
+    def write(self, out_dir: Path, net, rule: DecisionRule, figures: bool) -> None:
         """``per_user.csv`` (both constructions), ``rule.json`` and, with ``figures``, each user's
         ``stream_<user>.png`` (the first 90 s of the unseen construction)."""
         import json
@@ -120,7 +120,6 @@ class StreamScores:
         if figures:
             for user, streams in self.streams.get("unseen", {}).items():
                 plot_stream(net, rule, streams.stream, out_dir / f"stream_{user}.png", user)
-        return {}
 
 
 def score_streams(net, rule: DecisionRule, test: Mapping[str, Mapping[str, TestStreams]]) -> StreamScores:

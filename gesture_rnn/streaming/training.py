@@ -128,21 +128,21 @@ class SpotterModule(L.LightningModule):
     def forward(self, accel: torch.Tensor) -> torch.Tensor:
         return self.net(accel)
 
-    def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         accel, labels = batch
         logits = self.net(accel)[:, self.warm_up :]
         return self.criterion(logits.reshape(-1, logits.shape[-1]), labels[:, self.warm_up :].reshape(-1))
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss = self._loss(batch)
+        loss = self.loss(batch)
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self.log("val/loss", self._loss(batch), on_epoch=True, batch_size=len(batch[0]))
+        self.log("val/loss", self.loss(batch), on_epoch=True, batch_size=len(batch[0]))
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self.log("test/loss", self._loss(batch), on_epoch=True, batch_size=len(batch[0]))
+        self.log("test/loss", self.loss(batch), on_epoch=True, batch_size=len(batch[0]))
 
     def on_test_epoch_end(self) -> None:
         from gesture_rnn.streaming.evaluation import score_streams
@@ -151,9 +151,9 @@ class SpotterModule(L.LightningModule):
         metrics = {**self.validation, **self.test_scores.metrics()}
         self.log_dict({k: float(v) for k, v in metrics.items()})
 
-    def write_test_artifacts(self, out_dir: Path, figures: bool) -> dict[str, float]:
-        """The per-user stream table and detections, and (``figures``) each user's stream plot."""
-        return self.test_scores.write(out_dir, self.net, self.rule, figures)
+    def write_test_artifacts(self, out_dir: Path, figures: bool) -> None:
+        """The per-user stream table and the rule, and (``figures``) each user's stream plot."""
+        self.test_scores.write(out_dir, self.net, self.rule, figures)
 
     def configure_optimizers(self) -> Any:
         optimizer = instantiate({**self.hparams.optimizer, "_partial_": True})(self.parameters())

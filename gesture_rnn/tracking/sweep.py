@@ -131,7 +131,7 @@ class MLflowSweepCallback(Callback):
         if not best["mlflow_run_ids"] or not _select(config, "log_model", True):
             print("  not registered: the trials logged no MLflow model (log_model=false)")
             return
-        key, _ = test_headline(best["metrics"])
+        key, _ = reported_test_metric(best["metrics"])
         tags = {metric: best["metrics"][metric], key: best["metrics"].get(key, math.nan),
                 "sweep_run_id": self.parent_run_id, "sweep_dir": str(self.sweep_dir),
                 "trial": " ".join(best["overrides"])}  # fmt: skip
@@ -202,7 +202,7 @@ class MLflowSweepCallback(Callback):
         if best is None:
             print(f"No trial produced {metric}; nothing to report.")
         else:
-            key, label = test_headline(best["metrics"])
+            key, label = reported_test_metric(best["metrics"])
             print(
                 f"\nBest of {len(trials)} trials (selected on {metric}, {direction}): job {best['job']} "
                 f"{' '.join(best['overrides'])}\n"
@@ -214,7 +214,7 @@ class MLflowSweepCallback(Callback):
             return
         if best is not None:
             self.client.log_metric(self.parent_run_id, f"best/{metric}", best["metrics"][metric])
-            key, _ = test_headline(best["metrics"])
+            key, _ = reported_test_metric(best["metrics"])
             self.client.log_metric(
                 self.parent_run_id, f"best/{key.replace('/', '_')}", best["metrics"].get(key, math.nan)
             )
@@ -236,7 +236,7 @@ class MLflowSweepCallback(Callback):
         os.environ.pop(PARENT_RUN_ENV, None)
 
 
-def test_headline(metrics: dict[str, float]) -> tuple[str, str]:
+def reported_test_metric(metrics: dict[str, float]) -> tuple[str, str]:
     """The test figure a trial is reported by: a classifier's accuracy, a spotter's event F1 (on
     streams of the construction it never trained on)."""
     if "test/event_f1" in metrics and "test/acc" not in metrics:

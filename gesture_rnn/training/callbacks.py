@@ -208,11 +208,11 @@ class RunRecord(Callback):
 
     def _write_artifacts(self, trainer: L.Trainer, pl_module: L.LightningModule, curves) -> dict[str, float]:
         if writer := getattr(pl_module, "write_test_artifacts", None):  # the spotter writes its own
-            metrics = writer(self.output_dir / "evaluation", self.figures)
+            writer(self.output_dir / "evaluation", self.figures)
             if curves is not None and curves.history:
                 artifacts.write_csv(curves.history, self.output_dir / "evaluation" / "learning_curves.csv")
             runs.log_artifact(trainer.loggers, self.output_dir / "evaluation", "evaluation")
-            return metrics
+            return {}
         datamodule = trainer.datamodule
         per_user = artifacts.write_artifacts(
             pl_module.net,
