@@ -39,6 +39,51 @@ def test_leave_one_user_out_holds_each_user_out_once_and_selects_on_another():
             folds(bad)
 
 
+def test_cv_seeds_repeats_every_fold_once_per_seed_in_its_own_folder_and_refuses_what_is_not_seeds():
+    from gesture_rnn.commands.cross_validate import fold_config
+
+    plan = folds({"kind": "users", "users": ["U01", "U02"], "val_users": 1, "seeds": [3, 5]})
+    assert [(f.name, f.unit, f.seed) for f in plan] == [
+        ("seed3/U01", "U01", 3), ("seed3/U02", "U02", 3), ("seed5/U01", "U01", 5), ("seed5/U02", "U02", 5)
+    ], "seed after seed: the first seed's folds finish first"  # fmt: skip
+    assert [f.name for f in folds({"kind": "kfold", "folds": 2, "seeds": 7})] == [
+        "seed7/fold0",
+        "seed7/fold1",
+    ]
+    cfg = OmegaConf.create({"seed": 0, "data": {"seed": "${seed}"}, "paths": {"output_dir": "x"}})
+    run = fold_config(cfg, plan[2], Path("out/folds/seed5/U01"))
+    assert run.seed == 5 and run.data.seed == 5 and run.data.test_users == ["U01"] and run.cv is None
+    assert fold_config(cfg, folds({"kind": "users", "users": ["U01"]})[0], Path("o")).data.seed == 0
+    for bad in ("abc", [], [0, 0], [-1], [True], [1.5], "[0,1]"):
+        with pytest.raises(
+            ConfigError, match=r"cv.seeds=.* is invalid: it must be a list of distinct integers"
+        ):
+            folds({"kind": "users", "seeds": bad})
+
+
+def test_over_seeds_each_user_is_scored_by_its_mean_and_each_seed_and_their_spread_are_reported():
+    plan = {f.name: f for f in folds({"kind": "users", "users": ["U01", "U02"], "seeds": [0, 1]})}
+    scores = {"seed0/U01": (0.90, 0.80), "seed0/U02": (0.96, 0.90),
+              "seed1/U01": (0.94, 0.70), "seed1/U02": (1.00, 1.00)}  # fmt: skip
+    results = {name: {"test/acc": t, "val/acc_best": v} for name, (t, v) in scores.items()}
+    summary = Summary(dict(results), plan=plan)
+    metrics = summary.metrics()
+    assert metrics["test/acc"] == pytest.approx(0.95) and metrics["cv/seeds"] == 2
+    assert metrics["cv/fold/U01/test/acc"] == pytest.approx(0.92) and metrics["cv/fold/U02/test/acc"] == 0.98
+    assert metrics["cv/worst/test/acc"] == pytest.approx(0.92), "the worst user of the seeds' means"
+    assert metrics["cv/test/acc/std"] == pytest.approx(0.03), "the spread over users, of their means"
+    assert metrics["cv/seed/0/test/acc"] == pytest.approx(0.93) and metrics["cv/seed/1/test/acc"] == 0.97
+    assert metrics["cv/seeds/test/acc/std"] == pytest.approx(0.02), "the spread of the seeds' means"
+    assert metrics["cv/worst/val/acc_best"] == pytest.approx(0.75)
+    assert metrics["cv/mean_and_worst/val/acc_best"] == pytest.approx((0.85 + 0.75) / 2)
+    table = summary.table()
+    assert "| fold | seed 0 | seed 1 | test acc, mean of seeds | status |" in table
+    assert "| U01 | 0.9000 | 0.9400 | 0.9200 | finished |" in table and "| worst | 0.9200 (U01) |" in table
+    failed = Summary({**results, "seed1/U02": None}, {"seed1/U02": "RuntimeError: boom"}, plan).metrics()
+    assert math.isnan(failed["test/acc"]) and "cv/worst/test/acc" not in failed
+    assert "cv/seeds/test/acc/std" not in failed
+
+
 def test_folds_train_two_at_a_time_on_a_cpu_unless_told_and_one_on_an_accelerator(monkeypatch):
     from gesture_rnn.commands import cross_validate
 
@@ -176,15 +221,19 @@ def test_a_failed_fold_is_recorded_failed_and_named(synthetic_zip, tmp_path, mon
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("sweeper", ["hyperopt", "optuna"])
+@pytest.mark.parametrize(
+    ("sweeper", "plan"),
+    [("hyperopt", ["cv.users=[U01]", "cv.seeds=[3,4]"]), ("optuna", ["cv.users=[U01,U02]"])],
+)
 def test_tune_optimises_the_cross_validated_mean_with_folds_nested_in_trials(
-    sweeper, synthetic_zip, tmp_path
+    sweeper, plan, synthetic_zip, tmp_path
 ):
     """With either sweeper a trial is a cross-validation (a parent with its folds nested under the
-    sweep's run) and the objective is the folds' mean."""
+    sweep's run) and the objective is the folds' mean — over seeds with cv.seeds, each fold run on
+    its seed."""
     command = [sys.executable, str(PROJECT_ROOT / "tune.py"), "-m", f"paths.root_dir={tmp_path}",
                f"data.path={synthetic_zip}", f"data.cache_dir={tmp_path}/cache", f"hparams_search={sweeper}",
-               f"hydra.sweep.dir={tmp_path}/sweep", "cv=users", "cv.users=[U01,U02]", "cv.jobs=1",
+               f"hydra.sweep.dir={tmp_path}/sweep", "cv=users", *plan, "cv.jobs=1",
                "hydra.sweeper.n_trials=2", "model.hidden=choice(8,16)", "trainer.max_epochs=1",
                "log_model=false"]  # fmt: skip
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
@@ -199,3 +248,12 @@ def test_tune_optimises_the_cross_validated_mean_with_folds_nested_in_trials(
     assert len(trials) == 2 and len(folds_) == 4
     best = max(t.data.metrics["val/acc_best"] for t in trials)  # the folds' mean: the objective
     assert sweep.data.metrics["best/val/acc_best"] == pytest.approx(best)
+    for trial in trials:
+        mine = [r for r in folds_ if r.data.tags["mlflow.parentRunId"] == trial.info.run_id]
+        assert trial.data.metrics["val/acc_best"] == pytest.approx(np.mean([r.data.metrics["val/acc_best"]
+                                                                            for r in mine]))  # fmt: skip
+        if "cv.seeds=[3,4]" in plan:
+            assert sorted(r.data.params["seed"] for r in mine) == ["3", "4"]
+            assert all(r.data.tags["mlflow.runName"].startswith("fold U01 ·") for r in mine)
+            assert "cv/seeds/val/acc_best/std" in trial.data.metrics
+            assert "× seeds 3,4" in trial.data.tags["mlflow.runName"]

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from gesture_rnn.config.checks import validate_config
 from gesture_rnn.errors import ConfigError, GestureRNNError
 from gesture_rnn.tracking import runs
-from gesture_rnn.training.cross_validation import Summary, folds
+from gesture_rnn.training.cross_validation import Fold, Summary, folds
 from gesture_rnn.utils.atomic import write_text_atomically
 
 log = logging.getLogger(__name__)
@@ -34,18 +34,22 @@ log = logging.getLogger(__name__)
 SUMMARY_FILE = "cv.md"
 
 
-def fold_config(cfg: DictConfig, data: dict[str, Any], output_dir: Path) -> DictConfig:
-    """``cfg`` as one fold's train.py run: the fold's data settings, its own folder, no cv."""
-    fold = copy.deepcopy(cfg)  # interpolations kept: paths below output_dir follow the fold's
-    with open_dict(fold):
-        fold.cv = None
-        fold.register = False  # a fold is not a model to serve: neither registered nor logged as
-        fold.log_model = False  # one (its checkpoint is still uploaded; ~2 s of a fold's ~15)
-        fold.figures = False  # cv.png summarises the folds; their tables are still written
-        fold.paths.output_dir = str(output_dir)
+def fold_config(cfg: DictConfig, fold: Fold, output_dir: Path) -> DictConfig:
+    """``cfg`` as one fold's train.py run: the fold's data settings and seed, its own folder, no cv."""
+    data = fold.data
+    seed = fold.seed
+    run = copy.deepcopy(cfg)  # interpolations kept: paths below output_dir follow the fold's
+    with open_dict(run):
+        run.cv = None
+        run.register = False  # a fold is not a model to serve: neither registered nor logged as
+        run.log_model = False  # one (its checkpoint is still uploaded; ~2 s of a fold's ~15)
+        run.figures = False  # cv.png summarises the folds; their tables are still written
+        run.paths.output_dir = str(output_dir)
+        if seed is not None:  # cv.seeds: this repetition's seed (split, initialisation, batches)
+            run.seed = seed
         for key, value in data.items():
-            fold.data[key] = value
-    return fold
+            run.data[key] = value
+    return run
 
 
 def worker_count(cfg: DictConfig) -> int:
@@ -81,7 +85,7 @@ def cross_validate(cfg: DictConfig) -> dict[str, float]:
     jobs = worker_count(cfg)
     validate_config(cfg)  # the folds' shared settings: refused once, before any fold or run
     output_dir = Path(cfg.paths.output_dir)
-    summary = Summary({})
+    summary = Summary({}, plan={fold.name: fold for fold in plan})
     todo = []
     for fold in plan:
         record = output_dir / "folds" / fold.name / "metrics.json"
@@ -94,7 +98,8 @@ def cross_validate(cfg: DictConfig) -> dict[str, float]:
     jobs = min(jobs, max(1, len(todo)))
     # the workers start (and import Lightning) while this process sets up the parent run
     with _worker_pool(jobs) as pool:
-        parent = _parent_run(cfg, output_dir, plan_name=f"cv {cfg.cv.kind}")
+        repeated = f" × seeds {','.join(map(str, summary.seeds))}" if summary.seeds else ""
+        parent = _parent_run(cfg, output_dir, plan_name=f"cv {cfg.cv.kind}{repeated}")
         try:
             if pool is not None:
                 _run_in_parallel(cfg, todo, output_dir, parent, pool, jobs, summary)
@@ -116,7 +121,9 @@ def cross_validate(cfg: DictConfig) -> dict[str, float]:
     write_text_atomically(output_dir / "metrics.json", json.dumps(record, default=str), "run record")
     if parent:
         _log_parent(cfg, parent, metrics, [output_dir / SUMMARY_FILE, plot], failed=bool(summary.failed))
-    print(f"\nCross-validation, {cfg.cv.kind}: {len(plan)} folds\n{table}")
+    units = len(plan) // max(1, len(summary.seeds))
+    repeats = f" × {len(summary.seeds)} seeds" if summary.seeds else ""
+    print(f"\nCross-validation, {cfg.cv.kind}: {units} folds{repeats}\n{table}")
     if summary.failed:
         print(f"  FAILED folds: {', '.join(summary.failed)} — the means are NaN (see the table)")
     print(
@@ -138,7 +145,7 @@ def _run_one_at_a_time(
 
     for number, fold in enumerate(todo, start=1):
         print(f"\nfold {fold.name} ({number}/{len(todo)} to train)")
-        fold_cfg = fold_config(cfg, fold.data, output_dir / "folds" / fold.name)
+        fold_cfg = fold_config(cfg, fold, output_dir / "folds" / fold.name)
         try:
             with runs.nested_under(parent):
                 summary.results[fold.name] = train(fold_cfg)
@@ -194,7 +201,7 @@ def _run_in_parallel(
     threads = max(1, (os.cpu_count() or 1) // jobs)
     configs = {}
     for fold in todo:
-        fold_cfg = fold_config(cfg, fold.data, output_dir / "folds" / fold.name)
+        fold_cfg = fold_config(cfg, fold, output_dir / "folds" / fold.name)
         with open_dict(fold_cfg):
             fold_cfg.num_threads = threads
         OmegaConf.resolve(fold_cfg)  # the worker has no Hydra context to resolve it in

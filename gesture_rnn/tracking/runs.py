@@ -247,7 +247,8 @@ def run_tags(cfg: DictConfig, data_md5: str | None, net: Mapping[str, Any] | Non
     if parent_run_id := os.environ.get(PARENT_RUN_ENV):
         tags["mlflow.parentRunId"] = parent_run_id  # a trial of a sweep: nest under its parent run
         job = Path(str(OmegaConf.select(cfg, "paths.output_dir", default="") or ""))
-        label = "fold" if job.parent.name == "folds" else "trial"  # a cross-validation's or a sweep's
+        # a cross-validation's fold (folds/U03, or folds/seed1/U03 with cv.seeds) or a sweep's trial
+        label = "fold" if "folds" in (job.parent.name, job.parent.parent.name) else "trial"
         tags["mlflow.runName"] = f"{label} {job.name} · {tags['mlflow.runName']}"
     return tags
 

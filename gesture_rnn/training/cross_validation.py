@@ -1,12 +1,14 @@
 """Cross-validation's folds and its summary: leave-one-user-out (``cv=users``: each user held out
 once, model selection and calibration on one other whole user) or stratified k-fold on the random
-protocol (``cv=kfold cv.folds=5``). Plain data and numbers; ``commands/cross_validate.py`` runs it.
+protocol (``cv=kfold cv.folds=5``), on one seed or repeated over ``cv.seeds`` — a choice made on the
+mean over several seeds does not ride one seed's luck (Bouthillier et al. 2021). Plain data and
+numbers; ``commands/cross_validate.py`` runs it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,12 +32,47 @@ HEADLINES = ("test/acc", "test/event_f1")
 
 @dataclass(frozen=True)
 class Fold:
-    name: str  # the held-out user (U03) or fold<i>
+    unit: str  # the held-out user (U03) or fold<i>
     data: dict[str, Any]  # the data.* settings that make this fold
+    seed: int | None = None  # cv.seeds: this repetition's seed (None: the run's own seed)
+
+    @property
+    def name(self) -> str:
+        """Its folder below ``folds/`` and its key in the summary: ``U03`` or ``seed1/U03``."""
+        return self.unit if self.seed is None else f"seed{self.seed}/{self.unit}"
+
+
+def seeds(cv: Mapping[str, Any]) -> list[int] | None:
+    """``cv.seeds``: distinct integers >= 0 (an integer alone is one seed), or None (the run's seed)."""
+    value = cv.get("seeds")
+    if value is None:
+        return None
+    listed = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if (
+        isinstance(listed, str | bytes)
+        or not isinstance(listed, Sequence)
+        or not listed
+        or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in listed)
+        or len(set(listed)) != len(listed)
+    ):
+        raise ConfigError(
+            f"cv.seeds={value!r} is invalid: it must be a list of distinct integers >= 0, "
+            "e.g. cv.seeds=[0,1,2], or null (the run's seed)"
+        )
+    return [int(s) for s in listed]
 
 
 def folds(cv: Mapping[str, Any]) -> list[Fold]:
-    """The folds ``cv`` asks for, each as the data settings of one train.py run."""
+    """The folds ``cv`` asks for, each as the data settings of one train.py run; with ``cv.seeds``
+    every fold once per seed, seed after seed (the first seed's folds finish first)."""
+    units = _units(cv)
+    repeats = seeds(cv)
+    if repeats is None:
+        return units
+    return [Fold(fold.unit, fold.data, seed) for seed in repeats for fold in units]
+
+
+def _units(cv: Mapping[str, Any]) -> list[Fold]:
     kind = cv.get("kind")
     if kind == "users":
         users = [str(u) for u in (cv.get("users") or USERS)]
@@ -58,10 +95,12 @@ def folds(cv: Mapping[str, Any]) -> list[Fold]:
 
 @dataclass
 class Summary:
-    """Each fold's metrics (None: the fold failed, with its error) and what they add up to."""
+    """Each fold's metrics (None: the fold failed, with its error) and what they add up to. With
+    ``cv.seeds`` a unit (a held-out user, or fold<i>) is scored by its mean over the seeds."""
 
     results: dict[str, dict[str, float] | None]
     errors: dict[str, str] = field(default_factory=dict)
+    plan: dict[str, Fold] = field(default_factory=dict)  # name -> fold, when known
 
     @property
     def failed(self) -> list[str]:
@@ -71,28 +110,66 @@ class Summary:
     def finished(self) -> dict[str, dict[str, float]]:
         return {name: metrics for name, metrics in self.results.items() if metrics is not None}
 
+    @property
+    def seeds(self) -> list[int]:
+        """The seeds of cv.seeds, in order; [] for one run's seed."""
+        return list(dict.fromkeys(f.seed for f in self.plan.values() if f.seed is not None))
+
+    def _fold(self, name: str) -> Fold:
+        return self.plan.get(name) or Fold(name, {})
+
     def over_finished(self, key: str) -> np.ndarray:
         return np.array([m[key] for m in self.finished.values() if isinstance(m.get(key), int | float)])
 
+    def by_unit(self, key: str) -> dict[str, float]:
+        """Each unit's mean of ``key`` over its finished seeds (its one value with one seed)."""
+        grouped: dict[str, list[float]] = {}
+        for name, m in self.finished.items():
+            if isinstance(m.get(key), int | float):
+                grouped.setdefault(self._fold(name).unit, []).append(float(m[key]))
+        return {unit: float(np.mean(values)) for unit, values in grouped.items()}
+
+    def by_seed(self, key: str) -> dict[int, float]:
+        """Each seed's mean of ``key`` over its folds (cv.seeds only)."""
+        grouped: dict[int, list[float]] = {}
+        for name, m in self.finished.items():
+            seed = self._fold(name).seed
+            if seed is not None and isinstance(m.get(key), int | float):
+                grouped.setdefault(seed, []).append(float(m[key]))
+        return {seed: float(np.mean(values)) for seed, values in grouped.items()}
+
     def metrics(self) -> dict[str, float]:
         """The run's metrics: the mean of each summarised metric under its own name (so
-        ``optimized_metric`` works unchanged), its standard deviation and worst fold, every fold's
-        test accuracy. With a failed fold every mean is NaN: never an average of fewer folds."""
+        ``optimized_metric`` works unchanged), its standard deviation over the units and its
+        worst unit (each unit averaged over the seeds), and with ``cv.seeds`` each seed's mean and
+        the spread of those means. With a failed fold every mean is NaN: never an average of fewer
+        folds. ``cv/mean_and_worst/<val metric>``, the mean of the two, is an objective that weighs
+        the hardest validation user as much as all of them together."""
         out: dict[str, float] = {"cv/folds": float(len(self.results)), "cv/failed": float(len(self.failed))}
-        for key in SUMMARISED:
-            values = self.over_finished(key)
+        complete = not self.failed
+        key = self.headline
+        ranked = {key, *(k for k in VALIDATION_SCORES if len(self.over_finished(k)))}
+        for metric in SUMMARISED:
+            values = self.over_finished(metric)
             if len(values) == 0:
                 continue
-            out[key] = float(values.mean()) if not self.failed else math.nan
-            out[f"cv/{key}/std"] = float(values.std()) if not self.failed else math.nan
-            out[f"cv/{key}/finished_mean"] = float(values.mean())
-        key = self.headline
-        scores = {name: m.get(key) for name, m in self.finished.items()}
-        for name, value in scores.items():
-            if isinstance(value, int | float):
-                out[f"cv/fold/{name}/{key}"] = float(value)
-        if scores and not self.failed:
-            out[f"cv/worst/{key}"] = float(min(scores.values()))
+            units = np.array(list(self.by_unit(metric).values()))
+            out[metric] = float(values.mean()) if complete else math.nan
+            out[f"cv/{metric}/std"] = float(units.std()) if complete else math.nan
+            out[f"cv/{metric}/finished_mean"] = float(values.mean())
+            if metric in ranked and complete:
+                out[f"cv/worst/{metric}"] = float(units.min())
+                if metric != key:
+                    out[f"cv/mean_and_worst/{metric}"] = float((values.mean() + units.min()) / 2)
+            if self.seeds and metric in ranked:
+                per_seed = self.by_seed(metric)
+                out.update({f"cv/seed/{seed}/{metric}": value for seed, value in per_seed.items()})
+                if complete:
+                    out[f"cv/seeds/{metric}/std"] = float(np.std(list(per_seed.values())))
+        for unit, value in self.by_unit(key).items():
+            out[f"cv/fold/{unit}/{key}"] = value
+        if self.seeds:
+            out["cv/seeds"] = float(len(self.seeds))
         return out
 
     @property
@@ -102,8 +179,11 @@ class Summary:
         return next((k for k in HEADLINES if k in present), HEADLINES[0])
 
     def table(self) -> str:
-        """Markdown: one row per fold, then the mean ± std and the worst fold."""
+        """Markdown: one row per fold (with cv.seeds: per unit, a column per seed), then the mean ±
+        std over the units and the worst unit."""
         key = self.headline
+        if self.seeds:
+            return self._seeds_table(key)
         columns = COLUMNS[key]
         rows = [
             "| fold | " + " | ".join(label for _, label in columns) + " | status |",
@@ -118,17 +198,53 @@ class Summary:
                 f"{metrics[k]:.4f}" if isinstance(metrics.get(k), int | float) else "" for k, _ in columns
             ]
             rows.append(f"| {name} | {' | '.join(cells)} | finished |")
-        values = self.over_finished(key)
-        if len(values):
-            label = (
-                "mean ± std"
-                if not self.failed
-                else f"mean ± std of {len(values)} of {len(self.results)} folds"
-            )
-            rows.append(f"| {label} | {values.mean():.4f} ± {values.std():.4f} |{blank} |")
-            worst = min(self.finished, key=lambda n: self.finished[n].get(key, math.inf))
-            rows.append(f"| worst | {self.finished[worst][key]:.4f} ({worst}) |{blank} |")
-        return "\n".join(rows)
+        return "\n".join(rows + self._closing_rows(key, blank))
+
+    def _seeds_table(self, key: str) -> str:
+        label = dict(COLUMNS[key])[key]
+        seeds = self.seeds
+        rows = [
+            f"| fold | {' | '.join(f'seed {s}' for s in seeds)} | {label}, mean of seeds | status |",
+            "|---|" + "---|" * (len(seeds) + 2),
+        ]
+        units = list(dict.fromkeys(self._fold(name).unit for name in self.results))
+        means = self.by_unit(key)
+        for unit in units:
+            names = [n for n in self.results if self._fold(n).unit == unit]
+            cells = [
+                f"{self.results[n][key]:.4f}"
+                if self.results[n] is not None and isinstance(self.results[n].get(key), int | float)
+                else "FAILED"
+                for n in names
+            ]
+            failed = [n for n in names if self.results[n] is None]
+            status = "; ".join(f"{n} FAILED: {self.errors.get(n, '')[:80]}" for n in failed) or "finished"
+            mean = f"{means[unit]:.4f}" if unit in means else ""
+            rows.append(f"| {unit} | {' | '.join(cells)} | {mean} | {status} |")
+        per_seed = self.by_seed(key)
+        rows.append("| mean of the folds | " + " | ".join(
+            f"{per_seed[s]:.4f}" if s in per_seed else "" for s in seeds) + " | | |")  # fmt: skip
+        return "\n".join(rows + self._closing_rows(key, " |" * (len(seeds) + 1)))
+
+    def _closing_rows(self, key: str, blank: str) -> list[str]:
+        units = self.by_unit(key)
+        if not units:
+            return []
+        values = np.array(list(units.values()))
+        label = (
+            "mean ± std"
+            if not self.failed
+            else f"mean ± std of {len(self.finished)} of {len(self.results)} folds"
+        )
+        worst = min(units, key=units.get)
+        return [
+            f"| {label} | {values.mean():.4f} ± {values.std():.4f} |{blank} |",
+            f"| worst | {units[worst]:.4f} ({worst}) |{blank} |",
+        ]
+
+
+# the validation scores whose worst unit is logged (cv/worst/..., cv/mean_and_worst/...)
+VALIDATION_SCORES = ("val/acc_best", "val/event_f1")
 
 
 # the table's columns for each headline
