@@ -1,9 +1,11 @@
-"""MiniRocket (aeon), the peer a time-series practitioner tries first, on this project's folds.
+"""MiniRocket (aeon), the peer a time-series practitioner tries first, and MultiRocket-Hydra, the
+most accurate of the convolution family (Dempster et al. 2023), on this project's folds.
 
-Optional: ``pip install -e '.[peers]'``. MiniRocket needs equal lengths, so every recording is
-resampled (linear interpolation) to the longest recording's 51 steps; the classifier is aeon's
-``MiniRocketClassifier`` (10,000 kernels, ridge regression with cross-validated penalty),
-its transform on every core (what this project's training uses too).
+Optional: ``pip install -e '.[peers]'``. Both need equal lengths, so every recording is
+resampled (linear interpolation) to the longest recording's 51 steps; the classifiers are aeon's
+``MiniRocketClassifier`` (10,000 kernels, ridge regression with cross-validated penalty) and
+``MultiRocketHydraClassifier`` (its defaults), their transforms on every core (what this project's
+training uses too).
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ class PeerFold:
     one_gesture_ms: float  # p50 of predict on one recording, after a warm-up
 
 
+MINIROCKET, MULTIROCKET_HYDRA = "MiniRocket", "MultiRocket-Hydra"
+# the peer's name -> its aeon classifier in aeon.classification.convolution_based
+CLASSIFIERS = {MINIROCKET: "MiniRocketClassifier", MULTIROCKET_HYDRA: "MultiRocketHydraClassifier"}
+
+
 def minirocket_fold(
     records: GestureRecords,
     train: np.ndarray,
@@ -52,16 +59,17 @@ def minirocket_fold(
     seed: int = 0,
     n_jobs: int = -1,
     latency: bool = True,
+    peer: str = MINIROCKET,
 ) -> PeerFold:
-    """Fit MiniRocket on ``train`` indices of ``records``, score it on ``test``; ``latency``: also
-    time one gesture's prediction (p50; NaN without)."""
-    from aeon.classification.convolution_based import MiniRocketClassifier
+    """Fit ``peer`` (MiniRocket unless told) on ``train`` indices of ``records``, score it on
+    ``test``; ``latency``: also time one gesture's prediction (p50; NaN without)."""
+    from aeon.classification import convolution_based
 
     from bench.inference import timings
 
     started = time.perf_counter()
     x_train = resampled([records.sequences[i] for i in train])
-    model = MiniRocketClassifier(random_state=seed, n_jobs=n_jobs)
+    model = getattr(convolution_based, CLASSIFIERS[peer])(random_state=seed, n_jobs=n_jobs)
     model.fit(x_train, records.labels[train])
     fit_s = time.perf_counter() - started
     test_sequences = [records.sequences[i] for i in test]
@@ -74,16 +82,16 @@ def minirocket_fold(
 
 
 def minirocket_loso(
-    records: GestureRecords, users: list[str], latency: bool = True
+    records: GestureRecords, users: list[str], latency: bool = True, peer: str = MINIROCKET, seed: int = 0
 ) -> tuple[dict[str, PeerFold], float]:
     """Each user held out in turn -> (user -> fold, wall seconds for all folds: with ``latency``
-    that includes timing one gesture per fold). numba compiles MiniRocket's kernels on first use:
-    a tiny fit first, so that is not timed."""
-    minirocket_fold(records, np.arange(40), np.arange(40, 45))
+    that includes timing one gesture per fold). numba compiles the kernels on first use: a tiny
+    fit first, so that is not timed."""
+    minirocket_fold(records, np.arange(40), np.arange(40, 45), peer=peer)
     started, folds = time.perf_counter(), {}
     for user in users:
         held = records.users == user
         train, test = np.flatnonzero(~held), np.flatnonzero(held)
-        folds[user] = minirocket_fold(records, train, test, latency=latency)
-        print(f"  MiniRocket {user}: {folds[user].accuracy:.4f} (fit {folds[user].fit_s:.1f} s)", flush=True)
+        folds[user] = minirocket_fold(records, train, test, seed, latency=latency, peer=peer)
+        print(f"  {peer} {user}: {folds[user].accuracy:.4f} (fit {folds[user].fit_s:.1f} s)", flush=True)
     return folds, time.perf_counter() - started

@@ -98,9 +98,23 @@ def test_every_search_config_builds_its_sweeper_over_one_search_space(tmp_path, 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("tune", overrides=[search, f"paths.root_dir={tmp_path}"], return_hydra_config=True)
     GlobalHydra.instance().clear()
-    space = "spotter" if search == "hparams_search=spotter" else "gru"
+    space = {"hparams_search=spotter": "spotter", "hparams_search=new_wearer": "best"}.get(search, "gru")
     assert dict(cfg.hydra.sweeper.params) == dict(OmegaConf.load(CONF_DIR / "search_space" / f"{space}.yaml"))
     assert isinstance(instantiate(cfg.hydra.sweeper), Sweeper)
+    if search == "hparams_search=new_wearer":  # every trial a cross-validation over seeds
+        assert cfg.cv.kind == "users" and list(cfg.cv.seeds) == [0, 1]
+        assert cfg.optimized_metric == "cv/mean_and_worst/val/acc_best"
+
+
+def test_the_new_wearer_search_space_tunes_keys_the_recommended_model_has_within_50k_parameters(train_config):
+    """conf/search_space/best.yaml: every key exists in experiment=best (a typo would add a key
+    the model never reads) and its largest network stays within 50k parameters."""
+    space = OmegaConf.load(CONF_DIR / "search_space" / "best.yaml")
+    best = train_config("experiment=best")
+    for key in space:
+        assert OmegaConf.select(best, key, default="missing") != "missing", key
+    largest = train_config("experiment=best", "model.net.channels=64")
+    assert sum(p.numel() for p in instantiate(largest.model).net.parameters()) <= 50_000
 
 
 def test_experiment_overlays_set_the_study_configurations(train_config):

@@ -78,7 +78,9 @@ def test_over_seeds_each_user_is_scored_by_its_mean_and_each_seed_and_their_spre
     assert metrics["cv/mean_and_worst/val/acc_best"] == pytest.approx((0.85 + 0.75) / 2)
     table = summary.table()
     assert "| fold | seed 0 | seed 1 | test acc, mean of seeds | status |" in table
-    assert "| U01 | 0.9000 | 0.9400 | 0.9200 | finished |" in table and "| worst | 0.9200 (U01) |" in table
+    assert (
+        "| U01 | 0.9000 | 0.9400 | 0.9200 | finished |" in table and "| worst | | | 0.9200 (U01) | |" in table
+    )
     failed = Summary({**results, "seed1/U02": None}, {"seed1/U02": "RuntimeError: boom"}, plan).metrics()
     assert math.isnan(failed["test/acc"]) and "cv/worst/test/acc" not in failed
     assert "cv/seeds/test/acc/std" not in failed

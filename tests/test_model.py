@@ -106,3 +106,35 @@ def test_label_smoothing_softens_the_training_loss_only():
     torch.testing.assert_close(model._training_loss(logits, labels, None), expected)
     torch.testing.assert_close(model.criterion(logits, labels), nll)
     assert GestureClassifier(net=gru(4), optimizer=ADAM).hparams.label_smoothing == 0.0
+
+
+def test_mixup_mixes_each_recording_with_its_partner_resampled_to_the_longer_length():
+    """model.mixup=α: a pair of recordings of different lengths is mixed over the longer one's
+    steps (each stretched end to end, as the time warp does) and the loss weighs both labels."""
+    from gesture_rnn.data.augment import time_warp
+    from gesture_rnn.models.losses import mixed_batch
+
+    torch.manual_seed(3)
+    sequences = [torch.randn(n, 3) for n in (4, 9, 6)]
+    batch, lengths = pad_sequence(sequences, batch_first=True), torch.tensor([4, 9, 6])
+    mixed, new_lengths, partner, lam = mixed_batch(batch, lengths, alpha=0.4)
+    assert 0 < lam < 1 and sorted(partner.tolist()) == [0, 1, 2]
+    for row, other in enumerate(partner.tolist()):
+        steps = max(len(sequences[row]), len(sequences[other]))
+        assert new_lengths[row] == steps
+        own, theirs = (time_warp(sequences[i], steps / len(sequences[i])) for i in (row, other))
+        torch.testing.assert_close(mixed[row, :steps], lam * own + (1 - lam) * theirs)
+    model = GestureClassifier(net=gru(4), optimizer=ADAM, mixup=0.4)
+    labels = torch.tensor([2, 7, 11])
+    torch.manual_seed(0)
+    loss = model.training_step((batch, lengths, labels), 0)
+    torch.manual_seed(0)
+    x, steps, partner, lam = mixed_batch(batch, lengths, 0.4)
+    with torch.no_grad():
+        logits = model.net(x, steps)
+    expected = lam * model.criterion(logits, labels) + (1 - lam) * model.criterion(logits, labels[partner])
+    torch.testing.assert_close(loss.detach(), expected)
+    with pytest.raises(
+        ConfigError, match=r"model\.mixup and model\.distillation\.teachers exclude each other"
+    ):
+        GestureClassifier(net=gru(4), optimizer=ADAM, mixup=0.2, distillation={"teachers": ["t.ckpt"]})

@@ -57,6 +57,7 @@ RULES = (
     Rule("model.optimizer.lr", "a finite number > 0", lambda v: is_number(v) and v > 0),
     Rule("model.optimizer.weight_decay", "a finite number >= 0", lambda v: is_number(v) and v >= 0),
     Rule("model.label_smoothing", "a number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1),
+    Rule("model.mixup", "a number in [0, 10] (0 = off)", lambda v: is_number(v) and 0 <= v <= 10),
     Rule("model.distillation.weight", "a number in [0, 1]", lambda v: is_number(v) and 0 <= v <= 1),
     Rule("model.distillation.temperature", "a finite number > 0", lambda v: is_number(v) and v > 0),
     Rule(

@@ -18,7 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibratio
 from gesture_rnn.data.facts import NUM_CLASSES
 from gesture_rnn.errors import ConfigError
 from gesture_rnn.models.checkpoint import read_checkpoint, upgrade_checkpoint
-from gesture_rnn.models.losses import distillation_loss
+from gesture_rnn.models.losses import distillation_loss, mixed_batch
 from gesture_rnn.models.nets import GestureNet, build_net
 
 
@@ -52,9 +52,11 @@ class GestureClassifier(L.LightningModule):
     the checkpoint, so ``load_from_checkpoint`` rebuilds it) or a ready ``GestureNet``. The
     optimizer and scheduler are ``{_target_: ..., _partial_: true}`` configs built in
     ``configure_optimizers``. ``label_smoothing`` softens the training targets (not the
-    validation or test loss). ``distillation`` ({teachers, weight, temperature}) mixes the
-    teachers' soft targets into the training loss (``gesture_rnn.training.distillation``); the training
-    batches carry them once ``train()`` has attached them to the datamodule.
+    validation or test loss); ``mixup`` > 0 trains on mixed pairs of recordings, α of its Beta
+    draw (``gesture_rnn.models.losses.mixed_batch``; not with distillation). ``distillation``
+    ({teachers, weight, temperature}) mixes the teachers' soft targets into the training loss
+    (``gesture_rnn.training.distillation``); the training batches carry them once ``train()`` has
+    attached them to the datamodule.
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class GestureClassifier(L.LightningModule):
         scheduler: Mapping[str, Any] | None = None,
         distillation: Mapping[str, Any] | None = None,
         label_smoothing: float = 0.0,
+        mixup: float = 0.0,
     ) -> None:
         super().__init__()
         if isinstance(net, nn.Module):
@@ -77,6 +80,8 @@ class GestureClassifier(L.LightningModule):
         self.hparams.optimizer = plain(optimizer)
         self.hparams.scheduler = plain(scheduler)
         self.hparams.distillation = plain(distillation)
+        if mixup > 0 and (self.hparams.distillation or {}).get("teachers"):
+            raise ConfigError("model.mixup and model.distillation.teachers exclude each other: set one")
         self.criterion = nn.CrossEntropyLoss()  # validation and test: the plain NLL, comparable across runs
         # training only: a target of 1 - s on the label and s spread over all classes
         self.train_criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
@@ -96,8 +101,15 @@ class GestureClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, lengths, y, *soft_targets = batch
-        logits = self.net(x, lengths)
-        loss = self._training_loss(logits, y, soft_targets[0] if soft_targets else None)
+        if self.hparams.get("mixup", 0.0) > 0 and not soft_targets:
+            x, lengths, partner, lam = mixed_batch(x, lengths, self.hparams.mixup)
+            logits = self.net(x, lengths)
+            loss = lam * self.train_criterion(logits, y) + (1 - lam) * self.train_criterion(
+                logits, y[partner]
+            )
+        else:
+            logits = self.net(x, lengths)
+            loss = self._training_loss(logits, y, soft_targets[0] if soft_targets else None)
         # plain tensor sums per step: self.log or torchmetrics per step cost 1-2 ms on these tiny batches
         with torch.no_grad():
             correct = (logits.argmax(dim=1) == y).sum().to(loss.dtype)

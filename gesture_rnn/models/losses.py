@@ -26,3 +26,23 @@ def distillation_loss(
     student = F.log_softmax(logits / temperature, dim=1)
     soft = F.kl_div(student, soft_targets, reduction="batchmean") * temperature**2
     return (1 - weight) * hard + weight * soft
+
+
+def mixed_batch(
+    accel: torch.Tensor, lengths: torch.Tensor, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Mixup for recordings of different lengths (Zhang et al. 2018): each recording is paired
+    with another of the batch, both resampled to the longer one's length (ends aligned, as the
+    time warp does) and mixed λ : 1 - λ, λ ~ Beta(α, α) once per batch. Returns the mixed batch,
+    its lengths, each row's partner (an index into the batch) and λ; the loss is
+    λ · loss(labels) + (1 - λ) · loss(partners' labels). Draws come from torch's global RNG, which
+    ``SeedEachEpoch`` reseeds per epoch (reproducible, resumable)."""
+    from gesture_rnn.data.augment import warp_padded
+
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    partner = torch.randperm(len(lengths))
+    common = torch.maximum(lengths, lengths[partner])
+    own, _ = warp_padded(accel, lengths, common / lengths)
+    other, _ = warp_padded(accel[partner], lengths[partner], common / lengths[partner])
+    width = min(own.shape[1], other.shape[1])
+    return lam * own[:, :width] + (1 - lam) * other[:, :width], common, partner, lam

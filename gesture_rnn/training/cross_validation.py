@@ -198,7 +198,7 @@ class Summary:
                 f"{metrics[k]:.4f}" if isinstance(metrics.get(k), int | float) else "" for k, _ in columns
             ]
             rows.append(f"| {name} | {' | '.join(cells)} | finished |")
-        return "\n".join(rows + self._closing_rows(key, blank))
+        return "\n".join(rows + self._closing_rows(key, "", blank))
 
     def _seeds_table(self, key: str) -> str:
         label = dict(COLUMNS[key])[key]
@@ -224,9 +224,10 @@ class Summary:
         per_seed = self.by_seed(key)
         rows.append("| mean of the folds | " + " | ".join(
             f"{per_seed[s]:.4f}" if s in per_seed else "" for s in seeds) + " | | |")  # fmt: skip
-        return "\n".join(rows + self._closing_rows(key, " |" * (len(seeds) + 1)))
+        return "\n".join(rows + self._closing_rows(key, " |" * len(seeds), ""))
 
-    def _closing_rows(self, key: str, blank: str) -> list[str]:
+    def _closing_rows(self, key: str, before: str, after: str) -> list[str]:
+        """The mean ± std over the units and the worst unit, in the column of the units' scores."""
         units = self.by_unit(key)
         if not units:
             return []
@@ -238,8 +239,8 @@ class Summary:
         )
         worst = min(units, key=units.get)
         return [
-            f"| {label} | {values.mean():.4f} ± {values.std():.4f} |{blank} |",
-            f"| worst | {units[worst]:.4f} ({worst}) |{blank} |",
+            f"| {label} |{before} {values.mean():.4f} ± {values.std():.4f} |{after} |",
+            f"| worst |{before} {units[worst]:.4f} ({worst}) |{after} |",
         ]
 
 
