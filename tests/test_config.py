@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 import pytest
 from conftest import CONF_DIR
@@ -113,7 +114,12 @@ def test_the_new_wearer_search_space_tunes_keys_the_recommended_model_has_within
     best = train_config("experiment=best")
     for key in space:
         assert OmegaConf.select(best, key, default="missing") != "missing", key
-    largest = train_config("experiment=best", "model.net.channels=64")
+    widest = {
+        key: max(re.findall(r"\d+", str(space[key])), key=int)
+        for key in ("model.net.channels",)
+        if key in space
+    }
+    largest = train_config("experiment=best", *(f"{key}={value}" for key, value in widest.items()))
     assert sum(p.numel() for p in instantiate(largest.model).net.parameters()) <= 50_000
 
 
