@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,15 +62,14 @@ def why_no_browser(dist: Path) -> str | None:
 @contextlib.contextmanager
 def served(site: Path) -> Iterator[str]:
     """The built ``site`` on 127.0.0.1 (a free port) for the duration: its base URL."""
-    from demo.serve import make_server
+    from demo.serve import serve_in_thread
 
-    server = make_server(site, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server, thread = serve_in_thread(site)
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/"
     finally:
         server.shutdown()
+        thread.join(timeout=10)
         server.server_close()
 
 

@@ -276,7 +276,41 @@ console.log(JSON.stringify({ out, last, gap }));
     ("args", "message"),
     [
         (["-m", "demo.serve", "--site", "{tmp}/nothing"], "holds no built page: run make demo"),
-        (["-m", "demo.serve", "--site", "{site}", "--port", "0", "--cert", "{tmp}/none.pem"], "DEMO_CERT="),
+        (
+            [
+                "-m",
+                "demo.serve",
+                "--site",
+                "{site}",
+                "--port",
+                "0",
+                "--cert",
+                "{tmp}/none.pem",
+                "--key",
+                "{site}/index.html",
+            ],
+            "DEMO_CERT={tmp}/none.pem is not a file",
+        ),
+        (
+            ["-m", "demo.serve", "--site", "{site}", "--port", "0", "--cert", "{site}/index.html"],
+            "DEMO_CERT is set but DEMO_KEY is not",
+        ),
+        (
+            [
+                "-m",
+                "demo.serve",
+                "--site",
+                "{site}",
+                "--port",
+                "0",
+                "--cert",
+                "{site}/index.html",
+                "--key",
+                "{site}/index.html",
+            ],
+            "are not a certificate and its private key",
+        ),
+        (["-m", "demo.serve", "--site", "{site}", "--port", "70000"], "DEMO_PORT='70000' is invalid"),
         (["-m", "demo.build", "--data", "{tmp}/no.zip", "--out", "{tmp}/out"], "{tmp}/no.zip does not exist"),
     ],
 )
