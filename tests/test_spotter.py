@@ -184,6 +184,9 @@ def test_train_py_trains_a_spotter_that_predict_and_export_read(train_config, tm
         )
     )
     assert found and all(d["gesture"] in net.vocabulary for d in found), "threshold 0: it announces gestures"
+    with pytest.raises(ConfigError, match="vocabulary= applies to a classifier read through a window"):
+        predict_stream(OmegaConf.create({"stream": str(tmp_path / "walk.txt"), "ckpt_path": str(checkpoint),
+                                         "vocabulary": [5, 6]}))  # fmt: skip
     target = run_export(
         OmegaConf.create(
             {

@@ -72,7 +72,11 @@ def test_a_written_stream_reads_back_with_its_events(records, tmp_path: Path):
         ("0 1 2 9.8\n110 1 2 9.8\n110 1 2 9.8\n", r"line 3: time 110 ms is not after the previous row's"),
         ("0 1 2 9.8\n110 1 2 9.8\n50 1 2 9.8\n", r"line 3: time 50 ms is not after"),
         ("0 1 2 9.8\n110 1 2 9.8\n3110 1 2 9.8\n", r"line 3: 3 s without a sample before this row"),
-        ("0 1 2 9.8\n110 1 x 9.8\n", r"line 2: not a finite number"),
+        ("0 1 2 9.8\n110 1 x 9.8\n", r"line 2: 'x' is not a plain decimal number"),
+        ("0 1 2 9.8\n110 1_000 2 9.8\n", r"line 2: '1_000' is not a plain decimal number"),
+        ("0 1 2 9.8\n110 \uff11 2 9.8\n", r"line 2: '\uff11' is not a plain decimal number"),  # full-width 1
+        ("0 1 2 9.8\n1e999 1 2 9.8\n", r"line 2: timestamp 1e999 is not finite"),
+        ("0 1 2 9.8\n110 0 0 1.53 -0.91 10.11\n", r"line 2: 6 values, but the first row has 4"),
         ("0 1 2 9.8\n110 1 2 nan\n", r"line 2: acceleration is null, NaN or infinite"),
         ("0 1 2 9.8\n", r"at least 2 rows"),
         ("0 1 2 9.8\n10 1 2 9.8\n20 1 2 9.8\n", r"100.0 samples per second; the models read ~9 Hz"),
@@ -84,6 +88,27 @@ def test_a_bad_stream_file_is_refused_in_one_line_naming_the_row(text, message, 
     with pytest.raises(DataError, match=message) as caught:
         read_stream(path)
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_stream_is_read_from_a_regular_file_of_bounded_size_only(tmp_path: Path, monkeypatch):
+    """A FIFO or a device would block or never end: refused before it is opened; a file past the
+    bound is refused by its size, saying the bound."""
+    import os
+
+    import gesture_rnn.data.streams as streams
+
+    fifo = tmp_path / "live.fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        with pytest.raises(DataError, match=r"is not a regular file \(a pipe, a device or a socket\)"):
+            read_stream(path)
+    with pytest.raises(DataError, match="is a folder"):
+        read_stream(tmp_path)
+    big = tmp_path / "big.txt"
+    big.write_text("0 1 2 9.8\n" * 20)
+    monkeypatch.setattr(streams, "MAX_STREAM_BYTES", 100)
+    with pytest.raises(DataError, match=r"big.txt is 200 bytes; a stream file is at most 100 bytes"):
+        read_stream(big)
 
 
 def test_the_datasets_own_six_columns_are_a_stream_too(tmp_path: Path):
@@ -263,3 +288,18 @@ def test_a_limit_on_false_activations_during_movement_picks_a_stricter_rule_at_s
     assert choose_rule(probabilities, EVENTS, [5, 7], rules, max_false_per_h=0.0) == DecisionRule(0.9, 1)
     loud = [DecisionRule(0.6, 1, 1), DecisionRule(0.6, 1, 14)]  # 3 detections in the movement, or 1
     assert choose_rule(probabilities, EVENTS, [5, 7], loud, max_false_per_h=0.0) == DecisionRule(0.6, 1, 14)
+
+
+def test_a_window_vocabulary_is_distinct_gestures_1_to_20_or_all_of_them():
+    from omegaconf import OmegaConf
+
+    from gesture_rnn.commands.stream import window_vocabulary
+    from gesture_rnn.errors import ConfigError
+
+    assert window_vocabulary(None) == list(range(1, 21))
+    assert window_vocabulary(OmegaConf.create([5, 7])) == [5, 7] and window_vocabulary(9) == [9]
+    for bad in ("abc", 1.5, [], [5, 5], [0], [21], [True], ["5"], {"a": 1}):
+        with pytest.raises(
+            ConfigError, match=r"vocabulary=.* is invalid: it must list distinct gestures 1\.\.20"
+        ):
+            window_vocabulary(bad)

@@ -15,6 +15,7 @@ Two ways to read a stream:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -23,6 +24,20 @@ from gesture_rnn.data.facts import GESTURES
 from gesture_rnn.errors import ConfigError
 
 DEFAULT_THRESHOLD = 0.9
+
+
+def window_vocabulary(value: object) -> list[int]:
+    """``vocabulary=``: distinct gesture numbers 1-20 (one alone is a list of one), null = all."""
+    if value is None:
+        return list(GESTURES)
+    listed = [value] if not isinstance(value, Sequence) or isinstance(value, str) else list(value)
+    valid = [g for g in listed if isinstance(g, int) and not isinstance(g, bool) and g in GESTURES]
+    if not listed or len(valid) != len(listed) or len(set(valid)) != len(valid):
+        raise ConfigError(
+            f"vocabulary={value!r} is invalid: it must list distinct gestures 1..20, e.g. "
+            "vocabulary=[5,6,7], or be left out (all 20)"
+        )
+    return valid
 
 
 def predict_stream(cfg: DictConfig) -> list[dict]:
@@ -45,24 +60,29 @@ def predict_stream(cfg: DictConfig) -> list[dict]:
             "stream= needs a model: spotter=<file>, or ckpt_path= / model_uri= (a spotter's or a "
             "classifier's)"
         )
+    vocabulary = window_vocabulary(cfg.get("vocabulary"))
     samples, times = read_stream(Path(cfg.stream))
     threshold = cfg.get("min_probability")
-    if cfg.get("spotter") and str(cfg.spotter).endswith(".onnx"):  # onnxruntime, sample by sample
+    spotter_file = cfg.get("spotter")
+    is_spotter = bool(spotter_file) or is_spotter_file(checkpoint := model_checkpoint(cfg)[0])
+    if is_spotter and cfg.get("vocabulary") is not None:
+        raise ConfigError(
+            "vocabulary= applies to a classifier read through a window; a spotter announces the "
+            "gestures it was trained for: leave vocabulary= out"
+        )
+    if spotter_file and str(spotter_file).endswith(".onnx"):  # onnxruntime, sample by sample
         from gesture_rnn.streaming.onnx import OnnxSpotter
 
-        spotter = OnnxSpotter(Path(cfg.spotter))
+        spotter = OnnxSpotter(Path(spotter_file))
         probabilities, vocabulary, rule = spotter.probabilities(samples), spotter.vocabulary, spotter.rule
-    elif cfg.get("spotter") or is_spotter_file(checkpoint := model_checkpoint(cfg)[0]):
-        net, rule = load_spotter(cfg.get("spotter") or checkpoint)
+    elif is_spotter:
+        net, rule = load_spotter(spotter_file or checkpoint)
         probabilities, vocabulary = net.probabilities(samples), net.vocabulary
     else:  # a classifier of cut recordings
         from gesture_rnn.deploy.inference import load_predictor
         from gesture_rnn.streaming.window import window_probabilities
 
         net = load_predictor(checkpoint, 1, 20.0)
-        vocabulary = [int(g) for g in cfg.get("vocabulary") or GESTURES]
-        if unknown := [g for g in vocabulary if g not in GESTURES]:
-            raise ConfigError(f"vocabulary={vocabulary} is invalid: gesture {unknown[0]} is not one of 1..20")
         probabilities = window_probabilities(net, samples, vocabulary)
         rule = DecisionRule(threshold=DEFAULT_THRESHOLD)
     if threshold is not None:

@@ -8,6 +8,7 @@ served model and the ONNX backend import neither torch nor Lightning.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,6 +21,16 @@ MAX_SAMPLES = 1000  # about 110 s at the dataset's ~9 Hz; its longest gesture ha
 # about 100 g: watch sensors saturate at 8-16 g (the dataset peaks at 78 m/s², its sensor's 8 g)
 MAX_ABS_ACCEL = 1000.0
 MAX_RECORDINGS = 1024  # per request to the served model
+# a number in a file: a plain ASCII decimal (float() would also take 1_000, full-width or Arabic
+# digits); nan and inf are read, to be refused by check_values with the row's own message
+DECIMAL = re.compile(r"[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|nan|inf|infinity)", re.I)
+
+
+def decimal(field: str) -> float:
+    """``field`` as a float if it is a plain ASCII decimal (``-0.49``, ``9.8e0``); else ValueError."""
+    if not DECIMAL.fullmatch(field):
+        raise ValueError(f"{field[:40]!r} is not a plain decimal number (ASCII digits, a point, an exponent)")
+    return float(field)
 
 
 def check_recording(values: object, name: str, lines: Sequence[int] | None = None) -> np.ndarray:

@@ -7,6 +7,7 @@ read through here, so a zip, a folder and a file's text are handled the same way
 from __future__ import annotations
 
 import hashlib
+import stat
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,33 @@ def md5_of_file(path: Path) -> str:
 
 
 MAX_FILE_BYTES = 1 << 20  # a recording is a few kB: a larger file is an error, not an out-of-memory
+
+
+def read_regular_file(path: Path, max_bytes: int, what: str) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``max_bytes``; else a DataError
+    naming it. A FIFO, a device (``/dev/zero``) or a socket is refused before it is opened — it
+    could block for ever or never end — and at most ``max_bytes`` + 1 bytes are ever read (a file
+    that grows while it is read is still bounded)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        raise DataError(f"{what}={path}: cannot be read ({err.strerror or err})") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe, a device or a socket)"
+        raise DataError(f"{what}={path} is {kind}: give a file")
+    limit = f"at most {max_bytes:,} bytes"
+    if path.stat().st_size > max_bytes:
+        raise DataError(f"{what}={path} is {path.stat().st_size:,} bytes; a {what} file is {limit}")
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(max_bytes + 1)
+    except OSError as err:
+        raise DataError(f"{what}={path}: cannot be read ({err.strerror or err})") from None
+    if len(raw) > max_bytes:
+        raise DataError(
+            f"{what}={path} grew past {max_bytes:,} bytes while it was read; a {what} file is {limit}"
+        )
+    return raw
 
 
 def _entries(source: Path) -> list[tuple[str, int]]:

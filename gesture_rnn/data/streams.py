@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gesture_rnn.data.contract import as_acceleration, check_values
+from gesture_rnn.data.contract import as_acceleration, check_values, decimal
 from gesture_rnn.data.facts import GESTURES, NUM_COLUMNS, SAMPLING_RATE_HZ
 from gesture_rnn.data.no_gesture import EVERYDAY, NoGesture, varied_gap
 from gesture_rnn.data.parsing import GestureRecords
-from gesture_rnn.data.reading import decode_text
+from gesture_rnn.data.reading import decode_text, read_regular_file
 from gesture_rnn.errors import DataError
 from gesture_rnn.utils.atomic import write_text_atomically
 
@@ -40,6 +40,9 @@ VOCABULARY = tuple(g for g in GESTURES if g not in NON_TARGET)
 REST_SECONDS = (2.0, 6.0)  # rest between two recordings, drawn uniformly
 MAX_GAP_S = 1.0  # a stream file with a longer pause between rows is not continuous
 RATE_RANGE_HZ = (4.5, 18.0)  # the models read ~9 Hz; a stream far from it must be resampled first
+MAX_STREAM_HOURS = 24  # a day on the wrist; longer streams are split
+MAX_STREAM_ROWS = int(MAX_STREAM_HOURS * 3600 * RATE_RANGE_HZ[1])
+MAX_STREAM_BYTES = 96 << 20  # MAX_STREAM_ROWS rows of `t_ms x y z` at about 60 characters each
 
 
 @dataclass(frozen=True)
@@ -192,13 +195,11 @@ def read_stream(path: Path) -> tuple[np.ndarray, np.ndarray]:
     a value that is not a finite number, time that does not move forward, a pause of more than
     ``MAX_GAP_S``, or a rate far from the ~9 Hz the models read."""
     name = str(path)
-    try:
-        text = decode_text(path.read_bytes(), name)
-    except OSError as err:
-        raise DataError(f"stream={path}: cannot be read ({err.strerror or err})") from None
+    text = decode_text(read_regular_file(path, MAX_STREAM_BYTES, "stream"), name)
     times: list[int] = []
     rows: list[list[float]] = []
     lines: list[int] = []
+    columns = None
     for line_no, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
@@ -208,13 +209,23 @@ def read_stream(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 f"{name}, line {line_no}: a stream row is `t_ms x y z` (or the dataset's {NUM_COLUMNS} "
                 f"columns, milliseconds first), found {len(fields)} values"
             )
+        if columns is not None and len(fields) != columns:
+            raise DataError(
+                f"{name}, line {line_no}: {len(fields)} values, but the first row has {columns}: "
+                "one column layout per file"
+            )
+        columns = len(fields)
+        if len(rows) == MAX_STREAM_ROWS:
+            raise DataError(f"{name}: more than {MAX_STREAM_ROWS:,} rows ({MAX_STREAM_HOURS} h at "
+                            f"{RATE_RANGE_HZ[1]:g} Hz); split the stream")  # fmt: skip
         try:
-            t = float(fields[0])
-            values = [float(field) for field in fields[-3:]]
+            t = decimal(fields[0])
+            values = [decimal(field) for field in fields[-3:]]
+            [decimal(field) for field in fields[1:-3]]  # the dataset's other timestamps: numbers too
             if not np.isfinite(t):
-                raise ValueError(f"timestamp {fields[0]}")
+                raise ValueError(f"timestamp {fields[0]} is not finite")
         except ValueError as err:
-            raise DataError(f"{name}, line {line_no}: not a finite number ({err})") from None
+            raise DataError(f"{name}, line {line_no}: {err}") from None
         if times and t <= times[-1]:
             raise DataError(
                 f"{name}, line {line_no}: time {t:g} ms is not after the previous row's ({times[-1]:g} ms); "
