@@ -438,11 +438,16 @@ def test_every_file_written_fails_in_one_line_naming_it_and_leaves_nothing(train
         assert oct(path.stat().st_mode & 0o777) == oct(usual), path
     recording = tmp_path / "r.txt"
     recording.write_text(recording_text(trained["test_sequences"][0]))
-    predict = f"{sys.executable} {PROJECT_ROOT / 'predict.py'} onnx={made} input={recording}"
-    for redirect, message in ((">/dev/full", "No space left on device: writing the predictions"),
-                              (">&-", "standard output is closed")):  # fmt: skip
-        done = subprocess.run(
-            ["bash", "-c", f"{predict} {redirect}"], capture_output=True, text=True, timeout=120
-        )
-        errors = [line for line in done.stderr.splitlines() if line.strip()]
-        assert done.returncode == 2 and len(errors) == 1 and message in errors[0], done.stderr
+    stream = tmp_path / "walk.txt"  # a continuous recording: every way out of predict.py alike
+    samples = np.concatenate(trained["test_sequences"][:4])
+    stream.write_text("".join(f"{111 * i} {x:.5f} {y:.5f} {z:.5f}\n" for i, (x, y, z) in enumerate(samples)))
+    for predict in (f"{sys.executable} {PROJECT_ROOT / 'predict.py'} onnx={made} input={recording}",
+                    f"{sys.executable} {PROJECT_ROOT / 'predict.py'} ckpt_path={trained['checkpoint']} "
+                    f"stream={stream} min_probability=0"):  # fmt: skip
+        for redirect, message in ((">/dev/full", "No space left on device: writing the predictions"),
+                                  (">&-", "standard output is closed")):  # fmt: skip
+            done = subprocess.run(
+                ["bash", "-c", f"{predict} {redirect}"], capture_output=True, text=True, timeout=120
+            )
+            errors = [line for line in done.stderr.splitlines() if line.strip()]
+            assert done.returncode == 2 and len(errors) == 1 and message in errors[0], (predict, done.stderr)

@@ -303,3 +303,93 @@ def test_a_window_vocabulary_is_distinct_gestures_1_to_20_or_all_of_them():
             ConfigError, match=r"vocabulary=.* is invalid: it must list distinct gestures 1\.\.20"
         ):
             window_vocabulary(bad)
+
+
+@pytest.fixture
+def exported_spotter(tmp_path: Path):
+    import torch
+
+    from gesture_rnn.streaming.decisions import DecisionRule
+    from gesture_rnn.streaming.onnx import export_spotter
+    from gesture_rnn.streaming.spotter import GestureSpotter
+
+    torch.manual_seed(1)
+    net = GestureSpotter([5, 6, 7], channels=8, hidden=12).eval()
+    export_spotter(net, DecisionRule(0.7, 3), tmp_path / "spotter.onnx")
+    return net, tmp_path / "spotter.onnx"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: s["rule"].update(hold=0), r"decision rule's hold=0 is invalid: an integer >= 1"),
+        (lambda s: s["rule"].update(refractory=-3), r"refractory=-3 is invalid"),
+        (
+            lambda s: s["rule"].update(threshold=float("nan")),
+            r"threshold=nan is invalid: a number in \(0, 1\]",
+        ),
+        (lambda s: s["rule"].update(threshold=1.5), r"threshold=1.5 is invalid"),
+        (lambda s: s["rule"].update(threshold="high"), r"threshold='high' is invalid"),
+        (lambda s: s.pop("kernel"), r"its sidecar lacks \['kernel'\]"),
+        (lambda s: s.update(hidden=16), r"state input is \[1, 1, 12\], its sidecar says \[1, 1, 16\]"),
+        (
+            lambda s: s.update(vocabulary=[5, 6]),
+            r"the model has 4 outputs, its sidecar's vocabulary 2 gestures",
+        ),
+        (
+            lambda s: s.update(vocabulary=[5, 6, 21]),
+            r"vocabulary=\[5, 6, 21\] is not distinct gestures of 1..20",
+        ),
+    ],
+)
+def test_an_exported_spotters_sidecar_is_checked_against_its_model(exported_spotter, edit, message):
+    import json
+
+    from gesture_rnn.streaming.onnx import OnnxSpotter, sidecar_path
+
+    _, path = exported_spotter
+    sidecar = json.loads(sidecar_path(path).read_text())
+    edit(sidecar)
+    sidecar_path(path).write_text(json.dumps(sidecar))
+    with pytest.raises(DataError, match=message) as caught:
+        OnnxSpotter(path)
+    assert str(caught.value).startswith(f"spotter={path}: ") and "\n" not in str(caught.value)
+
+
+def test_a_classifier_under_a_spotters_sidecar_and_a_damaged_spotter_file_are_refused(
+    exported_spotter, tmp_path
+):
+    import copy
+    import shutil
+
+    import torch
+
+    from gesture_rnn.models.nets import GRUNet
+    from gesture_rnn.streaming.checkpoint import load_spotter, save_spotter
+    from gesture_rnn.streaming.decisions import DecisionRule, detect
+    from gesture_rnn.streaming.onnx import OnnxSpotter, sidecar_path
+
+    net, path = exported_spotter
+    from gesture_rnn.deploy.export import export_onnx
+
+    classifier = GRUNet(hidden=8, layers=1, dropout=0.0, bidirectional=False, packed=True)
+    export_onnx(classifier.eval(), tmp_path / "classifier.onnx")
+    shutil.copy(sidecar_path(path), sidecar_path(tmp_path / "classifier.onnx"))
+    with pytest.raises(DataError, match=r"are not a spotter's step model .* read with onnx=, not spotter="):
+        OnnxSpotter(tmp_path / "classifier.onnx")
+    damages = (
+        (lambda n: n.std.zero_(), r"standard deviation of \[0.0, 0.0, 0.0\]"),
+        (
+            lambda n: n.head.weight.data.fill_(float("nan")),
+            r"its head.weight holds values that are not finite",
+        ),
+    )
+    for damage, message in damages:
+        broken = copy.deepcopy(net)
+        damage(broken)
+        save_spotter(broken, DecisionRule(0.7, 3), tmp_path / "broken.pt")
+        with pytest.raises(DataError, match=message):
+            load_spotter(tmp_path / "broken.pt")
+    with pytest.raises(DataError, match="probabilities that are not numbers"):
+        detect(np.full((5, 4), np.nan, dtype=np.float32), [5, 6, 7], DecisionRule(0.7, 3))
+    assert torch.isfinite(net.head.weight).all()

@@ -9,9 +9,11 @@ server needs only the model file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -132,20 +134,23 @@ def run_predict(cfg: DictConfig) -> list[dict]:
     """Classify every recording of ``input`` with ``ckpt_path`` or ``onnx``; print each answer."""
     if cfg.get("output") not in OUTPUTS:
         raise ConfigError(f"output={cfg.get('output')!r} is invalid: it must be one of {list(OUTPUTS)}")
-    if cfg.get("stream"):  # a continuous recording: detections, not one answer per recording
-        from gesture_rnn.commands.stream import predict_stream
-
-        check_rules(cfg, RULES)
-        return predict_stream(cfg)
-    if cfg.get("spotter"):
-        raise ConfigError("spotter= reads a continuous recording: give it with stream=<file>")
-    if not cfg.get("input"):
+    if not cfg.get("input") and not cfg.get("stream"):
+        if cfg.get("spotter"):
+            raise ConfigError("spotter= reads a continuous recording: give it with stream=<file>")
         raise ConfigError("input is required: python predict.py ckpt_path=... input=recording.txt")
     check_rules(cfg, RULES)
     if sys.stdout is None:  # started with stdout closed (``>&-``): print() would drop every answer
         raise StorageError(
             "standard output is closed: nowhere to print the predictions (redirect it to a file)"
         )
+    if cfg.get("stream"):  # a continuous recording: detections, not one answer per recording
+        from gesture_rnn.commands.stream import format_detection, predict_stream
+
+        detections = predict_stream(cfg)
+        emit(json.dumps(d) if cfg.output == "json" else format_detection(d) for d in detections)
+        return detections
+    if cfg.get("spotter"):
+        raise ConfigError("spotter= reads a continuous recording: give it with stream=<file>")
     if cfg.get("onnx") and (cfg.get("ckpt_path") or cfg.get("model_uri")):
         raise ConfigError("give ckpt_path or model_uri (a checkpoint) or onnx (an exported model), not both")
     rotations, degrees = cfg.get("rotations") or 1, cfg.get("rotation_degrees") or 20.0
@@ -172,13 +177,22 @@ def run_predict(cfg: DictConfig) -> list[dict]:
     results = answers(names, probabilities, gestures, int(cfg.get("top_k") or 3), threshold)
     if registered is not None:  # which registered version answered
         results = [{**result, "model": registered.describe()} for result in results]
+    emit(json.dumps(result) if cfg.output == "json" else format_prediction(result) for result in results)
+    return results
+
+
+def emit(lines: Iterable[str]) -> None:
+    """Print ``lines`` to standard output, every way out alike (recordings and streams): a reader
+    that has what it wanted (``| head -1``) stops the printing quietly; a full device or a closed
+    descriptor is one line (exit 2), never a traceback nor a silent loss."""
     try:
-        for result in results:
-            print(json.dumps(result) if cfg.output == "json" else format_prediction(result))
+        for line in lines:
+            print(line)
         sys.stdout.flush()
     except BrokenPipeError:  # the reader (``| head -1``) has what it wanted: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except OSError as err:  # a full device: say so, not a traceback (and not a silent loss)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the unflushed rest goes nowhere
-        raise StorageError(f"{err.strerror or err}: writing the predictions to standard output") from None
-    return results
+    except (OSError, ValueError) as err:  # a full device, a closed descriptor: say so
+        with contextlib.suppress(OSError, ValueError):  # the unflushed rest goes nowhere
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
+        raise StorageError(f"{reason}: writing the predictions to standard output") from None

@@ -14,7 +14,6 @@ Two ways to read a stream:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,7 +40,7 @@ def window_vocabulary(value: object) -> list[int]:
 
 
 def predict_stream(cfg: DictConfig) -> list[dict]:
-    """Detect the gestures of ``cfg.stream``; print and return them (time, gesture, probability)."""
+    """The gestures detected in ``cfg.stream`` (time, gesture, probability); predict.py prints them."""
     from dataclasses import replace
 
     from gesture_rnn.data.streams import read_stream
@@ -97,9 +96,8 @@ def predict_stream(cfg: DictConfig) -> list[dict]:
         }
         for d in detect(probabilities, vocabulary, rule)
     ]
-    for result in results:
-        if cfg.get("output") == "json":
-            print(json.dumps(result))
-        else:
-            print(f"{result['time_s']:.2f} s: gesture {result['gesture']} (p={result['probability']:.3f})")
     return results
+
+
+def format_detection(result: dict) -> str:
+    return f"{result['time_s']:.2f} s: gesture {result['gesture']} (p={result['probability']:.3f})"

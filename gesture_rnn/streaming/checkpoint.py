@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from gesture_rnn.errors import ConfigError, DataError
-from gesture_rnn.streaming.decisions import DecisionRule
+from gesture_rnn.streaming.decisions import DecisionRule, rule_from
 from gesture_rnn.streaming.spotter import SPOTTER_TARGET, GestureSpotter, build_spotter
 from gesture_rnn.utils.atomic import atomic_write
 
@@ -49,11 +49,11 @@ def load_spotter(path: str | Path) -> tuple[GestureSpotter, DecisionRule]:
             net = build_spotter(record["hyper_parameters"]["net"])
             state = record["state_dict"]
             net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
-            rule = DecisionRule(**record.get(RULE_KEY, {}))
+            rule = rule_from(record[RULE_KEY], f"spotter={path}") if RULE_KEY in record else DecisionRule()
         else:
-            net = GestureSpotter(**record["settings"])
+            net = build_spotter({"_target_": SPOTTER_TARGET, **record["settings"]})
             net.load_state_dict(record["state_dict"])
-            rule = DecisionRule(**record["rule"])
+            rule = rule_from(record["rule"], f"spotter={path}")
     except FileNotFoundError:
         raise DataError(
             f"spotter={path}: no such file (train.py experiment=spotter trains spotters)"
@@ -69,7 +69,21 @@ def load_spotter(path: str | Path) -> tuple[GestureSpotter, DecisionRule]:
     ) as err:
         reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
         raise DataError(f"spotter={path} is not a spotter file of this project ({reason})") from None
+    check_weights(net, f"spotter={path}")
     return net.eval(), rule
+
+
+def check_weights(net: GestureSpotter, where: str) -> None:
+    """Every weight and the normalisation finite, every standard deviation above zero."""
+    for name, tensor in [*net.named_parameters(), *net.named_buffers()]:
+        if not torch.isfinite(tensor).all():
+            raise DataError(
+                f"{where}: its {name} holds values that are not finite numbers; the file is damaged"
+            )
+    if not (net.std > 0).all():
+        raise DataError(
+            f"{where}: its normalisation has a standard deviation of {net.std.tolist()} (must be > 0)"
+        )
 
 
 def is_spotter_file(path: str | Path) -> bool:

@@ -51,8 +51,39 @@ class DecisionRule:
     refractory: int = 14  # about 1.5 s at 9 Hz
 
 
+def rule_from(record: object, where: str) -> DecisionRule:
+    """A decision rule read from a file (a checkpoint, a spotter file, an exported spotter's
+    sidecar), checked before it is used: ``threshold`` a number in (0, 1], ``hold`` an integer
+    >= 1, ``refractory`` an integer >= 0 — else a DataError naming the file and the field."""
+    from gesture_rnn.errors import DataError
+
+    fields = ("threshold", "hold", "refractory")
+    if not isinstance(record, dict) or set(record) != set(fields):
+        raise DataError(f"{where}: its decision rule must hold exactly {list(fields)}, found {record!r:.120}")
+    threshold, hold, refractory = (record[f] for f in fields)
+    checks = (
+        ("threshold", threshold, "a number in (0, 1]",
+         isinstance(threshold, int | float) and not isinstance(threshold, bool) and 0 < threshold <= 1),
+        ("hold", hold, "an integer >= 1", isinstance(hold, int) and not isinstance(hold, bool) and hold >= 1),
+        ("refractory", refractory, "an integer >= 0 (samples)",
+         isinstance(refractory, int) and not isinstance(refractory, bool) and refractory >= 0),
+    )  # fmt: skip
+    for name, value, allowed, ok in checks:
+        if not ok:  # NaN fails every comparison, so it lands here too
+            raise DataError(f"{where}: its decision rule's {name}={value!r} is invalid: {allowed}")
+    return DecisionRule(float(threshold), hold, refractory)
+
+
 def detect(probabilities: np.ndarray, vocabulary: Sequence[int], rule: DecisionRule) -> list[Detection]:
-    """Detections from [samples, 1 + vocabulary] probabilities (class 0: no gesture)."""
+    """Detections from [samples, 1 + vocabulary] probabilities (class 0: no gesture). Probabilities
+    that are not finite are refused: NaN compares below every threshold, and would read as "no
+    gesture" from a damaged model."""
+    if not np.isfinite(probabilities).all():
+        from gesture_rnn.errors import DataError
+
+        raise DataError(
+            "the model gives probabilities that are not numbers (NaN or infinite): its weights are damaged"
+        )
     gestures = probabilities[:, 1:]
     best = gestures.argmax(axis=1)
     p = gestures[np.arange(len(best)), best]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from gesture_rnn.errors import DataError
-from gesture_rnn.streaming.decisions import DecisionRule
+from gesture_rnn.streaming.decisions import DecisionRule, rule_from
 from gesture_rnn.utils.atomic import atomic_write, write_text_atomically
 
 FORMAT = "gesture_rnn spotter step"
@@ -68,6 +68,55 @@ def export_spotter(net: Any, rule: DecisionRule, path: Path, int8: bool = False)
     write_text_atomically(sidecar_path(path), json.dumps(sidecar, indent=1) + "\n", "spotter sidecar")
 
 
+SIDECAR_FIELDS = ("format", "vocabulary", "kernel", "hidden", "rule")
+
+
+def check_sidecar(sidecar: dict, session: Any, where: str) -> tuple[list[int], int, int]:
+    """(vocabulary, kernel, hidden) of an exported spotter's sidecar, checked against the model it
+    sits beside: every field present, gestures distinct in 1..20, sizes that fit the model's
+    inputs and outputs (a classifier's model under a spotter's sidecar fails here) — else a
+    DataError naming the file and the field."""
+    from gesture_rnn.data.facts import GESTURES
+
+    if missing := [f for f in SIDECAR_FIELDS if f not in sidecar]:
+        raise DataError(f"{where}: its sidecar lacks {missing} (export.py writes them)")
+    vocabulary, kernel, hidden = sidecar["vocabulary"], sidecar["kernel"], sidecar["hidden"]
+    if (
+        not isinstance(vocabulary, list)
+        or not vocabulary
+        or not all(isinstance(g, int) and not isinstance(g, bool) and g in GESTURES for g in vocabulary)
+        or len(set(vocabulary)) != len(vocabulary)
+    ):
+        raise DataError(
+            f"{where}: its sidecar's vocabulary={vocabulary!r:.80} is not distinct gestures of 1..20"
+        )
+    for name, value in (("kernel", kernel), ("hidden", hidden)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise DataError(f"{where}: its sidecar's {name}={value!r:.40} is not an integer >= 1")
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    outputs = [o.shape for o in session.get_outputs()]
+    if set(inputs) != {"accel", "window", "state"} or len(outputs) != 3:
+        raise DataError(f"{where}: the model's inputs {sorted(inputs)} are not a spotter's step model "
+                        "(accel, window, state): a classifier is read with onnx=, not spotter=")  # fmt: skip
+    learned = sidecar.get("learned_non_target") or []
+    expected = {"window": [1, kernel - 1, 3], "state": [1, 1, hidden]}
+    for name, shape in expected.items():
+        if [d if isinstance(d, int) else s for d, s in zip(inputs[name], shape, strict=False)] != shape:
+            raise DataError(f"{where}: the model's {name} input is {inputs[name]}, its sidecar says {shape} "
+                            "(kernel, hidden): the sidecar is not this model's")  # fmt: skip
+    classes = outputs[0][-1]
+    if (
+        isinstance(classes, int)
+        and classes != 1 + len(vocabulary)
+        and classes != 1 + len(vocabulary) + len(learned)
+    ):
+        raise DataError(
+            f"{where}: the model has {classes} outputs, its sidecar's vocabulary {len(vocabulary)} "
+            "gestures (+ no gesture): the sidecar is not this model's"
+        )
+    return list(vocabulary), kernel, hidden
+
+
 class OnnxSpotter:
     """An exported spotter, stepped one sample at a time."""
 
@@ -87,9 +136,8 @@ class OnnxSpotter:
         except Exception as err:  # onnxruntime's own errors: a file that is not a model
             reason = str(err).strip().splitlines()[0][:160]
             raise DataError(f"spotter={path} is not an exported spotter ({reason})") from None
-        self.vocabulary = [int(g) for g in sidecar["vocabulary"]]
-        self.rule = DecisionRule(**sidecar["rule"])
-        self.kernel, self.hidden = int(sidecar["kernel"]), int(sidecar["hidden"])
+        self.vocabulary, self.kernel, self.hidden = check_sidecar(sidecar, self.session, f"spotter={path}")
+        self.rule = rule_from(sidecar["rule"], f"spotter={path}")
 
     def probabilities(self, samples: np.ndarray, chunk: int = 1) -> np.ndarray:
         """[samples, 1 + vocabulary], stepping through ``samples`` [N, 3] from the first, ``chunk``
