@@ -14,12 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
 import torch
 
 from gesture_rnn.data.batching import pad_sequences
 from gesture_rnn.data.datamodule import GestureDataModule
 from gesture_rnn.deploy.export import GestureProbabilities, export_onnx, export_torchscript
+from gesture_rnn.deploy.runtime import ort_session
 from gesture_rnn.models.checkpoint import load_net
 
 
@@ -49,11 +49,7 @@ def main() -> None:
     dm.setup()
     sequences = [s.numpy() for s in dm.test_dataloader().dataset.sequences]
     workdir = Path(tempfile.mkdtemp())
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(
-        str(export_onnx(model, workdir / "m.onnx")), options, providers=["CPUExecutionProvider"]
-    )
+    session = ort_session(export_onnx(model, workdir / "m.onnx"), threads=1)
     scripted = torch.jit.load(str(export_torchscript(model, workdir / "m.pt")))
     wrapper = GestureProbabilities(model)
 

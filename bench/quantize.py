@@ -25,6 +25,7 @@ from gesture_rnn.commands.predict import onnx_probabilities
 from gesture_rnn.data.datamodule import GestureDataModule
 from gesture_rnn.deploy.export import export_onnx
 from gesture_rnn.deploy.quantize import SCHEME, quantize_weights_int8
+from gesture_rnn.deploy.runtime import ort_session
 from gesture_rnn.models.checkpoint import load_net
 from gesture_rnn.tracking.trials import tested_checkpoint
 from gesture_rnn.utils.atomic import write_text_atomically
@@ -33,9 +34,7 @@ from studies.reports import machine
 
 
 def session(path: Path) -> onnxruntime.InferenceSession:
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort_session(path, threads=1)
 
 
 def main(argv: list[str] | None = None) -> None:

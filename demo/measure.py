@@ -42,11 +42,9 @@ def recordings_of(data: Path, user: str) -> list[tuple[str, int, np.ndarray]]:
 
 def native_ms(model: Path, recordings: list[np.ndarray]) -> tuple[float, np.ndarray]:
     """onnxruntime (CPU, one thread) on each recording alone: median ms and the probabilities."""
-    import onnxruntime
+    from gesture_rnn.deploy.runtime import ort_session
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    session = ort_session(model, threads=1)
     times, out = [], []
     for rows in recordings:
         accel = rows.astype(np.float32)[None]

@@ -38,6 +38,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from gesture_rnn.data.facts import USERS
+from gesture_rnn.deploy.runtime import ort_session
 from gesture_rnn.training.artifacts import save_figure  # also selects the Agg backend
 from gesture_rnn.utils.atomic import write_text_atomically
 from studies.multirun import PROJECT_ROOT, finished_runs, held_out, run_cv, run_missing
@@ -406,7 +407,6 @@ def train_phase(phase: str, args: argparse.Namespace) -> bool:
 
 def timing_phase(args: argparse.Namespace) -> bool:
     """Seconds per epoch on this CPU and the ONNX model's latency, one family and size at a time."""
-    import onnxruntime
 
     from bench.inference import timings
     from gesture_rnn.data.datamodule import GestureDataModule
@@ -448,11 +448,7 @@ def timing_phase(args: argparse.Namespace) -> bool:
                 ok = False
                 continue
             net = load_net(run_dir / "checkpoints" / "last.ckpt")
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = options.inter_op_num_threads = 1
-            session = onnxruntime.InferenceSession(
-                str(export_onnx(net, run_dir / "model.onnx")), options, providers=["CPUExecutionProvider"]
-            )
+            session = ort_session(export_onnx(net, run_dir / "model.onnx"), threads=1)
 
             def one_gesture(seq: np.ndarray, session=session) -> object:
                 return session.run(

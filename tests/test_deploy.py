@@ -451,3 +451,17 @@ def test_every_file_written_fails_in_one_line_naming_it_and_leaves_nothing(train
             )
             errors = [line for line in done.stderr.splitlines() if line.strip()]
             assert done.returncode == 2 and len(errors) == 1 and message in errors[0], (predict, done.stderr)
+
+
+def test_every_runtime_runs_the_graph_as_exported(tmp_path):
+    """One optimisation level for predict.py, the served model, the spotter and the page: the
+    page's onnxruntime-web session names the level gesture_rnn.deploy.runtime sets, and no module
+    opens an onnxruntime session of its own."""
+    from gesture_rnn.deploy.runtime import GRAPH_OPTIMIZATION
+
+    page = (PROJECT_ROOT / "demo" / "page" / "models.js").read_text()
+    assert f'graphOptimizationLevel: "{GRAPH_OPTIMIZATION}"' in page
+    sources = [*PROJECT_ROOT.glob("gesture_rnn/**/*.py"), *PROJECT_ROOT.glob("demo/*.py"),
+               *PROJECT_ROOT.glob("bench/*.py"), *PROJECT_ROOT.glob("studies/*.py")]  # fmt: skip
+    own = [p.name for p in sources if "InferenceSession(" in p.read_text() and p.name != "runtime.py"]
+    assert own == [], f"sessions opened outside gesture_rnn/deploy/runtime.py: {own}"

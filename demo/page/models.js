@@ -17,7 +17,9 @@ export function kindOf(sidecar) {
 
 async function session(bytes, label) {
   try {
-    return await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
+    // the graph as exported, as every Python runtime of the project runs it
+    // (gesture_rnn/deploy/runtime.py GRAPH_OPTIMIZATION): one model, one answer
+    return await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], graphOptimizationLevel: "disabled" });
   } catch (err) {
     throw new Error(`${label} is not an ONNX model onnxruntime-web can run (${String(err.message || err).split("\n")[0]})`);
   }

@@ -73,7 +73,7 @@ def format_prediction(result: dict) -> str:
 def onnx_session(path: object) -> tuple[object, list[int]]:
     """An onnxruntime session for export.py's model and the gestures its outputs stand for
     (from the sidecar ``<file>.json`` beside it)."""
-    import onnxruntime
+    from gesture_rnn.deploy.runtime import ort_session
 
     model = Path(str(path)).expanduser()
     sidecar = model.with_name(model.name + ".json")
@@ -86,7 +86,7 @@ def onnx_session(path: object) -> tuple[object, list[int]]:
         gestures = [int(g) for g in metadata["class_index_to_gesture"]]
         if metadata.get("format", "onnx") != "onnx":
             raise ValueError(metadata["format"])
-        session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        session = ort_session(model)
     except Exception as error:  # a damaged file or another format: one line, not a traceback
         reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
         raise ConfigError(f"onnx={path} is not an ONNX model written by export.py ({reason})") from None

@@ -24,9 +24,9 @@ class ServedGestureModel:
     """``predict(batch)`` -> ``{"probabilities": float32 [n, 20]}`` for a null-padded batch."""
 
     def __init__(self, onnx_path: str) -> None:
-        import onnxruntime
+        from gesture_rnn.deploy.runtime import ort_session
 
-        self.session = onnxruntime.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+        self.session = ort_session(onnx_path)
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
         from mlflow.exceptions import MlflowException

@@ -121,16 +121,13 @@ class OnnxSpotter:
     """An exported spotter, stepped one sample at a time."""
 
     def __init__(self, path: Path) -> None:
-        import onnxruntime
+        from gesture_rnn.deploy.runtime import ort_session
 
         try:
             sidecar = json.loads(sidecar_path(path).read_text())
             if sidecar.get("format") != FORMAT:
                 raise ValueError(f"its sidecar is not a {FORMAT} sidecar")
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = options.inter_op_num_threads = 1
-            providers = ["CPUExecutionProvider"]
-            self.session = onnxruntime.InferenceSession(str(path), options, providers=providers)
+            self.session = ort_session(path, threads=1)
         except (OSError, ValueError, KeyError) as err:
             raise DataError(f"spotter={path} is not an exported spotter with its sidecar ({err})") from None
         except Exception as err:  # onnxruntime's own errors: a file that is not a model
