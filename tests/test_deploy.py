@@ -465,3 +465,28 @@ def test_every_runtime_runs_the_graph_as_exported(tmp_path):
                *PROJECT_ROOT.glob("bench/*.py"), *PROJECT_ROOT.glob("studies/*.py")]  # fmt: skip
     own = [p.name for p in sources if "InferenceSession(" in p.read_text() and p.name != "runtime.py"]
     assert own == [], f"sessions opened outside gesture_rnn/deploy/runtime.py: {own}"
+
+
+def test_an_exported_classifier_carries_its_gesture_order_and_a_sidecar_that_differs_is_refused(tmp_path):
+    """The answers depend on the gesture order, the normalisation and the temperature: they are in
+    the ONNX model's own metadata, and predict.py refuses a sidecar that says otherwise instead of
+    relabelling every answer."""
+    import json
+
+    from gesture_rnn.commands.predict import onnx_session
+    from gesture_rnn.deploy.export import classifier_truth, export_onnx
+    from gesture_rnn.deploy.runtime import read_truth, write_truth
+    from gesture_rnn.errors import DataError
+    from gesture_rnn.models.nets import GRUNet
+
+    net = GRUNet(hidden=8, layers=1, dropout=0.0, bidirectional=False, packed=True).eval()
+    model = export_onnx(net, tmp_path / "m.onnx")
+    write_truth(model, classifier_truth(net))
+    sidecar = {"format": "onnx", **classifier_truth(net)}
+    (tmp_path / "m.onnx.json").write_text(json.dumps(sidecar))
+    session, gestures = onnx_session(model)
+    assert gestures == list(range(1, 21)) and read_truth(session) == classifier_truth(net)
+    for field, value in (("class_index_to_gesture", [2, 1, *range(3, 21)]), ("temperature", 2.5)):
+        (tmp_path / "m.onnx.json").write_text(json.dumps({**sidecar, field: value}))
+        with pytest.raises(DataError, match=rf"its sidecar's {field} .* is not the model's own"):
+            onnx_session(model)

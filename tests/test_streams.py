@@ -340,6 +340,11 @@ def exported_spotter(tmp_path: Path):
             lambda s: s.update(vocabulary=[5, 6, 21]),
             r"vocabulary=\[5, 6, 21\] is not distinct gestures of 1..20",
         ),
+        (
+            lambda s: s.update(vocabulary=[7, 6, 5]),
+            r"sidecar's vocabulary \(\[7, 6, 5\]\) is not the model's own",
+        ),
+        (lambda s: s["rule"].update(threshold=0.9), r"its sidecar's rule .* is not the model's own"),
     ],
 )
 def test_an_exported_spotters_sidecar_is_checked_against_its_model(exported_spotter, edit, message):

@@ -73,7 +73,7 @@ def format_prediction(result: dict) -> str:
 def onnx_session(path: object) -> tuple[object, list[int]]:
     """An onnxruntime session for export.py's model and the gestures its outputs stand for
     (from the sidecar ``<file>.json`` beside it)."""
-    from gesture_rnn.deploy.runtime import ort_session
+    from gesture_rnn.deploy.runtime import CLASSIFIER_TRUTH, check_truth, ort_session
 
     model = Path(str(path)).expanduser()
     sidecar = model.with_name(model.name + ".json")
@@ -91,6 +91,7 @@ def onnx_session(path: object) -> tuple[object, list[int]]:
         reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
         raise ConfigError(f"onnx={path} is not an ONNX model written by export.py ({reason})") from None
     check_model_against_sidecar(session, gestures, f"onnx={path}", sidecar.name)
+    check_truth(session, metadata, CLASSIFIER_TRUTH, f"onnx={path}")
     return session, gestures
 
 

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from gesture_rnn.data.facts import GESTURES, NUM_CHANNELS, NUM_CLASSES, SAMPLING_RATE_HZ
+from gesture_rnn.deploy.runtime import write_truth
 from gesture_rnn.errors import ConfigError
 from gesture_rnn.models.checkpoint import checkpoint_file, data_state, net_from_checkpoint, read_checkpoint
 from gesture_rnn.models.nets import GestureNet
@@ -114,7 +115,6 @@ def sidecar_metadata(checkpoint: dict[str, Any], net: GestureNet, source: Path) 
     """What a deployment needs to know beside the weights (the sidecar JSON)."""
     return {
         "classes": [f"gesture {g}" for g in GESTURES],
-        "class_index_to_gesture": GESTURES,
         "inputs": {
             "accel": "float32 [batch, time, 3]: x y z acceleration in m/s², as recorded (raw; "
             "normalisation is inside the model), zero-padded after each sequence's end",
@@ -123,10 +123,19 @@ def sidecar_metadata(checkpoint: dict[str, Any], net: GestureNet, source: Path) 
         "output": f"float32 [batch, {NUM_CLASSES}]: class probabilities (softmax of logits / temperature)",
         "sampling_rate_hz": SAMPLING_RATE_HZ,
         "model": {"net": checkpoint["hyper_parameters"]["net"]},
-        "normalization": {"mean": net.mean.tolist(), "std": net.std.tolist()},
-        "temperature": float(net.temperature),
+        **classifier_truth(net),
         "data_md5": data_state(checkpoint).get("checksum"),
         "checkpoint": str(source),
+    }
+
+
+def classifier_truth(net: GestureNet) -> dict[str, Any]:
+    """What an exported classifier's answers depend on (``runtime.CLASSIFIER_TRUTH``): in its
+    sidecar and in its own ONNX metadata."""
+    return {
+        "class_index_to_gesture": GESTURES,
+        "normalization": {"mean": net.mean.tolist(), "std": net.std.tolist()},
+        "temperature": float(net.temperature),
     }
 
 
@@ -172,6 +181,8 @@ def run_export(cfg: DictConfig) -> Path:
             quantize_weights_int8(export(net, float_partial), partial)
         else:
             export(net, partial)
+        if fmt == "onnx":  # what the answers depend on, in the model itself
+            write_truth(partial, classifier_truth(net))
         os.chmod(partial, 0o666 & ~current_umask())
         partial.replace(target)
     except OSError as err:  # a read-only folder, a full disk

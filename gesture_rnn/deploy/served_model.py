@@ -24,9 +24,17 @@ class ServedGestureModel:
     """``predict(batch)`` -> ``{"probabilities": float32 [n, 20]}`` for a null-padded batch."""
 
     def __init__(self, onnx_path: str) -> None:
-        from gesture_rnn.deploy.runtime import ort_session
+        from gesture_rnn.data.facts import GESTURES
+        from gesture_rnn.deploy.runtime import ort_session, read_truth
+        from gesture_rnn.errors import DataError
 
         self.session = ort_session(onnx_path)
+        truth = read_truth(self.session) or {}
+        if truth.get("class_index_to_gesture", GESTURES) != GESTURES:  # its answers are gestures 1-20
+            raise DataError(
+                f"{onnx_path}: the model's outputs are gestures {truth['class_index_to_gesture']}, not "
+                "1-20 in order: it is not a model this server describes"
+            )
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
         from mlflow.exceptions import MlflowException

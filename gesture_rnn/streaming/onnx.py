@@ -40,31 +40,36 @@ def export_spotter(net: Any, rule: DecisionRule, path: Path, int8: bool = False)
             return self.net.fold(torch.softmax(logits, dim=2)), window, state
 
     from gesture_rnn.deploy.export import ONNX_OPSET
+    from gesture_rnn.deploy.quantize import SCHEME, quantize_weights_int8
+    from gesture_rnn.deploy.runtime import SPOTTER_TRUTH, write_truth
 
     net = net.eval()
     example = (torch.zeros(1, 2, 3), *net.initial_state(torch.zeros(1, 3)))
-    exported = path.with_name(f".{path.name}.float") if int8 else path
-    with warnings.catch_warnings(), atomic_write(exported, "wb", "ONNX spotter") as handle:
-        warnings.simplefilter("ignore")  # the exporter's tracing chatter
-        torch.onnx.export(
-            Step().eval(), example, handle, input_names=["accel", "window", "state"],
-            output_names=["probabilities", "next_window", "next_state"], opset_version=ONNX_OPSET,
-            dynamic_axes={"accel": {1: "samples"}, "probabilities": {1: "samples"}},
-            dynamo=False,  # as deploy/export.py: the TorchScript-based exporter
-        )  # fmt: skip
-    quantization = None
-    if int8:
-        from gesture_rnn.deploy.quantize import SCHEME, quantize_weights_int8
-
-        partial = path.with_name(f".{path.name}.partial")
-        try:
+    exported, partial = path.with_name(f".{path.name}.float"), path.with_name(f".{path.name}.partial")
+    sidecar = {
+        "format": FORMAT,
+        **net.settings(),
+        "rule": asdict(rule),
+        "quantization": SCHEME if int8 else None,
+    }
+    try:
+        with warnings.catch_warnings(), atomic_write(exported, "wb", "ONNX spotter") as handle:
+            warnings.simplefilter("ignore")  # the exporter's tracing chatter
+            torch.onnx.export(
+                Step().eval(), example, handle, input_names=["accel", "window", "state"],
+                output_names=["probabilities", "next_window", "next_state"], opset_version=ONNX_OPSET,
+                dynamic_axes={"accel": {1: "samples"}, "probabilities": {1: "samples"}},
+                dynamo=False,  # as deploy/export.py: the TorchScript-based exporter
+            )  # fmt: skip
+        if int8:
             quantize_weights_int8(exported, partial)
-            partial.replace(path)
-        finally:
-            exported.unlink(missing_ok=True)
-            partial.unlink(missing_ok=True)
-        quantization = SCHEME
-    sidecar = {"format": FORMAT, **net.settings(), "rule": asdict(rule), "quantization": quantization}
+        else:
+            exported.replace(partial)
+        write_truth(partial, {k: sidecar[k] for k in SPOTTER_TRUTH})  # what its answers depend on
+        partial.replace(path)
+    finally:
+        exported.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
     write_text_atomically(sidecar_path(path), json.dumps(sidecar, indent=1) + "\n", "spotter sidecar")
 
 
@@ -121,7 +126,7 @@ class OnnxSpotter:
     """An exported spotter, stepped one sample at a time."""
 
     def __init__(self, path: Path) -> None:
-        from gesture_rnn.deploy.runtime import ort_session
+        from gesture_rnn.deploy.runtime import SPOTTER_TRUTH, check_truth, ort_session
 
         try:
             sidecar = json.loads(sidecar_path(path).read_text())
@@ -135,6 +140,7 @@ class OnnxSpotter:
             raise DataError(f"spotter={path} is not an exported spotter ({reason})") from None
         self.vocabulary, self.kernel, self.hidden = check_sidecar(sidecar, self.session, f"spotter={path}")
         self.rule = rule_from(sidecar["rule"], f"spotter={path}")
+        check_truth(self.session, sidecar, SPOTTER_TRUTH, f"spotter={path}")
 
     def probabilities(self, samples: np.ndarray, chunk: int = 1) -> np.ndarray:
         """[samples, 1 + vocabulary], stepping through ``samples`` [N, 3] from the first, ``chunk``
