@@ -228,6 +228,16 @@ def test_a_file_that_is_not_a_model_is_refused_in_one_line(page, site, tmp_path)
     (tmp_path / "mixed.onnx").write_bytes((site["models"] / CLASSIFIER[0]).read_bytes())
     page.set_input_files("#choose", [str(tmp_path / "mixed.onnx"), str(tmp_path / "mixed.json")])
     page.wait_for_function("document.querySelector('#message').textContent.includes('not a spotter step')")
+    relabelled = json.loads((site["models"] / CLASSIFIER[1]).read_text())  # gestures 1 and 2 swapped
+    relabelled["class_index_to_gesture"] = [2, 1, *range(3, 21)]
+    (tmp_path / "relabelled.onnx").write_bytes((site["models"] / CLASSIFIER[0]).read_bytes())
+    (tmp_path / "relabelled.onnx.json").write_text(json.dumps(relabelled))
+    page.set_input_files(
+        "#choose", [str(tmp_path / "relabelled.onnx"), str(tmp_path / "relabelled.onnx.json")]
+    )
+    page.wait_for_function(
+        "document.querySelector('#message').textContent.includes(\"is not the model's own\")"
+    )
     assert page.text_content("#classifier-name") == before
     assert page.text_content("#spotter-name") == spotter_before
 

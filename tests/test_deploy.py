@@ -457,10 +457,12 @@ def test_every_runtime_runs_the_graph_as_exported(tmp_path):
     """One optimisation level for predict.py, the served model, the spotter and the page: the
     page's onnxruntime-web session names the level gesture_rnn.deploy.runtime sets, and no module
     opens an onnxruntime session of its own."""
-    from gesture_rnn.deploy.runtime import GRAPH_OPTIMIZATION
+    from gesture_rnn.deploy.runtime import CLASSIFIER_TRUTH, GRAPH_OPTIMIZATION, SPOTTER_TRUTH
 
     page = (PROJECT_ROOT / "demo" / "page" / "models.js").read_text()
     assert f'graphOptimizationLevel: "{GRAPH_OPTIMIZATION}"' in page
+    for fields in (CLASSIFIER_TRUTH, SPOTTER_TRUTH):  # the page checks what predict.py checks
+        assert json.dumps(list(fields)) in page, fields
     sources = [*PROJECT_ROOT.glob("gesture_rnn/**/*.py"), *PROJECT_ROOT.glob("demo/*.py"),
                *PROJECT_ROOT.glob("bench/*.py"), *PROJECT_ROOT.glob("studies/*.py")]  # fmt: skip
     own = [p.name for p in sources if "InferenceSession(" in p.read_text() and p.name != "runtime.py"]

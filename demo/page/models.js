@@ -27,6 +27,69 @@ async function session(bytes, label) {
 
 const isCount = (n) => Number.isInteger(n) && n >= 1;
 
+// What an exported model says about itself (gesture_rnn/deploy/runtime.py write_truth): the JSON
+// in its ONNX metadata entry "gesture_rnn" (ModelProto field 14: key 1, value 2), read from the
+// protobuf bytes; null for a model exported before it carried it.
+export function modelTruth(bytes) {
+  const data = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  let at = 0;
+  const varint = (end) => {
+    let value = 0;
+    for (let shift = 0; at < end && shift < 64; shift += 7) {
+      const byte = data[at++];
+      value += (byte & 0x7f) * 2 ** shift;
+      if (byte < 0x80) return value;
+    }
+    throw new Error("not an ONNX model");
+  };
+  const fields = (end, visit) => {
+    while (at < end) {
+      const tag = varint(end);
+      const [field, wire] = [Math.floor(tag / 8), tag % 8];
+      if (wire === 0) varint(end);
+      else if (wire === 1) at += 8;
+      else if (wire === 5) at += 4;
+      else if (wire === 2) {
+        const length = varint(end);
+        visit(field, at, at + length);
+        at += length;
+      } else throw new Error("not an ONNX model");
+    }
+  };
+  let truth = null;
+  fields(data.length, (field, start, end) => {
+    if (field !== 14) return;
+    const entry = {};
+    const saved = at;
+    at = start;
+    fields(end, (key, from, to) => { entry[key] = new TextDecoder().decode(data.subarray(from, to)); });
+    at = saved;
+    if (entry[1] === "gesture_rnn") truth = JSON.parse(entry[2]);
+  });
+  return truth;
+}
+
+// the sidecar's fields equal the model's own (predict.py's check_truth): else a sidecar copied
+// from another model, or edited, would relabel every answer
+function checkTruth(bytes, sidecar, fields, name) {
+  const truth = modelTruth(bytes);
+  if (truth === null) return;
+  for (const field of fields) {
+    if (field in truth && !deepEqual(truth[field], sidecar[field])) {
+      throw new Error(`${name}: its sidecar's ${field} is not the model's own: the sidecar is not this model's`);
+    }
+  }
+}
+
+function deepEqual(a, b) {
+  if (Array.isArray(a)) return Array.isArray(b) && a.length === b.length && a.every((v, i) => deepEqual(v, b[i]));
+  if (a && typeof a === "object") {
+    return b && typeof b === "object" && !Array.isArray(b) && Object.keys(a).length === Object.keys(b).length
+      && Object.keys(a).every((k) => deepEqual(a[k], b[k]));
+  }
+  return a === b;
+}
+
 function names(session) {
   return [...session.inputNames].sort().join(",");
 }
@@ -45,6 +108,7 @@ export class Classifier {
       throw new Error(`${name}: the sidecar's class_index_to_gesture must name each gesture once`);
     }
     if (!(model.rateHz >= 1 && model.rateHz <= 100)) throw new Error(`${name}: sampling_rate_hz ${sidecar.sampling_rate_hz} is not a rate in [1, 100] Hz`);
+    checkTruth(bytes, sidecar, ["class_index_to_gesture", "normalization", "temperature"], name);
     model.session = await session(bytes, name);
     if (names(model.session) !== "accel,lengths") throw new Error(`${name}: inputs ${names(model.session)}, not export.py's accel,lengths`);
     const outputs = (await model.probabilities([[0, 0, 9.8], [0, 0, 9.8]])).length;
@@ -86,9 +150,10 @@ export class Spotter {
     model.rule = sidecar.rule || {};
     const { threshold, hold, refractory } = model.rule;
     if (!model.vocabulary.length || !model.vocabulary.every(Number.isInteger) || !isCount(model.kernel) || !isCount(model.hidden)
-        || !(threshold >= 0 && threshold <= 1) || !isCount(hold) || !(Number.isInteger(refractory) && refractory >= 0)) {
-      throw new Error(`${name}: the sidecar needs vocabulary, kernel, hidden and rule {threshold in [0, 1], hold, refractory}`);
+        || !(threshold > 0 && threshold <= 1) || !isCount(hold) || !(Number.isInteger(refractory) && refractory >= 0)) {
+      throw new Error(`${name}: the sidecar needs vocabulary, kernel, hidden and rule {threshold in (0, 1], hold, refractory}`);
     }
+    checkTruth(bytes, sidecar, ["vocabulary", "kernel", "hidden", "learned_non_target", "rule"], name);
     model.session = await session(bytes, name);
     if (names(model.session) !== "accel,state,window") throw new Error(`${name}: inputs ${names(model.session)}, not a spotter step's accel,state,window`);
     model.reset();
