@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from demo.build import OUT, fail
+from gesture_rnn.deploy.protocol import protocol_with_header_deadline
 
 TYPES = {
     ".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",
@@ -29,8 +30,7 @@ TYPES = {
     ".html": "text/html; charset=utf-8", ".png": "image/png", ".svg": "image/svg+xml",
 }  # fmt: skip
 LOOPBACK = "127.0.0.1"
-# a client has this long to send a request's headers (a half-sent request is then closed)
-HEADER_TIMEOUT_S = 10.0
+HEADER_TIMEOUT_S = 10.0  # a client has this long to send a request's headers
 MAX_CONNECTIONS = 1000  # beyond it new requests get 503 (an idle connection costs a few kB)
 
 
@@ -87,40 +87,6 @@ async def _answer(
     await send({"type": "http.response.body", "body": body})
 
 
-def _protocol_with_header_deadline() -> type:
-    """uvicorn's h11 protocol that closes a connection whose request headers have not all
-    arrived ``HEADER_TIMEOUT_S`` after it opened (or after its last response)."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
-    class DeadlineProtocol(H11Protocol):
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self._deadline = self.loop.call_later(HEADER_TIMEOUT_S, self._close_if_waiting)
-
-        def handle_events(self) -> None:
-            super().handle_events()
-            if self.cycle is not None and not self.cycle.response_complete and self._deadline is not None:
-                self._deadline.cancel()  # a request arrived whole: its handling has no deadline here
-                self._deadline = None
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing():
-                self._deadline = self.loop.call_later(HEADER_TIMEOUT_S, self._close_if_waiting)
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-            super().connection_lost(exc)
-
-        def _close_if_waiting(self) -> None:
-            self._deadline = None
-            if self.cycle is None or self.cycle.response_complete:
-                self.transport.close()
-
-    return DeadlineProtocol
-
-
 class _OneLine(logging.Filter):
     """A refused connection (TLS spoken wrong, a certificate refused, a malformed request) is one
     line in the wearer's terminal, never a traceback."""
@@ -173,7 +139,7 @@ def make_server(
         log_level="warning",
         access_log=False,
         lifespan="off",
-        http=_protocol_with_header_deadline(),
+        http=protocol_with_header_deadline(HEADER_TIMEOUT_S),
         timeout_keep_alive=5,
         limit_concurrency=MAX_CONNECTIONS,
         server_header=False,

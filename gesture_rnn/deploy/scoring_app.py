@@ -131,8 +131,42 @@ def create_app() -> ASGIApp:
     return bounded(scoring_server.init(model))
 
 
+HEADER_TIMEOUT_S = 10.0  # a client has this long to send a request's headers
+MAX_CONNECTIONS = 1000  # beyond it new requests get 503
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m gesture_rnn.deploy.scoring_app --host H --port N``: uvicorn serving the model
+    of ``$GESTURE_MODEL_URI`` with a deadline for a request's headers and a bound on connections
+    (``make serve`` runs it through ``gesture_rnn.deploy.serve``)."""
+    import argparse
+
+    import uvicorn
+
+    from gesture_rnn.deploy.protocol import protocol_with_header_deadline
+
+    parser = argparse.ArgumentParser(prog="python -m gesture_rnn.deploy.scoring_app")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5001)
+    args = parser.parse_args(argv)
+    uvicorn.run(
+        create_app(),
+        host=args.host,
+        port=args.port,
+        http=protocol_with_header_deadline(HEADER_TIMEOUT_S),
+        timeout_keep_alive=5,
+        limit_concurrency=MAX_CONNECTIONS,
+        lifespan="off",
+        log_level="warning",
+    )
+
+
 def __getattr__(name: str) -> ASGIApp:
     """``uvicorn gesture_rnn.deploy.scoring_app:app`` loads the model then, not on import."""
     if name == "app":
         return create_app()
     raise AttributeError(name)
+
+
+if __name__ == "__main__":
+    main()

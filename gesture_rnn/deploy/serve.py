@@ -82,9 +82,9 @@ def running(
 
 
 def serve_command(host: str, port: int) -> list[str]:
-    """uvicorn running ``scoring_app`` (MLflow's scoring server behind a request-size bound)."""
-    return [sys.executable, "-m", "uvicorn", "--host", host, "--port", str(port),
-            "gesture_rnn.deploy.scoring_app:app"]  # fmt: skip
+    """uvicorn running ``scoring_app`` (MLflow's scoring server behind a request-size bound, a
+    deadline for a request's headers, a bound on connections)."""
+    return [sys.executable, "-m", "gesture_rnn.deploy.scoring_app", "--host", host, "--port", str(port)]
 
 
 @contextmanager
