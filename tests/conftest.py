@@ -102,7 +102,19 @@ def _isolate_environment(tmp_path_factory) -> Iterator[None]:
         for name in ("GESTURES_DATA", "MLFLOW_TRACKING_URI", "GESTURE_RNN_CACHE", "HYDRA_FULL_ERROR"):
             patch.delenv(name, raising=False)
         patch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+        # every command a test runs, in this process or another, writes its outputs/ there
+        patch.setenv("GESTURE_RNN_ROOT", str(tmp_path_factory.mktemp("root")))
+        before = _checkout_outputs()
         yield
+    left = sorted(_checkout_outputs() - before)
+    assert not left, f"the test suite wrote into the checkout: {left[:5]}"
+
+
+def _checkout_outputs() -> set[str]:
+    """What outputs/ in the checkout holds, two levels down (a run folder is outputs/<task>/...)."""
+    outputs = PROJECT_ROOT / "outputs"
+    found = [outputs, *outputs.glob("*"), *outputs.glob("*/*")] if outputs.exists() else []
+    return {str(p.relative_to(PROJECT_ROOT)) for p in found}
 
 
 def compose_train_config(root: Path, overrides: list[str], run_dir: str = "outputs/run") -> DictConfig:

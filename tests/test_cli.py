@@ -166,3 +166,26 @@ def test_two_runs_starting_at_once_on_a_new_store_both_finish(synthetic_zip, tmp
     client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
     finished = client.search_runs([client.get_experiment_by_name("gestures").experiment_id])
     assert sorted(run.info.status for run in finished) == ["FINISHED", "FINISHED"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("hydra.run.dir=/", "is a system folder, not one for runs"),
+        ("hydra.run.dir=/proc/gesture_rnn", "is a system folder"),
+        ("paths.output_dir={file}", "is a file, not a folder"),
+        ("hydra.run.dir={file}/run", "is a file, not a folder"),
+        ("hydra.run.dir={busy}", "holds other things than runs (e.g. 'notes.txt')"),
+    ],
+)
+def test_an_output_folder_that_cannot_hold_runs_is_refused_in_one_line_before_anything_is_written(
+    override, message, tmp_path
+):
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    arg = override.format(file=tmp_path / "a_file", busy=tmp_path / "busy")
+    command = [sys.executable, str(PROJECT_ROOT / "train.py"), arg]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    assert sorted(p.name for p in (tmp_path / "busy").iterdir()) == ["notes.txt"], "nothing scattered"

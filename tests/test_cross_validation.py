@@ -86,6 +86,46 @@ def test_over_seeds_each_user_is_scored_by_its_mean_and_each_seed_and_their_spre
     assert "cv/seeds/test/acc/std" not in failed
 
 
+def test_cv_users_reads_one_user_as_a_list_of_one_and_refuses_what_names_no_user():
+    assert [f.name for f in folds({"kind": "users", "users": "U07"})] == ["U07"]
+    for bad in ([], "U7", ["U01", 3], ["u01"]):
+        with pytest.raises(ConfigError, match=r"cv.users=.* is invalid: it must name distinct users"):
+            folds({"kind": "users", "users": bad})
+    with pytest.raises(ConfigError, match=r"cv.val_users=7 is invalid: it must be an integer in \[0, 6\]"):
+        folds({"kind": "users", "users": ["U01"], "val_users": 7})
+
+
+def test_a_cross_validation_folder_refuses_other_settings_naming_what_changed(tmp_path):
+    from gesture_rnn.commands.cross_validate import keep_one_cross_validation
+
+    cfg = compose_train_config(tmp_path, ["cv=users", USERS, *SMALL])
+    keep_one_cross_validation(cfg, tmp_path / "cv")
+    keep_one_cross_validation(cfg, tmp_path / "cv")  # the same settings: continued
+    jobs = compose_train_config(tmp_path, ["cv=users", USERS, *SMALL, "cv.jobs=1"])
+    keep_one_cross_validation(jobs, tmp_path / "cv")  # how many at once changes no fold
+    other = compose_train_config(tmp_path, ["cv=users", USERS, *SMALL, "model.net.hidden=16"])
+    with pytest.raises(
+        ConfigError, match=r"holds a cross-validation with other settings \(model.net.hidden: 8 -> 16\)"
+    ):
+        keep_one_cross_validation(other, tmp_path / "cv")
+
+
+def test_a_fold_stopped_before_it_finished_is_marked_killed_and_trained_afresh(tmp_path):
+    from gesture_rnn.commands.cross_validate import _discard_unfinished
+    from gesture_rnn.tracking.runs import RUN_ID_FILE
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("gestures"))
+    fold = tmp_path / "cv" / "folds" / "U01"
+    (fold / "checkpoints").mkdir(parents=True)
+    (fold / RUN_ID_FILE).write_text(run.info.run_id + "\n")
+    cfg = OmegaConf.create({"logger": {"mlflow": {"_target_": "lightning.pytorch.loggers.MLFlowLogger",
+                                                  "tracking_uri": uri}}})  # fmt: skip
+    _discard_unfinished(cfg, fold)
+    assert client.get_run(run.info.run_id).info.status == "KILLED" and not fold.exists()
+
+
 def test_folds_train_two_at_a_time_on_a_cpu_unless_told_and_one_on_an_accelerator(monkeypatch):
     from gesture_rnn.commands import cross_validate
 

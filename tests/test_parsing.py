@@ -168,3 +168,27 @@ def test_recordings_come_from_one_root_within_size_limits(synthetic_zip, tmp_pat
     bad = _zip_with_extra(synthetic_zip, tmp_path / "bad.zip", extra)
     with pytest.raises(DataError, match=re.escape(message)):
         load_records(bad, cache_dir=None)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1_000 2 9.8\n0.1 0.2 9.7\n", r"'1_000' is not a plain decimal number"),
+        ("\uff11 2 9.8\n0.1 0.2 9.7\n", r"is not a plain decimal number"),  # a full-width 1
+        ("1 2 9.8\n1 2 3 0.1 0.2 9.7\n", r"line 2: 6 values, but the first row has 3"),
+    ],
+)
+def test_a_recording_has_plain_ascii_decimals_and_one_column_layout(text, message):
+    with pytest.raises(DataError, match=message):
+        parse_sequence(text, "r.txt", accept_xyz=True)
+
+
+def test_predict_reads_regular_files_only(tmp_path):
+    import os
+
+    from gesture_rnn.data.recordings import read_recordings
+
+    os.mkfifo(tmp_path / "live")
+    for path in (tmp_path / "live", Path("/dev/zero")):
+        with pytest.raises(DataError, match=r"is not a regular file \(a pipe, a device or a socket\)"):
+            list(read_recordings(path))

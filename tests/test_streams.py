@@ -107,7 +107,7 @@ def test_a_stream_is_read_from_a_regular_file_of_bounded_size_only(tmp_path: Pat
     big = tmp_path / "big.txt"
     big.write_text("0 1 2 9.8\n" * 20)
     monkeypatch.setattr(streams, "MAX_STREAM_BYTES", 100)
-    with pytest.raises(DataError, match=r"big.txt is 200 bytes; a stream file is at most 100 bytes"):
+    with pytest.raises(DataError, match=r"big.txt is 200 bytes, more than 100"):
         read_stream(big)
 
 

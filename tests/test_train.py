@@ -226,3 +226,14 @@ def test_every_shipped_recipe_trains_on_a_fresh_clone(recipe, train_config, tmp_
     headline = "test/event_f1" if recipe == "spotter" else "test/acc"  # the spotter's: on streams
     assert 0.0 <= metrics[headline] <= 1.0
     assert list((tmp_path / "outputs" / "run" / "checkpoints").glob("*.ckpt")), "a tested checkpoint"
+
+
+def test_last_ckpt_is_the_last_complete_epoch_even_when_validation_stopped_improving(synthetic_zip, tmp_path):
+    """With a learning rate too small to move validation, the tested checkpoint stays at epoch 0
+    while last.ckpt follows every epoch: ckpt_path=last never resumes from an older epoch."""
+    overrides = [f"data.path={synthetic_zip}", *FAST, "trainer.max_epochs=3", "model.optimizer.lr=1e-12",
+                 "logger=none"]  # fmt: skip
+    gesture_rnn.train(compose_train_config(tmp_path, overrides))
+    checkpoints = tmp_path / "outputs" / "run" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("epoch_*.ckpt")) == ["epoch_000.ckpt"]
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True, map_location="cpu")["epoch"] == 2

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 from hydra.core.hydra_config import HydraConfig
@@ -142,6 +143,44 @@ def split_path_hint(args: list[str]) -> None:
         )
 
 
+# the overrides that say where a run writes, and what a folder holds when it is a run's or a sweep's
+OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "paths.output_dir", "paths.root_dir", "paths.log_dir")
+RUN_MARKERS = {".hydra", "metrics.json", "checkpoints", "evaluation", "folds", "multirun.yaml", ".sweep.lock",
+               "sweeper.txt", "hyperopt_trials.json", "optimization_results.yaml", "cv_settings.json",
+               "mlflow_run_id.txt", "config_resolved.yaml"}  # fmt: skip
+SYSTEM_FOLDERS = ("/proc", "/sys", "/dev", "/boot", "/etc", "/bin", "/sbin", "/lib", "/usr")
+
+
+def check_output_folders(args: list[str]) -> None:
+    """Refuse, before Hydra creates anything, an output folder that cannot hold runs: a file (or a
+    path through one), the filesystem's root or a system folder, or — for a run's or sweep's own
+    folder — a folder holding other things than runs (a run never scatters its files there)."""
+    for arg in args:
+        key, sep, value = arg.lstrip("+").partition("=")
+        if not sep or key not in OUTPUT_KEYS or not value or "${" in value:
+            continue
+        path = Path(value).expanduser().absolute()
+        if (
+            path == Path(path.anchor)
+            or str(path).startswith(tuple(f"{d}/" for d in SYSTEM_FOLDERS))
+            or str(path) in SYSTEM_FOLDERS
+        ):
+            raise ConfigError(
+                f"{key}={value} is a system folder, not one for runs: choose a folder of your own"
+            )
+        existing = next((p for p in (path, *path.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise ConfigError(f"{key}={value}: {existing} is a file, not a folder")
+        if key in ("paths.root_dir", "paths.log_dir") or not path.is_dir():
+            continue  # a root holds outputs/ beside anything; a new folder is made for the run
+        contents = [c.name for c in path.iterdir()]
+        if contents and not (RUN_MARKERS & set(contents) or all(c.isdigit() for c in contents)):
+            raise ConfigError(
+                f"{key}={value} holds other things than runs (e.g. {sorted(contents)[0]!r}): choose a new "
+                "or empty folder, or a run's own folder to continue it"
+            )
+
+
 # MLflow's HTTP client for this command's process (and its trials): 3 retries (about 14 s of
 # back-off) and 30 s per request, unless the user set them
 MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
@@ -156,6 +195,7 @@ def launch(main: Callable[[], object]) -> None:
         try:
             split_path_hint(sys.argv[1:])
             sys.argv[1:] = canonical_overrides(sys.argv[1:])
+            check_output_folders(sys.argv[1:])
         except ConfigError as err:
             release_stderr()
             print(f"error: {err}", file=sys.stderr)

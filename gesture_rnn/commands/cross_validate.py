@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -85,6 +86,7 @@ def cross_validate(cfg: DictConfig) -> dict[str, float]:
     jobs = worker_count(cfg)
     validate_config(cfg)  # the folds' shared settings: refused once, before any fold or run
     output_dir = Path(cfg.paths.output_dir)
+    keep_one_cross_validation(cfg, output_dir)
     summary = Summary({}, plan={fold.name: fold for fold in plan})
     todo = []
     for fold in plan:
@@ -94,6 +96,7 @@ def cross_validate(cfg: DictConfig) -> dict[str, float]:
             log.info("Fold %s: finished before, kept", fold.name)
         else:
             summary.results[fold.name] = None  # in plan order; filled in as folds finish
+            _discard_unfinished(cfg, output_dir / "folds" / fold.name)
             todo.append(fold)
     jobs = min(jobs, max(1, len(todo)))
     # the workers start (and import Lightning) while this process sets up the parent run
@@ -130,6 +133,60 @@ def cross_validate(cfg: DictConfig) -> dict[str, float]:
         f"  run folder     {output_dir}" + (f"\n  MLflow run     {parent} (folds nested)" if parent else "")
     )
     return metrics
+
+
+SETTINGS_FILE = "cv_settings.json"
+# what does not change what a fold trains: where things go, how they are shown, how fast
+VOLATILE = ("cv.jobs", "data.path", "data.cache_dir", "data.download", "trainer.enable_progress_bar",
+            "trainer.enable_model_summary", "callbacks.progress_bar.")  # fmt: skip
+
+
+def keep_one_cross_validation(cfg: DictConfig, output_dir: Path) -> None:
+    """A cross-validation folder keeps the settings its folds trained under (``cv_settings.json``);
+    run again with others, it is refused naming what changed — reused folds would otherwise
+    describe another cross-validation than the parent run's parameters say."""
+    sections = ("seed", "cv.", "data.", "model.", "trainer.", "callbacks.")
+    params = runs.run_params(cfg)
+    chosen = {k: v for k, v in params.items() if k.startswith(sections) and not k.startswith(VOLATILE)}
+    settings = json.loads(json.dumps(chosen, default=str))
+    record = output_dir / SETTINGS_FILE
+    if record.is_file():
+        saved = json.loads(record.read_text())
+        keys = sorted(set(saved) | set(settings))
+        changed = [f"{k}: {saved.get(k, '(none)')} -> {settings.get(k, '(none)')}" for k in keys
+                   if saved.get(k) != settings.get(k)]  # fmt: skip
+        if changed:
+            shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+            raise ConfigError(
+                f"{output_dir} holds a cross-validation with other settings ({shown}); run it in a new "
+                "folder (hydra.run.dir=...) or with its own settings"
+            )
+        return
+    write_text_atomically(
+        record, json.dumps(settings, default=str, sort_keys=True), "cross-validation settings"
+    )
+
+
+def _discard_unfinished(cfg: DictConfig, fold_dir: Path) -> None:
+    """A fold stopped before it finished (killed, or its machine went down): its MLflow run is
+    marked KILLED (never left RUNNING for ever) and its folder cleared, so it trains afresh."""
+    if not fold_dir.is_dir():
+        return
+    id_file = fold_dir / runs.RUN_ID_FILE
+    node = _mlflow_node(cfg)
+    if id_file.is_file() and node is not None:
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        client = MlflowClient(node.tracking_uri)
+        run_id = id_file.read_text().strip()
+        try:
+            if client.get_run(run_id).info.status == "RUNNING":
+                client.set_terminated(run_id, "KILLED")
+        except MlflowException:
+            pass  # a run of another store, or deleted: nothing to mark
+    shutil.rmtree(fold_dir, ignore_errors=True)
+    log.info("Fold %s: unfinished before, trained again", fold_dir.name)
 
 
 def _failed(summary: Summary, name: str, err: BaseException) -> None:

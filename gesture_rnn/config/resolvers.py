@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -9,8 +10,15 @@ from omegaconf import OmegaConf
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # gesture_rnn/config/resolvers.py
 
 
+ROOT_VARIABLE = "GESTURE_RNN_ROOT"  # the folder whose outputs/ every command writes to
+
+
 def project_root() -> str:
-    """The checkout that holds ``conf/`` (so outputs land there whatever the working directory)."""
+    """Where ``outputs/`` goes: ``$GESTURE_RNN_ROOT`` if set (the test suite points it at a
+    temporary folder), else the checkout that holds ``conf/`` (so outputs land there whatever the
+    working directory)."""
+    if chosen := os.environ.get(ROOT_VARIABLE):
+        return str(Path(chosen).expanduser())
     return str(PROJECT_ROOT if (PROJECT_ROOT / "conf").is_dir() else Path.cwd())
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gesture_rnn.data.contract import check_recording
+from gesture_rnn.data.contract import check_recording, decimal
 from gesture_rnn.data.facts import NUM_CLASSES, NUM_COLUMNS, SEQUENCE_PATH, recording_key
 from gesture_rnn.data.reading import decode_text, iter_files, md5_of_file
 from gesture_rnn.errors import DataError, StorageError
@@ -66,16 +66,23 @@ def parse_sequence(text: str, name: str, accept_xyz: bool = False) -> np.ndarray
         expected = f"3 columns (x y z) or {expected}"
     rows: list[list[float]] = []
     lines: list[int] = []
+    columns = None
     for line_no, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
         if len(fields) != NUM_COLUMNS and not (accept_xyz and len(fields) == 3):
             raise DataError(f"{name}, line {line_no}: expected {expected}, found {len(fields)}")
+        if columns is not None and len(fields) != columns:
+            raise DataError(
+                f"{name}, line {line_no}: {len(fields)} values, but the first row has {columns}: "
+                "one column layout per file"
+            )
+        columns = len(fields)
         try:
-            values = [float(field) for field in fields[-3:]]
+            values = [decimal(field) for field in fields[-3:]]
             # the timestamps must be numeric and finite too, even though they are not used
-            [int(float(field)) for field in fields[:-3]]
+            [int(decimal(field)) for field in fields[:-3]]
         except (ValueError, OverflowError) as err:
             raise DataError(f"{name}, line {line_no}: non-numeric or infinite value ({err})") from None
         rows.append(values)

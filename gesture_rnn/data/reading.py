@@ -38,18 +38,17 @@ def read_regular_file(path: Path, max_bytes: int, what: str) -> bytes:
     if not stat.S_ISREG(mode):
         kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe, a device or a socket)"
         raise DataError(f"{what}={path} is {kind}: give a file")
-    limit = f"at most {max_bytes:,} bytes"
     if path.stat().st_size > max_bytes:
-        raise DataError(f"{what}={path} is {path.stat().st_size:,} bytes; a {what} file is {limit}")
+        raise DataError(
+            f"{what}={path} is {path.stat().st_size:,} bytes, more than {max_bytes:,}: not a file to read"
+        )
     try:
         with path.open("rb") as handle:
             raw = handle.read(max_bytes + 1)
     except OSError as err:
         raise DataError(f"{what}={path}: cannot be read ({err.strerror or err})") from None
     if len(raw) > max_bytes:
-        raise DataError(
-            f"{what}={path} grew past {max_bytes:,} bytes while it was read; a {what} file is {limit}"
-        )
+        raise DataError(f"{what}={path} grew past {max_bytes:,} bytes while it was read: not a file to read")
     return raw
 
 

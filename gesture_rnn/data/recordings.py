@@ -10,7 +10,7 @@ import numpy as np
 
 from gesture_rnn.data.facts import SEQUENCE_PATH
 from gesture_rnn.data.parsing import parse_sequence
-from gesture_rnn.data.reading import check_entries, decode_text, iter_files
+from gesture_rnn.data.reading import MAX_FILE_BYTES, decode_text, iter_files, read_regular_file
 from gesture_rnn.errors import DataError
 
 
@@ -20,9 +20,12 @@ def read_recordings(source: str | Path) -> Iterator[tuple[str, np.ndarray]]:
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"input={source} does not exist")
+    if not path.is_dir() and not path.is_file():  # a FIFO or a device: it could block or never end
+        read_regular_file(path, MAX_FILE_BYTES, "input")  # refuses it, naming what it is
     if path.is_file() and not zipfile.is_zipfile(path):
-        check_entries(path.parent, [(path.name, path.stat().st_size)])  # the size cap, as for the rest
-        files = [(str(path), path.read_bytes())]
+        files = [
+            (str(path), read_regular_file(path, MAX_FILE_BYTES, "input"))
+        ]  # the size cap, as for the rest
     elif path.is_file():
         files = iter_files(path, SEQUENCE_PATH.search)
     else:

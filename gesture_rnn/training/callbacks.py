@@ -13,7 +13,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EMAWeightAveraging
+from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -36,6 +36,29 @@ class SeedEachEpoch(Callback):
         datamodule, epoch = trainer.datamodule, trainer.current_epoch
         torch.manual_seed(derived_seed(datamodule.seed, epoch, trainer.global_rank, 2))
         datamodule.set_epoch(epoch)
+
+
+class EpochModelCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` is always the end of the last complete
+    epoch: Lightning 2.6 moves it only in a step that also saved a top-k checkpoint (with
+    ``monitor=val/acc``: only when validation improved), so ``ckpt_path=last`` resumed from the
+    best epoch and lost the epochs after it."""
+
+    _last_saved_step = -1
+
+    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        self._last_saved_step = trainer.global_step
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if (
+            self.save_last
+            and self._last_saved_step != trainer.global_step
+            and not self._should_skip_saving_checkpoint(trainer)
+            and self._should_save_on_train_epoch_end(trainer)
+        ):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class CheckpointOnInterrupt(Callback):

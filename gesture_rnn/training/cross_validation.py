@@ -8,6 +8,7 @@ numbers; ``commands/cross_validate.py`` runs it.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from gesture_rnn.errors import ConfigError
 from gesture_rnn.streaming.events import CONSTRUCTIONS, STREAM_METRICS
 
 KINDS = ("users", "kfold")
+USER = re.compile(r"U[0-9]{2}")  # a user as the dataset names them
 # what the summary averages over the folds (each fold's own metrics stay in its run)
 SUMMARISED = (
     "test/acc", "test/f1", "test/loss", "val/acc_best", "train/loss", "calibration/temperature",
@@ -75,12 +77,21 @@ def folds(cv: Mapping[str, Any]) -> list[Fold]:
 def _units(cv: Mapping[str, Any]) -> list[Fold]:
     kind = cv.get("kind")
     if kind == "users":
-        users = [str(u) for u in (cv.get("users") or USERS)]
+        listed = cv.get("users")
+        users = list(USERS) if listed is None else [listed] if isinstance(listed, str) else list(listed)
+        if (
+            not users
+            or len(set(users)) != len(users)
+            or not all(isinstance(u, str) and USER.fullmatch(u) for u in users)
+        ):
+            raise ConfigError(
+                f"cv.users={listed!r} is invalid: it must name distinct users, at least one, e.g. "
+                "cv.users=[U01,U07], or be null (all of them)"
+            )
         val_users = cv.get("val_users", 1)
-        if not users or len(set(users)) != len(users):
-            raise ConfigError(f"cv.users={users} is invalid: it must name distinct users, at least one")
-        if not isinstance(val_users, int) or isinstance(val_users, bool) or val_users < 0:
-            raise ConfigError(f"cv.val_users={val_users!r} is invalid: it must be an integer >= 0")
+        most = len(USERS) - 2  # one user held out, at least one to train on
+        if not isinstance(val_users, int) or isinstance(val_users, bool) or not 0 <= val_users <= most:
+            raise ConfigError(f"cv.val_users={val_users!r} is invalid: it must be an integer in [0, {most}]")
         settings = {"split": "users", "val_users": val_users}
         if val_users:
             settings["val_fraction"] = 0.0  # validation on whole other users, never the held-out one
