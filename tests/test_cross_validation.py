@@ -102,7 +102,7 @@ def test_a_cross_validation_folder_refuses_other_settings_naming_what_changed(tm
     keep_one_cross_validation(cfg, tmp_path / "cv")
     keep_one_cross_validation(cfg, tmp_path / "cv")  # the same settings: continued
     jobs = compose_train_config(tmp_path, ["cv=users", USERS, *SMALL, "cv.jobs=1"])
-    keep_one_cross_validation(jobs, tmp_path / "cv")  # how many at once changes no fold
+    keep_one_cross_validation(jobs, tmp_path / "cv")  # how many at once: the folds' settings stay
     other = compose_train_config(tmp_path, ["cv=users", USERS, *SMALL, "model.net.hidden=16"])
     with pytest.raises(
         ConfigError, match=r"holds a cross-validation with other settings \(model.net.hidden: 8 -> 16\)"
