@@ -69,20 +69,35 @@ def site(synthetic_zip, data, tmp_path_factory) -> dict:
 
     root = tmp_path_factory.mktemp("demo")
     models = root / "models"
-    overrides = [f"data.path={synthetic_zip}", "model.net.hidden=16", "trainer.max_epochs=4", "logger=none"]
+    # U01 held out: its recordings are the ones replayed, and personalize.py refuses a person the
+    # base model trained on (compared by content)
+    overrides = [f"data.path={synthetic_zip}", "model.net.hidden=16", "trainer.max_epochs=4", "logger=none",
+                 "data.split=users", "data.test_users=[U01]"]  # fmt: skip
     gesture_rnn.train(compose_train_config(root, overrides))
     GlobalHydra.instance().clear()
     checkpoint = root / "outputs" / "run" / "checkpoints" / "last.ckpt"
     export = [f"ckpt_path={checkpoint}", "quantize=int8", f"out={models / CLASSIFIER[0]}"]
     run(str(PROJECT_ROOT / "export.py"), *export, cwd=root)
 
-    # an untrained spotter: the page must step it as predict.py does, whatever it answers; its
-    # threshold is set where this stream crosses it now and then, so there is something to detect
+    # a spotter trained for a few dozen steps on this stream's labels (trained weights, not an
+    # initialisation: what int8 rounding and graph fusing act on): the page must step it as
+    # predict.py does; its threshold is set where this stream crosses it now and then
+    from gesture_rnn.streaming.decisions import step_labels
+
     records = load_records(data, root / "cache")
-    stream = build_stream(records, "U01", 0, RestModel.from_records(records)).samples[:1100]  # > 1000
+    built = build_stream(records, "U01", 0, RestModel.from_records(records))
+    stream = built.samples[:1100]  # > 1000
     torch.manual_seed(0)
-    net = GestureSpotter(VOCABULARY).eval()
+    net = GestureSpotter(VOCABULARY)
     net.set_normalization(torch.from_numpy(stream.mean(axis=0)), torch.from_numpy(stream.std(axis=0)))
+    labels = torch.from_numpy(step_labels(len(built.samples), built.events, VOCABULARY)[:1100])
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(40):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net(torch.from_numpy(stream)[None])[0], labels)
+        loss.backward()
+        optimizer.step()
+    net.eval()
     gestures = net.probabilities(stream)[:, 1:].max(axis=1)
     export_spotter(net, DecisionRule(float(np.quantile(gestures, 0.9)), 2), models / SPOTTER[0], int8=True)
     built = assemble_site(root / "site", DIST, models, pictograms(data))

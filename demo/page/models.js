@@ -108,8 +108,8 @@ export class Classifier {
       throw new Error(`${name}: the sidecar's class_index_to_gesture must name each gesture once`);
     }
     if (!(model.rateHz >= 1 && model.rateHz <= 100)) throw new Error(`${name}: sampling_rate_hz ${sidecar.sampling_rate_hz} is not a rate in [1, 100] Hz`);
-    checkTruth(bytes, sidecar, ["class_index_to_gesture", "normalization", "temperature"], name);
     model.session = await session(bytes, name);
+    checkTruth(bytes, sidecar, ["class_index_to_gesture", "normalization", "temperature"], name);
     if (names(model.session) !== "accel,lengths") throw new Error(`${name}: inputs ${names(model.session)}, not export.py's accel,lengths`);
     const outputs = (await model.probabilities([[0, 0, 9.8], [0, 0, 9.8]])).length;
     if (outputs !== model.gestures.length) throw new Error(`${name}: ${outputs} outputs, but its sidecar names ${model.gestures.length} gestures`);
@@ -153,8 +153,8 @@ export class Spotter {
         || !(threshold > 0 && threshold <= 1) || !isCount(hold) || !(Number.isInteger(refractory) && refractory >= 0)) {
       throw new Error(`${name}: the sidecar needs vocabulary, kernel, hidden and rule {threshold in (0, 1], hold, refractory}`);
     }
-    checkTruth(bytes, sidecar, ["vocabulary", "kernel", "hidden", "learned_non_target", "rule"], name);
     model.session = await session(bytes, name);
+    checkTruth(bytes, sidecar, ["vocabulary", "kernel", "hidden", "learned_non_target", "rule"], name);
     if (names(model.session) !== "accel,state,window") throw new Error(`${name}: inputs ${names(model.session)}, not a spotter step's accel,state,window`);
     model.reset();
     let outputs;
