@@ -199,12 +199,15 @@ def test_cv_users_is_one_run_with_its_folds_nested_isolated_and_resumable(synthe
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.search(r"3 folds, 2 at a time \(\d+ thread\(s\) each\)", done.stdout), done.stdout
     assert "Cross-validation, users: 3 folds" in done.stdout and "| mean ± std |" in done.stdout
+    assert "(folds nested): `make ui`, then http://127.0.0.1:5000/#/experiments/" in done.stdout
     client = MlflowClient(f"sqlite:///{tmp_path}/outputs/mlflow.db")
     experiment = client.get_experiment_by_name("gestures").experiment_id
     runs = client.search_runs([experiment])
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 3 and parent.info.status == "FINISHED"
+    name = parent.data.tags["mlflow.runName"]  # what it is: every user held out, not one fold's
+    assert name.startswith("cv users (3 folds) × seed 0 · ") and "test U" not in name, name
     assert sorted(r.data.params["data.test_users"] for r in children) == ["['U01']", "['U02']", "['U03']"]
     folds_acc = [r.data.metrics["test/acc"] for r in children]
     assert parent.data.metrics["test/acc"] == pytest.approx(np.mean(folds_acc))
@@ -288,6 +291,9 @@ def test_tune_optimises_the_cross_validated_mean_with_folds_nested_in_trials(
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == sweep.info.run_id]
     folds_ = [r for r in runs if by_id.get(r.data.tags.get("mlflow.parentRunId", "")) in trials]
     assert len(trials) == 2 and len(folds_) == 4
+    assert sweep.data.tags["mlflow.runName"].startswith(
+        f"sweep · gru · {sweeper} 2 trials · max val/acc_best · hidden"
+    )
     best = max(t.data.metrics["val/acc_best"] for t in trials)  # the folds' mean: the objective
     assert sweep.data.metrics["best/val/acc_best"] == pytest.approx(best)
     for trial in trials:

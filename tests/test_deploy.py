@@ -99,7 +99,7 @@ def test_onnx_export_agrees_with_pytorch_on_every_test_sequence(trained, tmp_pat
     assert set(sidecar["inputs"]) == {"accel", "lengths"} and sidecar["sampling_rate_hz"] > 0
 
 
-def test_the_int8_export_is_smaller_and_agrees_within_its_tolerance(trained, tmp_path):
+def test_the_int8_export_is_smaller_and_agrees_within_its_tolerance(trained, tmp_path, capsys):
     """quantize=int8: int8 weights (4x smaller); probabilities within 0.05 of PyTorch and the
     same gesture for >= 95 % of recordings (on the real data: max |dp| 0.032, agreement >= 0.998,
     the same accuracy on all 8 folds — reports/quantize.md)."""
@@ -122,6 +122,11 @@ def test_the_int8_export_is_smaller_and_agrees_within_its_tolerance(trained, tmp
     assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.95
     assert json.loads(Path(f"{small}.json").read_text())["quantization"].startswith("int8 weights")
     assert json.loads(Path(f"{plain}.json").read_text())["quantization"] is None
+    beside = {"ckpt_path": str(trained["checkpoint"]), "format": "onnx"}  # no out=: beside the checkpoint
+    capsys.readouterr()
+    as_float, as_int8 = (run_export(OmegaConf.create({**beside, "quantize": q})) for q in (None, "int8"))
+    assert as_int8.name.endswith(".int8.onnx") and as_float.suffixes == [".onnx"] and as_float.is_file()
+    assert re.search(r"int8 weights, [0-9.]+ KB\)", capsys.readouterr().out), "says int8 and its size"
     refused = [({"quantize": "int4"}, "quantize='int4' is invalid")]
     refused.append(({"quantize": "int8", "format": "torchscript"}, "quantize=int8 needs format=onnx"))
     for bad, message in refused:

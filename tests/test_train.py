@@ -237,3 +237,20 @@ def test_last_ckpt_is_the_last_complete_epoch_even_when_validation_stopped_impro
     checkpoints = tmp_path / "outputs" / "run" / "checkpoints"
     assert sorted(p.name for p in checkpoints.glob("epoch_*.ckpt")) == ["epoch_000.ckpt"]
     assert torch.load(checkpoints / "last.ckpt", weights_only=True, map_location="cpu")["epoch"] == 2
+
+
+def test_the_progress_bar_shows_the_loss_and_validation_accuracy_not_the_loggers_version():
+    """What a user watches while a run trains: train/loss and val/acc of the last epoch; not
+    ``v_num`` (the end of an MLflow run id)."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    from gesture_rnn.training.callbacks import MetricsProgressBar
+
+    trainer = SimpleNamespace(
+        loggers=[CSVLogger("unused", version="e806")],
+        progress_bar_metrics={},
+        callback_metrics={"train/loss": torch.tensor(0.51234), "val/acc": torch.tensor(0.9), "val/f1": 0.8},
+    )
+    assert MetricsProgressBar().get_metrics(trainer, None) == {"train/loss": "0.512", "val/acc": "0.900"}

@@ -186,8 +186,23 @@ def check_output_folders(args: list[str]) -> None:
 MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
+def quiet_libraries() -> None:
+    """What a user cannot act on stays off this command's console (a command's own process, or a
+    cross-validation's worker): Lightning's informational lines — install tips (litlogger,
+    litmodels), "GPU available: False", "Restoring states" — which the run's own summary replaces,
+    and lightning 2.6's ``LeafSpec`` deprecation warning under torch 2.13 (lightning's code, not
+    this project's). Warnings and errors still show."""
+    import logging
+    import warnings
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
 def launch(main: Callable[[], object]) -> None:
     """Run a Hydra entry point with the project's command-line spellings and short errors."""
+    quiet_libraries()
     # a lost tracking server costs seconds, not MLflow's default minutes of retries per call
     for variable, value in MLFLOW_HTTP_DEFAULTS.items():
         os.environ.setdefault(variable, value)

@@ -101,8 +101,12 @@ def cross_validate(cfg: DictConfig) -> dict[str, float]:
     jobs = min(jobs, max(1, len(todo)))
     # the workers start (and import Lightning) while this process sets up the parent run
     with _worker_pool(jobs) as pool:
-        repeated = f" × seeds {','.join(map(str, summary.seeds))}" if summary.seeds else ""
-        parent = _parent_run(cfg, output_dir, plan_name=f"cv {cfg.cv.kind}{repeated}")
+        seeds = f"seeds {','.join(map(str, summary.seeds))}" if summary.seeds else f"seed {cfg.get('seed')}"
+        parent = _parent_run(
+            cfg,
+            output_dir,
+            plan_name=f"cv {cfg.cv.kind} ({len(plan) // max(1, len(summary.seeds))} folds) × {seeds}",
+        )
         try:
             if pool is not None:
                 _run_in_parallel(cfg, todo, output_dir, parent, pool, jobs, summary)
@@ -129,9 +133,10 @@ def cross_validate(cfg: DictConfig) -> dict[str, float]:
     print(f"\nCross-validation, {cfg.cv.kind}: {units} folds{repeats}\n{table}")
     if summary.failed:
         print(f"  FAILED folds: {', '.join(summary.failed)} — the means are NaN (see the table)")
-    print(
-        f"  run folder     {output_dir}" + (f"\n  MLflow run     {parent} (folds nested)" if parent else "")
-    )
+    print(f"  run folder     {output_dir}")
+    if parent:
+        where = runs.run_location(_experiment_of(cfg, parent), parent, _mlflow_node(cfg).tracking_uri)
+        print(f"  MLflow run     {parent} (folds nested): {where}")
     return metrics
 
 
@@ -222,7 +227,10 @@ def _train_fold(fold_cfg: DictConfig, parent: str | None) -> dict[str, float]:
 
 def _import_training() -> None:
     """A worker's first task: the training imports (Lightning, ~10 s on a small CPU), done while
-    the main process is still setting up."""
+    the main process is still setting up; its console as quiet as the command's."""
+    from gesture_rnn.commands.cli import quiet_libraries
+
+    quiet_libraries()
     import gesture_rnn.commands.train  # noqa: F401
 
 
@@ -295,7 +303,9 @@ def _parent_run(cfg: DictConfig, output_dir: Path, plan_name: str) -> str | None
     if id_file.is_file():
         return id_file.read_text().strip()
     tags = runs.run_tags(cfg, None)
-    tags["mlflow.runName"] = f"{plan_name} · {tags['mlflow.runName']}"
+    # what it is: every fold of a kind, the recipe, the seeds (not one fold's test user and seed)
+    prefix = f"{tags['mlflow.runName'].split(' · ', 1)[0]} · " if runs.PARENT_RUN_ENV in os.environ else ""
+    tags["mlflow.runName"] = f"{prefix}{plan_name} · {runs.run_name(cfg, cfg.model.net, one_run=False)}"
     tags.pop("data_md5")
     run_id = runs.create_run(node.tracking_uri, node.experiment_name, node.get("artifact_location"), tags)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -306,6 +316,14 @@ def _parent_run(cfg: DictConfig, output_dir: Path, plan_name: str) -> str | None
     for key, value in runs.run_params(cfg).items():
         client.log_param(run_id, key, str(value)[:6000])
     return run_id
+
+
+def _experiment_of(cfg: DictConfig, run_id: str | None) -> str:
+    if run_id is None:
+        return ""
+    from mlflow import MlflowClient
+
+    return MlflowClient(_mlflow_node(cfg).tracking_uri).get_run(run_id).info.experiment_id
 
 
 def _log_parent(

@@ -55,4 +55,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, float]:
               f"{registered.version or '-'} (run {registered.run_id})")  # fmt: skip
     print(f"  checkpoint     {checkpoint}")
     print(f"  artifacts      {output_dir / 'evaluation'}")
+    uri = str((cfg.get("logger") or {}).get("mlflow", {}).get("tracking_uri", ""))
+    for line in runs.run_lines(loggers, uri):
+        print(line)
     return metrics

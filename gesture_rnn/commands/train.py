@@ -151,12 +151,7 @@ def format_summary(
     if "val/acc_best" in metrics:
         lines.insert(2, f"  best val acc   {fmt('val/acc_best')} (model selection; test data unused)")
     uri = str((cfg.get("logger") or {}).get("mlflow", {}).get("tracking_uri", ""))
-    for logger in runs.mlflow_loggers(loggers):
-        if lost := getattr(logger, "not_logged", lambda: None)():
-            lines.append(f"  MLflow run     {logger.run_id}: {lost}")
-            continue
-        lines.append(f"  MLflow run     {logger.run_id}: {runs.run_location(logger, uri)}")
-    return "\n".join(lines)
+    return "\n".join(lines + runs.run_lines(loggers, uri))
 
 
 def set_up_process(cfg: DictConfig) -> None:

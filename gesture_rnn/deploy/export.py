@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from gesture_rnn.data.facts import GESTURES, NUM_CHANNELS, NUM_CLASSES, SAMPLING_RATE_HZ
-from gesture_rnn.deploy.runtime import write_truth
+from gesture_rnn.deploy.runtime import describe_file, export_target, write_truth
 from gesture_rnn.errors import ConfigError
 from gesture_rnn.models.checkpoint import checkpoint_file, data_state, net_from_checkpoint, read_checkpoint
 from gesture_rnn.models.nets import GestureNet
@@ -166,7 +166,7 @@ def run_export(cfg: DictConfig) -> Path:
     checkpoint = read_checkpoint(source)
     net = net_from_checkpoint(checkpoint)
     suffix, export = FORMATS[fmt]
-    target = Path(cfg.out).expanduser() if cfg.get("out") else source.with_suffix(suffix)
+    target = export_target(cfg.get("out"), source, suffix, quantize)
     if target.is_dir():
         raise ConfigError(
             f"out={target} is a folder: name the model file, e.g. out={target / ('model' + suffix)}"
@@ -201,5 +201,5 @@ def run_export(cfg: DictConfig) -> Path:
     else:
         metadata["quantization"] = None
     write_text_atomically(sidecar, json.dumps(metadata, indent=2) + "\n", "sidecar")
-    print(f"  {fmt} model  {target}\n  sidecar     {sidecar}")
+    print(f"  {fmt} model  {describe_file(target, quantize)}\n  sidecar     {sidecar}")
     return target

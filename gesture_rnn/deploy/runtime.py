@@ -16,6 +16,21 @@ from typing import Any
 GRAPH_OPTIMIZATION = "disabled"  # onnxruntime-web's graphOptimizationLevel; ORT_DISABLE_ALL in Python
 
 
+def export_target(out: str | None, source: Path, suffix: str, quantize: str | None) -> Path:
+    """Where export.py writes: ``out=``, else beside the checkpoint — ``epoch_007.onnx``, and
+    ``epoch_007.int8.onnx`` for int8 weights, so a float and an int8 export never overwrite
+    each other."""
+    if out:
+        return Path(out).expanduser()
+    return source.with_suffix(f".{quantize}{suffix}" if quantize else suffix)
+
+
+def describe_file(path: Path, quantize: str | None) -> str:
+    """``path (int8 weights, 54.8 KB)``: what export.py prints for the file it wrote."""
+    kind = f"{quantize} weights, " if quantize else ""
+    return f"{path} ({kind}{path.stat().st_size / 1000:.1f} KB)"
+
+
 def ort_session(model: str | Path | bytes, threads: int | None = None) -> Any:
     """An onnxruntime CPU session of ``model`` (a path or the model's bytes) running its graph as
     exported; ``threads`` bounds onnxruntime's own threads (None: its default)."""

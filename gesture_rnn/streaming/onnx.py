@@ -165,13 +165,14 @@ class OnnxSpotter:
 def export_spotter_checkpoint(cfg: Any, source: Path, fmt: str, quantize: str | None) -> Path:
     """A spotter's checkpoint as its ONNX step model with the sidecar (vocabulary, decision rule,
     sizes) that ``predict.py spotter=<.onnx>`` and the wearer's page read."""
+    from gesture_rnn.deploy.runtime import describe_file, export_target
     from gesture_rnn.errors import ConfigError
     from gesture_rnn.streaming.checkpoint import load_spotter
     from gesture_rnn.utils.atomic import storage_error
 
     if fmt != "onnx":
         raise ConfigError(f"format={fmt}: a spotter is exported as its ONNX step model (format=onnx)")
-    target = Path(cfg.out).expanduser() if cfg.get("out") else source.with_suffix(".onnx")
+    target = export_target(cfg.get("out"), source, ".onnx", quantize)
     if target.is_dir():
         raise ConfigError(
             f"out={target} is a folder: name the model file, e.g. out={target / 'spotter.onnx'}"
@@ -182,8 +183,5 @@ def export_spotter_checkpoint(cfg: Any, source: Path, fmt: str, quantize: str | 
         export_spotter(net, rule, target, int8=quantize == "int8")
     except OSError as err:
         raise storage_error(err, "ONNX spotter", target) from None
-    print(
-        f"  onnx step model  {target}{' (int8 weights)' if quantize else ''}\n  sidecar          "
-        f"{sidecar_path(target)}"
-    )
+    print(f"  onnx step model  {describe_file(target, quantize)}\n  sidecar          {sidecar_path(target)}")
     return target

@@ -253,9 +253,10 @@ def run_tags(cfg: DictConfig, data_md5: str | None, net: Mapping[str, Any] | Non
     return tags
 
 
-def run_name(cfg: DictConfig, net: Mapping[str, Any]) -> str:
+def run_name(cfg: DictConfig, net: Mapping[str, Any], one_run: bool = True) -> str:
     """What the run is, as the MLflow list shows it: ``watch · conv_gru 96/1 · test U07 · seed 0``
-    (the recipe, the family and its shape, the held-out users, the seed)."""
+    (the recipe, the family and its shape, the held-out users, the seed); without ``one_run`` (a
+    cross-validation's parent, whose folds hold out every user) the recipe and shape only."""
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
     family = net_family(str(net.get("_target_", "")))
     shape = "/".join(str(net[key]) for key in ("hidden", "layers") if key in net) or "/".join(
@@ -263,9 +264,10 @@ def run_name(cfg: DictConfig, net: Mapping[str, Any]) -> str:
     )
     task = None if cfg.get("task_name") in ("train", "tune") else cfg.get("task_name")
     parts = [task, choices.get("experiment"), f"{family} {shape}".strip()]
-    if cfg.data.split == "users":
+    if one_run and cfg.data.split == "users":
         parts.append(f"test {','.join(cfg.data.test_users)}")
-    parts.append(f"seed {cfg.get('seed')}")
+    if one_run:
+        parts.append(f"seed {cfg.get('seed')}")
     return " · ".join(part for part in parts if part)
 
 
@@ -370,9 +372,22 @@ def keeps_global_tracking_uri() -> Iterator[None]:
             mlflow.set_tracking_uri(before)  # None: unset again, as it was
 
 
-def run_location(logger: MLFlowLogger, tracking_uri: str) -> str:
+def run_location(experiment_id: str, run_id: str, tracking_uri: str) -> str:
     """Where to look at a run: the UI address for a local store, else the server's."""
-    path = f"#/experiments/{logger.experiment_id}/runs/{logger.run_id}"
+    path = f"#/experiments/{experiment_id}/runs/{run_id}"
     if tracking_uri.startswith(("http://", "https://")):
         return f"{tracking_uri.rstrip('/')}/{path}"
     return f"`make ui`, then http://127.0.0.1:5000/{path} (store {tracking_uri})"
+
+
+def run_lines(loggers: Iterable[Logger], tracking_uri: str) -> list[str]:
+    """The console's ``MLflow run`` line of each MLflow logger of a command (train, evaluate):
+    where to look at it, or what was not logged."""
+    lines = []
+    for logger in mlflow_loggers(loggers):
+        if lost := getattr(logger, "not_logged", lambda: None)():
+            lines.append(f"  MLflow run     {logger.run_id}: {lost}")
+        else:
+            where = run_location(logger.experiment_id, logger.run_id, tracking_uri)
+            lines.append(f"  MLflow run     {logger.run_id}: {where}")
+    return lines

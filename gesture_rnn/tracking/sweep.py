@@ -49,6 +49,28 @@ def param_name(override_key: str) -> str:
     return re.sub(r"[^\w./\- :]", "_", override_key.lstrip("+~"))
 
 
+def sweep_run_name(config: DictConfig, sweep_dir: Path) -> str:
+    """What a sweep is, as the MLflow list shows it: ``sweep · best · hyperopt 16 trials · max
+    cv/mean_and_worst/val/acc_best · lr, label_smoothing, mixup, … · <folder>``."""
+    choices = _select(config, "hydra.runtime.choices") or {}
+    recipe = choices.get("experiment") or choices.get("model/net") or ""
+    sweeper = str(choices.get("hydra/sweeper") or "").replace("_", " ")
+    trials = _select(config, "hydra.sweeper.n_trials")
+    direction = _select(config, "hydra.sweeper.direction")
+    objective = _select(config, "optimized_metric")
+    space = [str(k).rsplit(".", 1)[-1] for k in (_select(config, "hydra.sweeper.params") or {})]
+    swept = ", ".join(space[:3]) + (", …" if len(space) > 3 else "")
+    parts = [
+        "sweep",
+        recipe,
+        f"{sweeper} {trials} trials" if trials else sweeper,
+        f"{str(direction)[:3]} {objective}" if objective and direction else objective,
+        swept,
+        sweep_dir.name,
+    ]
+    return " · ".join(str(p) for p in parts if p)
+
+
 class MLflowSweepCallback(Callback):
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
@@ -80,7 +102,7 @@ class MLflowSweepCallback(Callback):
             self.client.update_run(self.parent_run_id, status="RUNNING")
         else:
             run = self.client.create_run(
-                experiment_id, run_name=f"sweep {sweep_dir.name}", tags={"sweep_dir": str(sweep_dir)}
+                experiment_id, run_name=sweep_run_name(config, sweep_dir), tags={"sweep_dir": str(sweep_dir)}
             )
             self.parent_run_id = run.info.run_id
             sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -59,6 +59,22 @@ class EpochModelCheckpoint(ModelCheckpoint):
             and self._should_save_on_train_epoch_end(trainer)
         ):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class MetricsProgressBar(TQDMProgressBar):
+    """Lightning's progress bar showing what a user watches — the last epoch's training loss and
+    validation accuracy — without ``v_num`` (the logger's version, an MLflow run id prefix)."""
+
+    SHOWN = ("train/loss", "val/acc")
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        logged = trainer.callback_metrics
+        for key in self.SHOWN:
+            if key in logged:
+                items[key] = f"{float(logged[key]):.3f}"
+        return items
 
 
 class CheckpointOnInterrupt(Callback):
