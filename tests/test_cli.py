@@ -189,3 +189,16 @@ def test_an_output_folder_that_cannot_hold_runs_is_refused_in_one_line_before_an
     done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
     assert sorted(p.name for p in (tmp_path / "busy").iterdir()) == ["notes.txt"], "nothing scattered"
+
+
+def test_the_default_console_holds_no_line_a_user_cannot_act_on(synthetic_zip, tmp_path):
+    """python train.py as a newcomer runs it: no install tips, no "GPU available" lines, no
+    library deprecation warning; the progress bar shows loss and validation accuracy."""
+    command = [sys.executable, str(PROJECT_ROOT / "train.py"), f"data.path={synthetic_zip}", "debug=fast",
+               f"data.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    console = done.stdout + done.stderr
+    for noise in ("Tip:", "litlogger", "litmodels", "GPU available", "TPU available", "LeafSpec", "v_num="):
+        assert noise not in console, noise
+    assert "train/loss=" in console and "val/acc=" in console

@@ -291,8 +291,9 @@ def test_tune_optimises_the_cross_validated_mean_with_folds_nested_in_trials(
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == sweep.info.run_id]
     folds_ = [r for r in runs if by_id.get(r.data.tags.get("mlflow.parentRunId", "")) in trials]
     assert len(trials) == 2 and len(folds_) == 4
-    assert sweep.data.tags["mlflow.runName"].startswith(
-        f"sweep · gru · {sweeper} 2 trials · max val/acc_best · hidden"
+    name = sweep.data.tags["mlflow.runName"]  # what the sweep is, not a timestamp
+    assert name.startswith(f"sweep · gru · {sweeper} 2 trials · max val/acc_best · ") and "hidden" in name, (
+        name
     )
     best = max(t.data.metrics["val/acc_best"] for t in trials)  # the folds' mean: the objective
     assert sweep.data.metrics["best/val/acc_best"] == pytest.approx(best)
