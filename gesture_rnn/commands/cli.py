@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 from gesture_rnn.config.resolvers import PROJECT_ROOT
 from gesture_rnn.errors import ConfigError, GestureRNNError, Interrupted
+from gesture_rnn.utils.console import quiet_libraries
 
 USER_ERROR_EXIT_CODE = 2
 
@@ -184,20 +185,6 @@ def check_output_folders(args: list[str]) -> None:
 # MLflow's HTTP client for this command's process (and its trials): 3 retries (about 14 s of
 # back-off) and 30 s per request, unless the user set them
 MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
-
-
-def quiet_libraries() -> None:
-    """What a user cannot act on stays off this command's console (a command's own process, or a
-    cross-validation's worker): Lightning's informational lines — install tips (litlogger,
-    litmodels), "GPU available: False", "Restoring states" — which the run's own summary replaces,
-    and lightning 2.6's ``LeafSpec`` deprecation warning under torch 2.13 (lightning's code, not
-    this project's). Warnings and errors still show."""
-    import logging
-    import warnings
-
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    logging.getLogger("lightning.fabric.utilities.rank_zero").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def launch(main: Callable[[], object]) -> None:

@@ -228,7 +228,7 @@ def _train_fold(fold_cfg: DictConfig, parent: str | None) -> dict[str, float]:
 def _import_training() -> None:
     """A worker's first task: the training imports (Lightning, ~10 s on a small CPU), done while
     the main process is still setting up; its console as quiet as the command's."""
-    from gesture_rnn.commands.cli import quiet_libraries
+    from gesture_rnn.utils.console import quiet_libraries
 
     quiet_libraries()
     import gesture_rnn.commands.train  # noqa: F401
