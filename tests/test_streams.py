@@ -398,3 +398,19 @@ def test_a_classifier_under_a_spotters_sidecar_and_a_damaged_spotter_file_are_re
     with pytest.raises(DataError, match="probabilities that are not numbers"):
         detect(np.full((5, 4), np.nan, dtype=np.float32), [5, 6, 7], DecisionRule(0.7, 3))
     assert torch.isfinite(net.head.weight).all()
+
+
+def test_a_sample_stream_is_one_command_that_writes_the_stream_and_its_truth(synthetic_zip, tmp_path, capsys):
+    from gesture_rnn.data.parsing import load_records
+    from gesture_rnn.streaming.sample import main
+
+    out = tmp_path / "walk.txt"
+    main(["--data", str(synthetic_zip), "--user", "U02", "--out", str(out)])
+    samples, _ = read_stream(out)
+    events = events_path(out).read_text().splitlines()
+    records = load_records(synthetic_zip, None)
+    assert len(events) - 1 == int((records.users == "U02").sum()), "every recording of the user, marked"
+    assert len(samples) > sum(
+        len(s) for s, u in zip(records.sequences, records.users, strict=True) if u == "U02"
+    )
+    assert f"stream={out}" in capsys.readouterr().out, "says how to read it"
