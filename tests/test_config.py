@@ -99,9 +99,16 @@ def test_every_search_config_builds_its_sweeper_over_one_search_space(tmp_path, 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("tune", overrides=[search, f"paths.root_dir={tmp_path}"], return_hydra_config=True)
     GlobalHydra.instance().clear()
-    space = {"hparams_search=spotter": "spotter", "hparams_search=new_wearer": "best"}.get(search, "gru")
+    spaces = {
+        "hparams_search=spotter": "spotter",
+        "hparams_search=new_wearer": "best",
+        "hparams_search=fast": "fast",
+    }
+    space = spaces.get(search, "gru")
     assert dict(cfg.hydra.sweeper.params) == dict(OmegaConf.load(CONF_DIR / "search_space" / f"{space}.yaml"))
     assert isinstance(instantiate(cfg.hydra.sweeper), Sweeper)
+    if search == "hparams_search=fast":  # a smoke sweep: 3 short trials, nothing logged
+        assert cfg.hydra.sweeper.n_trials == 3 and cfg.trainer.max_epochs == 1 and not cfg.logger
     if search == "hparams_search=new_wearer":  # every trial a cross-validation over seeds
         assert cfg.cv.kind == "users" and list(cfg.cv.seeds) == [0, 1]
         assert cfg.optimized_metric == "cv/mean_and_worst/val/acc_best"
