@@ -254,3 +254,15 @@ def test_the_progress_bar_shows_the_loss_and_validation_accuracy_not_the_loggers
         callback_metrics={"train/loss": torch.tensor(0.51234), "val/acc": torch.tensor(0.9), "val/f1": 0.8},
     )
     assert MetricsProgressBar().get_metrics(trainer, None) == {"train/loss": "0.512", "val/acc": "0.900"}
+
+
+def test_the_summary_of_a_run_on_people_never_seen_names_them(tmp_path):
+    from omegaconf import OmegaConf
+
+    from gesture_rnn.commands.train import format_summary
+
+    cfg = OmegaConf.create({"data": {"split": "users", "test_users": ["U07"]}, "logger": None})
+    text = format_summary({"test/acc": 0.9, "test/f1": 0.9}, [], cfg, tmp_path, show_test=True)
+    assert "held out: U07 (never seen in training)" in text
+    random = OmegaConf.create({"data": {"split": "random", "test_users": []}, "logger": None})
+    assert "held out" not in format_summary({"test/acc": 0.9}, [], random, tmp_path, show_test=True)

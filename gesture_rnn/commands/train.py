@@ -135,9 +135,15 @@ def format_summary(
             f"{fmt('val/event_f1', 3)}",
         ]
     elif show_test:
+        held_out = (
+            OmegaConf.select(cfg, "data.test_users")
+            if OmegaConf.select(cfg, "data.split") == "users"
+            else None
+        )
+        who = f"    held out: {', '.join(held_out)} (never seen in training)" if held_out else ""
         lines = [
             "",
-            f"  test accuracy  {fmt('test/acc')}    macro-F1 {fmt('test/f1')}",
+            f"  test accuracy  {fmt('test/acc')}    macro-F1 {fmt('test/f1')}{who}",
             f"  loss           train {fmt('train/loss')}  test {fmt('test/loss')}  "
             f"overfit ratio {fmt('test/overfit_ratio', 2)}x",
         ]
