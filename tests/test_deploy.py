@@ -497,3 +497,16 @@ def test_an_exported_classifier_carries_its_gesture_order_and_a_sidecar_that_dif
         (tmp_path / "m.onnx.json").write_text(json.dumps({**sidecar, field: value}))
         with pytest.raises(DataError, match=rf"its sidecar's {field} .* is not the model's own"):
             onnx_session(model)
+
+
+def test_an_answer_names_the_gesture_as_its_pictogram_draws_it():
+    """predict.py answers a number and what the dataset's pictogram draws (the dataset names none)."""
+    from gesture_rnn.commands.predict import answers, format_prediction
+
+    probabilities = np.full((2, 20), 0.01, dtype=np.float32)
+    probabilities[0, 11], probabilities[1, 4] = 0.81, 0.40
+    sure, unsure = answers(["a.txt", "b.txt"], probabilities, list(range(1, 21)), min_probability=0.5)
+    assert sure["gesture"] == 12 and sure["name"] == "left, then down"
+    assert format_prediction(sure).startswith('a.txt: gesture 12 "left, then down" (p=0.810)')
+    assert unsure["gesture"] == "unsure" and unsure["name"] is None
+    assert 'best guess gesture 5 "circle, clockwise"' in format_prediction(unsure)

@@ -20,6 +20,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from gesture_rnn.config.rules import Rule, check_rules, is_int, is_number
+from gesture_rnn.data.facts import GESTURE_NAMES, gesture_label
 from gesture_rnn.data.recordings import read_recordings
 from gesture_rnn.errors import ConfigError, StorageError
 
@@ -54,9 +55,9 @@ def answers(
     for name, row in zip(names, probabilities, strict=True):
         order = np.argsort(-row, kind="stable")[: min(top_k, len(row))]
         top = [{"gesture": gestures[int(i)], "probability": round(float(row[i]), 6)} for i in order]
-        result = {"file": name, **top[0], "top3": top}
+        result = {"file": name, **top[0], "name": GESTURE_NAMES.get(top[0]["gesture"]), "top3": top}
         if result["probability"] < min_probability:
-            result = {"file": name, "gesture": UNSURE, "best_guess": top[0]["gesture"]}
+            result = {"file": name, "gesture": UNSURE, "best_guess": top[0]["gesture"], "name": None}
             result.update(probability=top[0]["probability"], top3=top)
         results.append(result)
     return results
@@ -65,9 +66,10 @@ def answers(
 def format_prediction(result: dict) -> str:
     others = ", ".join(f"{t['gesture']} ({t['probability']:.3f})" for t in result["top3"])
     if result["gesture"] == UNSURE:
-        guess = f"best guess {result['best_guess']}, p={result['probability']:.3f}"
+        guess = f"best guess {gesture_label(result['best_guess'])}, p={result['probability']:.3f}"
         return f"{result['file']}: unsure ({guess}); top 3: {others}"
-    return f"{result['file']}: gesture {result['gesture']} (p={result['probability']:.3f}); top 3: {others}"
+    label = gesture_label(result["gesture"])
+    return f"{result['file']}: {label} (p={result['probability']:.3f}); top 3: {others}"
 
 
 def onnx_session(path: object) -> tuple[object, list[int]]:

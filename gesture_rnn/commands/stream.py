@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from gesture_rnn.data.facts import GESTURES
+from gesture_rnn.data.facts import GESTURES, gesture_label
 from gesture_rnn.errors import ConfigError
 
 DEFAULT_THRESHOLD = 0.9
@@ -100,4 +100,4 @@ def predict_stream(cfg: DictConfig) -> list[dict]:
 
 
 def format_detection(result: dict) -> str:
-    return f"{result['time_s']:.2f} s: gesture {result['gesture']} (p={result['probability']:.3f})"
+    return f"{result['time_s']:.2f} s: {gesture_label(result['gesture'])} (p={result['probability']:.3f})"
