@@ -75,7 +75,12 @@ def test_the_documentation_site_builds_strictly(tmp_path):
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "site" / "reports" / "watch" / "index.html").is_file(), (
-        "the reports are pages of the site"
-    )
-    assert list((tmp_path / "site" / "api").rglob("index.html")), "API pages from the docstrings"
+    site = tmp_path / "site"
+    assert (site / "reports" / "watch.html").is_file(), "the reports are pages of the site"
+    assert list((site / "api").rglob("*.html")), "API pages from the docstrings"
+    home = (site / "index.html").read_text()
+    # opened from disk it reads as over HTTP, offline: links to pages are files, search needs no
+    # fetch, nothing is asked of another host
+    assert 'href="training.html"' in home and (site / "search" / "search_index.js").is_file()
+    pages = [p.read_text(errors="ignore") for p in site.rglob("*.html")]
+    assert not any("fonts.googleapis" in page or "fonts.gstatic" in page for page in pages)
