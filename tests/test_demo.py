@@ -349,3 +349,18 @@ def test_make_demo_refuses_what_it_cannot_use_in_one_line(args, message, tmp_pat
     done = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=60)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert message.format(tmp=tmp_path) in done.stderr
+
+
+def test_a_desktop_is_told_in_one_line_that_the_page_needs_a_phones_motion_sensor(page, recordings):
+    """No reading within a moment: one line saying what the page needs and how to reach it from a
+    phone; the first reading (a phone) takes it away. A fresh tab: no motion has reached it."""
+    fresh = page.context.new_page()
+    try:
+        fresh.goto(page.url.split("#")[0])
+        fresh.wait_for_selector("#sensor:not([hidden])", timeout=10_000)
+        note = fresh.inner_text("#sensor")
+        assert note.startswith("No motion sensor here") and "on a phone" in note and "\n" not in note
+        replay(fresh, recordings[(1, 1)][:3])
+        fresh.wait_for_selector("#sensor", state="hidden")
+    finally:
+        fresh.close()

@@ -435,7 +435,26 @@ function wire() {
   showView(location.hash === "#recognise" ? "recognise" : "record");
 }
 
+// A desktop has no motion sensor: say so in one line, with the way to a phone, until a reading
+// arrives (a phone's first reading hides it)
+const SENSOR_WAIT_MS = 1500;
+function checkSensor() {
+  const note = $("#sensor");
+  if (accelerometer.sensed) {
+    note.hidden = true;
+    return;
+  }
+  const here = location.hostname === "localhost" || location.hostname === "127.0.0.1";
+  const how = here
+    ? "on a phone, this machine's address over https (make demo DEMO_HOST=0.0.0.0 with a certificate prints it), or localhost through adb reverse (docs/demo.md)"
+    : `on a phone: ${location.href}`;
+  note.textContent = `No motion sensor here: this page records a phone's accelerometer. Open it ${how}.`;
+  note.hidden = false;
+  accelerometer.listen(() => (note.hidden = true));
+}
+
 wire();
+setTimeout(checkSensor, SENSOR_WAIT_MS);
 demo.ready = loadDefaults()
   .then(() => say(demo.classifier || demo.spotter ? "ready" : "no default model here: choose one under Models"))
   .catch((err) => say(String(err.message || err), true));

@@ -48,12 +48,14 @@ export class Accelerometer {
   constructor() {
     this.listeners = new Set();
     this.invert = false;
+    this.sensed = false; // a reading has arrived: this device has a motion sensor
     window.addEventListener("devicemotion", (event) => this.handle(event));
   }
 
   handle(event) {
     const a = event.accelerationIncludingGravity;
     if (!a || ![a.x, a.y, a.z].every(Number.isFinite)) return; // a sensor that has no reading yet
+    this.sensed = true;
     const sign = this.invert ? -1 : 1;
     const values = [sign * a.x, sign * a.y, sign * a.z];
     for (const listener of this.listeners) listener(event.timeStamp, values);
