@@ -22,6 +22,7 @@ import gesture_rnn
 from gesture_rnn.commands.predict import run_predict
 from gesture_rnn.data import GestureDataModule
 from gesture_rnn.data.batching import pad_sequences as padded_batch
+from gesture_rnn.data.facts import GESTURE_NAMES
 from gesture_rnn.deploy.export import GestureProbabilities, run_export
 from gesture_rnn.deploy.inference import class_probabilities
 from gesture_rnn.errors import ConfigError, DataError
@@ -171,7 +172,8 @@ def test_predict_reads_six_and_three_column_recordings_and_prints_json(trained, 
     assert lines[0]["gesture"] == lines[1]["gesture"] == lines[2]["gesture"]
     assert lines[0]["probability"] == lines[1]["probability"] == lines[2]["probability"]
     first = lines[0]
-    assert set(first) == {"file", "gesture", "probability", "top3"} and 1 <= first["gesture"] <= 20
+    assert set(first) == {"file", "gesture", "name", "probability", "top3"} and 1 <= first["gesture"] <= 20
+    assert first["name"] == GESTURE_NAMES[first["gesture"]], "what its pictogram draws"
     assert first["top3"][0]["gesture"] == first["gesture"] and len(first["top3"]) == 3
     probabilities = [t["probability"] for t in first["top3"]]
     assert probabilities == sorted(probabilities, reverse=True)
