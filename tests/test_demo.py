@@ -364,3 +364,24 @@ def test_a_desktop_is_told_in_one_line_that_the_page_needs_a_phones_motion_senso
         fresh.wait_for_selector("#sensor", state="hidden")
     finally:
         fresh.close()
+
+
+def test_at_phone_width_the_title_and_the_views_do_not_overlap_and_the_plot_has_axes(page):
+    fresh = page.context.new_page()
+    try:
+        fresh.set_viewport_size({"width": 360, "height": 780})
+        fresh.goto(page.url.split("#")[0])
+        fresh.wait_for_function("window.demo && window.demo.ready")
+        title, nav = (
+            fresh.eval_on_selector(s, "e => e.getBoundingClientRect().toJSON()") for s in ("h1", "nav")
+        )
+        apart = nav["left"] >= title["right"] or nav["top"] >= title["bottom"]
+        assert apart, (title, nav)
+        drawn = fresh.evaluate(
+            "(() => { const c = document.querySelector('#plot');"
+            " const pixels = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            " return pixels.some((v, i) => i % 4 === 3 && v > 0); })()"
+        )
+        assert drawn, "the plot shows its axes before any motion"
+    finally:
+        fresh.close()

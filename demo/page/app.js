@@ -353,6 +353,7 @@ async function liveToggle() {
     await demo.queue; // the last stream's steps first
     const spotter = demo.spotter; // this stream's, whatever is loaded meanwhile
     next.limit = Infinity;
+    say("live stream: make gestures; tap again to stop"); // not a previous take's message
     spotter.reset();
     demo.detections = [];
     $("#detections").replaceChildren();
@@ -391,6 +392,18 @@ function drawPlot() {
   g.clearRect(0, 0, width, height);
   const x = (i) => (i / 89) * width;
   const y = (a) => height / 2 - (a / 20) * (height / 2); // ±20 m/s²
+  // the axes, before any motion: acceleration at 0 and ±10 m/s², the last 10 s from left to right
+  g.strokeStyle = "#ddd";
+  g.fillStyle = "#888";
+  g.font = "11px system-ui, sans-serif";
+  for (const a of [-10, 0, 10]) {
+    g.beginPath();
+    g.moveTo(0, y(a));
+    g.lineTo(width, y(a));
+    g.stroke();
+    g.fillText(`${a > 0 ? "+" : ""}${a} m/s²`, 4, y(a) - 3);
+  }
+  g.fillText("last 10 s →", width - 70, height - 4);
   ["#d62728", "#2ca02c", "#1f77b4"].forEach((color, axis) => {
     g.strokeStyle = color;
     g.beginPath();
@@ -433,6 +446,7 @@ function wire() {
   });
   showRecordView();
   showView(location.hash === "#recognise" ? "recognise" : "record");
+  drawPlot(); // its axes before motion arrives
 }
 
 // A desktop has no motion sensor: say so in one line, with the way to a phone, until a reading
