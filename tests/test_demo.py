@@ -5,6 +5,7 @@ models; its zip with ``personalize.py``'s reading of it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -297,42 +298,20 @@ console.log(JSON.stringify({ out, last, gap }));
     np.testing.assert_allclose(samples[:, 1:], expected, atol=1e-9)
 
 
+SERVE = ["-m", "demo.serve", "--site", "{site}", "--port", "0"]  # the built page, on a free port
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["-m", "demo.serve", "--site", "{tmp}/nothing"], "holds no built page: run make demo"),
         (
-            [
-                "-m",
-                "demo.serve",
-                "--site",
-                "{site}",
-                "--port",
-                "0",
-                "--cert",
-                "{tmp}/none.pem",
-                "--key",
-                "{site}/index.html",
-            ],
+            [*SERVE, "--cert", "{tmp}/none.pem", "--key", "{site}/index.html"],
             "DEMO_CERT={tmp}/none.pem is not a file",
         ),
+        ([*SERVE, "--cert", "{site}/index.html"], "DEMO_CERT is set but DEMO_KEY is not"),
         (
-            ["-m", "demo.serve", "--site", "{site}", "--port", "0", "--cert", "{site}/index.html"],
-            "DEMO_CERT is set but DEMO_KEY is not",
-        ),
-        (
-            [
-                "-m",
-                "demo.serve",
-                "--site",
-                "{site}",
-                "--port",
-                "0",
-                "--cert",
-                "{site}/index.html",
-                "--key",
-                "{site}/index.html",
-            ],
+            [*SERVE, "--cert", "{site}/index.html", "--key", "{site}/index.html"],
             "are not a certificate and its private key",
         ),
         (["-m", "demo.serve", "--site", "{site}", "--port", "70000"], "DEMO_PORT='70000' is invalid"),
@@ -351,26 +330,32 @@ def test_make_demo_refuses_what_it_cannot_use_in_one_line(args, message, tmp_pat
     assert message.format(tmp=tmp_path) in done.stderr
 
 
+@contextlib.contextmanager
+def fresh_tab(page, viewport: dict | None = None):
+    """A new tab of the page's browser (its network cut too), on the page with no motion yet."""
+    fresh = page.context.new_page()
+    try:
+        if viewport:
+            fresh.set_viewport_size(viewport)
+        fresh.goto(page.url.split("#")[0])
+        yield fresh
+    finally:
+        fresh.close()
+
+
 def test_a_desktop_is_told_in_one_line_that_the_page_needs_a_phones_motion_sensor(page, recordings):
     """No reading within a moment: one line saying what the page needs and how to reach it from a
     phone; the first reading (a phone) takes it away. A fresh tab: no motion has reached it."""
-    fresh = page.context.new_page()
-    try:
-        fresh.goto(page.url.split("#")[0])
+    with fresh_tab(page) as fresh:
         fresh.wait_for_selector("#sensor:not([hidden])", timeout=10_000)
         note = fresh.inner_text("#sensor")
         assert note.startswith("No motion sensor here") and "on a phone" in note and "\n" not in note
         replay(fresh, recordings[(1, 1)][:3])
         fresh.wait_for_selector("#sensor", state="hidden")
-    finally:
-        fresh.close()
 
 
 def test_at_phone_width_the_title_and_the_views_do_not_overlap_and_the_plot_has_axes(page):
-    fresh = page.context.new_page()
-    try:
-        fresh.set_viewport_size({"width": 360, "height": 780})
-        fresh.goto(page.url.split("#")[0])
+    with fresh_tab(page, {"width": 360, "height": 780}) as fresh:
         fresh.wait_for_function("window.demo && window.demo.ready")
         title, nav = (
             fresh.eval_on_selector(s, "e => e.getBoundingClientRect().toJSON()") for s in ("h1", "nav")
@@ -383,5 +368,3 @@ def test_at_phone_width_the_title_and_the_views_do_not_overlap_and_the_plot_has_
             " return pixels.some((v, i) => i % 4 === 3 && v > 0); })()"
         )
         assert drawn, "the plot shows its axes before any motion"
-    finally:
-        fresh.close()

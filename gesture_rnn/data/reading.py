@@ -32,15 +32,19 @@ def read_regular_file(path: Path, max_bytes: int, what: str) -> bytes:
     could block for ever or never end — and at most ``max_bytes`` + 1 bytes are ever read (a file
     that grows while it is read is still bounded)."""
     try:
-        mode = path.stat().st_mode
+        status = path.stat()
     except OSError as err:
         raise DataError(f"{what}={path}: cannot be read ({err.strerror or err})") from None
-    if not stat.S_ISREG(mode):
-        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe, a device or a socket)"
+    if not stat.S_ISREG(status.st_mode):
+        kind = (
+            "a folder"
+            if stat.S_ISDIR(status.st_mode)
+            else "not a regular file (a pipe, a device or a socket)"
+        )
         raise DataError(f"{what}={path} is {kind}: give a file")
-    if path.stat().st_size > max_bytes:
+    if status.st_size > max_bytes:
         raise DataError(
-            f"{what}={path} is {path.stat().st_size:,} bytes, more than {max_bytes:,}: not a file to read"
+            f"{what}={path} is {status.st_size:,} bytes, more than {max_bytes:,}: not a file to read"
         )
     try:
         with path.open("rb") as handle:
