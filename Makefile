@@ -198,9 +198,9 @@ promote: install ## Move the champion alias of the gestures model to VERSION (ma
 	@test -n "$$VERSION" || { echo "error: VERSION is required: make promote VERSION=3" >&2; exit 2; }
 	$(BIN)/python -m gesture_rnn.tracking.registry promote "$$VERSION" --tracking-uri "$$TRACKING_URI"
 
-ui: install ## MLflow UI for the local store on http://127.0.0.1:5000 (UI_PORT=... to change)
+ui: install ## MLflow UI for the local store; prints the link to the runs table (UI_PORT=... to change)
 	@mkdir -p outputs
-	$(BIN)/mlflow ui --backend-store-uri "$$LOCAL_STORE" --host 127.0.0.1 --port "$$UI_PORT"
+	@$(BIN)/python -m gesture_rnn.tracking.ui --store "$$LOCAL_STORE" --port "$$UI_PORT"
 
 clean: ## Remove everything runs generate (outputs/: runs, checkpoints, MLflow store) and caches
 	rm -rf outputs .pytest_cache .ruff_cache

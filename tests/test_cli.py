@@ -50,6 +50,10 @@ def test_train_py_trains_prints_a_summary_and_records_the_run(synthetic_zip, tmp
     assert not {"model.hidden", "model.layers"} & set(run.data.params), "each setting recorded once"
     assert run.info.run_name == "gru 16/2 · seed 0", "named after what it is"
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development", "the UI shows runs"
+    assert run.data.tags["mlflow.source.name"] == "train.py", "the UI's Source column names the command"
+    assert f"{run.info.run_id}?workflowType=machine_learning" in result.stdout, (
+        "the link opens model training"
+    )
     run_dirs = list((tmp_path / "outputs" / "train" / "runs").iterdir())
     assert len(run_dirs) == 1
     assert f"run folder     {run_dirs[0]}" in result.stdout, "the summary says where the run is"

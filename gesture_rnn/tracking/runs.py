@@ -4,6 +4,7 @@ tracking URI; params, artifacts and the final status go through the logger's cli
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -31,8 +32,21 @@ log = logging.getLogger(__name__)
 # Set by the sweep callback: every trial's run becomes a child (mlflow.parentRunId) of this run.
 PARENT_RUN_ENV = "GESTURE_RNN_PARENT_RUN_ID"
 RUN_ID_FILE = "mlflow_run_id.txt"  # in a run folder: a resumed run continues this MLflow run
-# MLflow 3's UI opens an experiment by its kind: model training shows the runs (not GenAI traces)
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+UI_ADDRESS = "http://127.0.0.1:5000"  # `make ui`'s default
+# MLflow 3's UI opens an experiment by its kind (model training: runs, not GenAI traces); from its
+# home page and a run's own link only ``workflowType`` in the address decides
+WORKFLOW = "workflowType=machine_learning"
+# A view of the runs table kept in the experiment as MLflow's "share view" keeps one (its tag,
+# opened by ``viewStateShareKey``): the accuracy columns shown and the run names wide enough to read
+RUNS_VIEW_KEY = "gesture_rnn"
+RUNS_VIEW = {
+    "selectedColumns": ["attributes.`Source`", "metrics.`test/acc`", "metrics.`val/acc_best`"],
+    "columnWidths": {"attributes.`Run Name`": 440},
+}
+EXPERIMENT_TAGS = {
+    "mlflow.experimentKind": "custom_model_development",
+    f"mlflow.sharedViewState.{RUNS_VIEW_KEY}": json.dumps(RUNS_VIEW),
+}
 
 
 def git_commit(cwd: Path = PROJECT_ROOT) -> str:
@@ -132,9 +146,10 @@ def experiment_id_of(client: MlflowClient, name: str, artifact_location: str | N
     """The experiment's id, created (with its artifact location) if it does not exist yet."""
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        return client.create_experiment(name, artifact_location=artifact_location, tags=EXPERIMENT_KIND)
-    if not EXPERIMENT_KIND.items() <= experiment.tags.items():
-        client.set_experiment_tag(experiment.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
+        return client.create_experiment(name, artifact_location=artifact_location, tags=EXPERIMENT_TAGS)
+    for key, value in EXPERIMENT_TAGS.items():
+        if experiment.tags.get(key) != value:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
     return experiment.experiment_id
 
 
@@ -182,7 +197,7 @@ def report_run(
 ) -> Iterator[tuple[MlflowClient, str]]:
     """A finished run for a generated report: tagged with the command and commit, its files
     (report, plot) logged as artifacts once the block has logged its metrics."""
-    tags = {"mlflow.runName": run_name, "command": command, "mlflow.source.git.commit": git_commit()}
+    tags = {"mlflow.runName": run_name, "command": command, **source_tags(command.split()[-1])}
     location = store_artifact_location(tracking_uri)
     with finished_run(tracking_uri, experiment_name, location, tags) as (client, run_id):
         yield client, run_id
@@ -236,10 +251,19 @@ def net_family(target: str) -> str:
     return NETS[target].family if target in NETS else str(target).rsplit(".", 1)[-1]
 
 
+def source_tags(source: str) -> dict[str, str]:
+    """What the UI's Source column shows: the command that made the run, at its commit."""
+    return {
+        "mlflow.source.name": source,
+        "mlflow.source.type": "LOCAL",
+        "mlflow.source.git.commit": git_commit(),
+    }
+
+
 def run_tags(cfg: DictConfig, data_md5: str | None, net: Mapping[str, Any] | None = None) -> dict[str, str]:
     """A run's tags; ``net``: the network's settings when they are not ``cfg.model.net`` (evaluate)."""
     tags = {
-        "mlflow.source.git.commit": git_commit(),
+        **source_tags(f"{cfg.get('task_name') or 'train'}.py"),
         "data_md5": str(data_md5),
         "data_split": str(cfg.data.split),
         "mlflow.runName": run_name(cfg, net if net is not None else cfg.model.net),
@@ -372,12 +396,17 @@ def keeps_global_tracking_uri() -> Iterator[None]:
             mlflow.set_tracking_uri(before)  # None: unset again, as it was
 
 
+def runs_table_link(ui: str, experiment_id: str) -> str:
+    """The experiment's runs table (model training, not GenAI) with the project's view."""
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?{WORKFLOW}&viewStateShareKey={RUNS_VIEW_KEY}"
+
+
 def run_location(experiment_id: str, run_id: str, tracking_uri: str) -> str:
     """Where to look at a run: the UI address for a local store, else the server's."""
-    path = f"#/experiments/{experiment_id}/runs/{run_id}"
+    path = f"#/experiments/{experiment_id}/runs/{run_id}?{WORKFLOW}"
     if tracking_uri.startswith(("http://", "https://")):
         return f"{tracking_uri.rstrip('/')}/{path}"
-    return f"`make ui`, then http://127.0.0.1:5000/{path} (store {tracking_uri})"
+    return f"`make ui`, then {UI_ADDRESS}/{path} (store {tracking_uri})"
 
 
 def run_lines(loggers: Iterable[Logger], tracking_uri: str) -> list[str]:
