@@ -196,13 +196,30 @@ def test_an_output_folder_that_cannot_hold_runs_is_refused_in_one_line_before_an
 
 
 def test_the_default_console_holds_no_line_a_user_cannot_act_on(synthetic_zip, tmp_path):
-    """python train.py as a newcomer runs it: no install tips, no "GPU available" lines, no
-    library deprecation warning; the progress bar shows loss and validation accuracy."""
-    command = [sys.executable, str(PROJECT_ROOT / "train.py"), f"data.path={synthetic_zip}", "debug=fast",
-               f"data.cache_dir={tmp_path}/cache", f"hydra.run.dir={tmp_path}/run"]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    console = done.stdout + done.stderr
-    for noise in ("Tip:", "litlogger", "litmodels", "GPU available", "TPU available", "LeafSpec", "v_num="):
-        assert noise not in console, noise
-    assert "train/loss=" in console and "val/acc=" in console
+    """train.py, a resume and evaluate.py as a newcomer runs them, piped to a file: no install
+    tips, "GPU available" lines, library deprecation warnings, model table or checkpoint-folder
+    warnings; one line per epoch (a bar's redraws would each be a line) with loss and accuracy."""
+    common = [f"data.path={synthetic_zip}", f"data.cache_dir={tmp_path}/cache", "logger=none"]
+    run_dir = tmp_path / "run"
+    train = [sys.executable, str(PROJECT_ROOT / "train.py"), *common]
+    first = [*train, "trainer.max_epochs=1", f"hydra.run.dir={run_dir}"]
+    resumed = [*train, "trainer.max_epochs=2", f"ckpt_path={run_dir}/checkpoints/last.ckpt"]
+    tested = [
+        sys.executable,
+        str(PROJECT_ROOT / "evaluate.py"),
+        *common,
+        f"ckpt_path={run_dir}/checkpoints/last.ckpt",
+    ]
+    console = ""
+    for command in (first, resumed, tested):
+        done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        console += done.stdout + done.stderr
+    noise = ("Tip:", "litlogger", "litmodels", "GPU available", "TPU available", "LeafSpec", "v_num",
+             "FLOPs", "it/s", "exists and is not empty", "callbacks used to create", "Warning")  # fmt: skip
+    for line in noise:
+        assert line not in console, line
+    epochs = [line for line in console.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == ["1/1", "2/2"], console
+    assert all("train/loss " in line and "val/acc " in line for line in epochs)
+    assert "Network GRUNet: " in console and " parameters" in console, "the network and its size, in one line"

@@ -45,6 +45,7 @@ def fold_config(cfg: DictConfig, fold: Fold, output_dir: Path) -> DictConfig:
         run.register = False  # a fold is not a model to serve: neither registered nor logged as
         run.log_model = False  # one (its checkpoint is still uploaded; ~2 s of a fold's ~15)
         run.figures = False  # cv.png summarises the folds; their tables are still written
+        run.print_summary = False  # the cv table says it, once
         run.paths.output_dir = str(output_dir)
         if seed is not None:  # cv.seeds: this repetition's seed (split, initialisation, batches)
             run.seed = seed
@@ -143,7 +144,7 @@ def cross_validate(cfg: DictConfig) -> dict[str, float]:
 SETTINGS_FILE = "cv_settings.json"
 # what does not change what a fold trains: where things go, how they are shown, how fast
 VOLATILE = ("cv.jobs", "data.path", "data.cache_dir", "data.download", "trainer.enable_progress_bar",
-            "trainer.enable_model_summary", "callbacks.progress_bar.")  # fmt: skip
+            "trainer.enable_model_summary", "callbacks.progress_bar", "print_summary")  # fmt: skip
 
 
 def keep_one_cross_validation(cfg: DictConfig, output_dir: Path) -> None:
@@ -269,6 +270,9 @@ def _run_in_parallel(
         fold_cfg = fold_config(cfg, fold, output_dir / "folds" / fold.name)
         with open_dict(fold_cfg):
             fold_cfg.num_threads = threads
+            if OmegaConf.select(fold_cfg, "callbacks.progress_bar"):  # folds share the console: lines
+                fold_cfg.callbacks.progress_bar.lines = True
+                fold_cfg.callbacks.progress_bar.prefix = f"fold {fold.name} · "
         OmegaConf.resolve(fold_cfg)  # the worker has no Hydra context to resolve it in
         configs[fold.name] = fold_cfg
     print(f"\n{len(todo)} folds, {jobs} at a time ({threads} thread(s) each)")

@@ -14,7 +14,7 @@ from gesture_rnn.models.checkpoint import checkpoint_file
 from gesture_rnn.models.classifier import load_classifier
 from gesture_rnn.tracking import runs
 from gesture_rnn.tracking.registry import model_checkpoint
-from gesture_rnn.training.callbacks import LearningCurves, RunRecord
+from gesture_rnn.training.callbacks import LearningCurves, MetricsProgressBar, RunRecord
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -42,12 +42,12 @@ def _evaluate(cfg: DictConfig) -> dict[str, float]:
         tags.update({f"evaluated_{k}": str(v) for k, v in registered.describe().items()})
     loggers = runs.build_loggers(cfg, tags)
     with runs.marks_failures(loggers, interrupted=lambda: False):
-        callbacks = [LearningCurves(), record]
+        callbacks = [MetricsProgressBar(), LearningCurves(), record]
         trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
         runs.log_run_config(loggers, cfg, output_dir / "config_resolved.yaml")
-        trainer.test(
-            model, datamodule=datamodule, ckpt_path=str(checkpoint), verbose=False, weights_only=True
-        )
+        # the weights are loaded (above): a ckpt_path here would have Lightning ask for the
+        # training run's callbacks, which testing does not use
+        trainer.test(model, datamodule=datamodule, verbose=False)
     metrics = record.metrics
     print(f"  test accuracy  {metrics['test/acc']:.4f}    macro-F1 {metrics['test/f1']:.4f}")
     if registered is not None:

@@ -67,6 +67,8 @@ def _train(cfg: DictConfig) -> dict[str, float]:
         distillation.attach_soft_targets(datamodule, list(teachers), cfg.model.distillation.temperature)
     model = instantiate(cfg.model)
     model.net.set_normalization(datamodule.mean, datamodule.std)
+    size = sum(p.numel() for p in model.net.parameters())
+    log.info("Network %s: %s parameters", type(model.net).__name__, f"{size:,}")  # Lightning's table: off
 
     # 3. trainer, callbacks and loggers (the MLflow run is created here, with its tags)
     output_dir = Path(cfg.paths.output_dir)
@@ -99,7 +101,8 @@ def _train(cfg: DictConfig) -> dict[str, float]:
             runs.log_run_config(loggers, cfg, output_dir / config_file_name(plan))
             runs.remember_run_id(loggers, output_dir / runs.RUN_ID_FILE)
         try:
-            trainer.fit(model, datamodule=datamodule, ckpt_path=str(plan.checkpoint) if plan else None)
+            with resume.in_own_checkpoint_folder(plan):
+                trainer.fit(model, datamodule=datamodule, ckpt_path=str(plan.checkpoint) if plan else None)
         except BaseException as err:
             if interrupt.interrupted_by is None:
                 raise
@@ -109,7 +112,7 @@ def _train(cfg: DictConfig) -> dict[str, float]:
         trainer.test(model, datamodule=datamodule, ckpt_path=tested, verbose=False, weights_only=True)
 
     # 5. report (the run record has logged and written everything else)
-    if trainer.is_global_zero:
+    if trainer.is_global_zero and cfg.get("print_summary", True):  # a cv fold: its line in cv's table
         show_test = not cfg.get("optimized_metric")
         print(format_summary(record.metrics, loggers, cfg, output_dir, show_test=show_test))
         if registrar is not None and registrar.versions:

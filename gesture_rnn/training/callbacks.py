@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -63,9 +64,21 @@ class EpochModelCheckpoint(ModelCheckpoint):
 
 class MetricsProgressBar(TQDMProgressBar):
     """Lightning's progress bar showing what a user watches — the last epoch's training loss and
-    validation accuracy — without ``v_num`` (the logger's version, an MLflow run id prefix)."""
+    validation accuracy — without ``v_num`` (the logger's version, an MLflow run id prefix).
+
+    With ``lines`` (by default when stdout is not a terminal: a file, a pipe, CI) one line per
+    epoch instead — each redraw of a bar would be a line of its own there — opened by ``prefix``
+    (``trial 3 · ``, ``fold U07 · ``: whose epoch it is where several runs share a console)."""
 
     SHOWN = ("train/loss", "val/acc")
+
+    def __init__(self, refresh_rate: int = 1, lines: bool | None = None, prefix: str = "") -> None:
+        super().__init__(refresh_rate=refresh_rate)
+        self.lines = not sys.stdout.isatty() if lines is None else lines
+        self.prefix = prefix
+        self._epoch_start = 0.0
+        if self.lines:
+            self.disable()
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         items = super().get_metrics(trainer, pl_module)
@@ -75,6 +88,20 @@ class MetricsProgressBar(TQDMProgressBar):
             if key in logged:
                 items[key] = f"{float(logged[key]):.3f}"
         return items
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        self._epoch_start = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if not self.lines or not trainer.is_global_zero:
+            return
+        logged = trainer.callback_metrics
+        shown = "  ".join(f"{key} {float(logged[key]):.3f}" for key in self.SHOWN if key in logged)
+        took = time.monotonic() - self._epoch_start
+        epoch = f"{trainer.current_epoch + 1}/{trainer.max_epochs}"
+        print(f"{self.prefix}epoch {epoch}  {shown}  {took:.1f} s", flush=True)
 
 
 class CheckpointOnInterrupt(Callback):

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import shutil
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,3 +148,14 @@ def continue_in_run_folder(cfg: DictConfig, plan: ResumePlan) -> None:
     if new_dir.is_dir() and not any(new_dir.iterdir()):
         new_dir.rmdir()
     log.info("Resuming %s in %s", plan.checkpoint, plan.run_dir)
+
+
+@contextmanager
+def in_own_checkpoint_folder(plan: ResumePlan | None) -> Iterator[None]:
+    """Fit a resumed run without Lightning's "Checkpoint directory ... exists and is not empty":
+    the run continues in its own folder, whose checkpoints are meant to be there. A new run
+    keeps the warning (a folder of another run's checkpoints)."""
+    with warnings.catch_warnings():
+        if plan is not None:
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        yield
