@@ -122,17 +122,17 @@ personalize: install ## Adapt each LOSO model (BASE=outputs/calibration/best) to
 watch: install ## The watch-size model (distilled, int8), LOSO per seed in one command, vs MiniRocket -> reports/watch.md
 	$(BIN)/python -m studies.watch $(ARGS)
 
-compare: install ## Network families x 2 sizes on both protocols + CPU cost -> reports/models.md (needs GESTURES_DATA)
+compare: install ## Network families x 2 sizes on both protocols + CPU cost -> reports/models.md
 	$(BIN)/python -m studies.compare $(ARGS)
 
 bench: install ## Pipeline vs plain PyTorch loop, start-up, inference, MiniRocket (EXTRAS=dev,peers) -> reports/bench.md
 	$(BIN)/python -m bench.benchmark $(ARGS)
 
-cv: ## Leave-one-user-out as one command (cv=users, 1 and 2 folds at once) beside MiniRocket -> reports/cv.md (needs GESTURES_DATA)
+cv: ## Leave-one-user-out as one command (cv=users, 1 and 2 folds at once) beside MiniRocket -> reports/cv.md
 	$(MAKE) install EXTRAS=dev,peers
 	$(BIN)/python -m studies.cv --data "$(GESTURES_DATA)" $(ARGS)
 
-small_model: ## The recommended model: searched and screened over seeds 0,1 (hparams_search=new_wearer), judged on seeds 7,8,9 beside MultiRocket-Hydra and MiniRocket -> reports/small_model.md (needs GESTURES_DATA)
+small_model: ## The recommended model: searched and screened over seeds 0,1 (hparams_search=new_wearer), judged on seeds 7,8,9 beside MultiRocket-Hydra and MiniRocket -> reports/small_model.md
 	$(MAKE) install EXTRAS=dev,peers
 	$(BIN)/python -m studies.small_model --data "$(GESTURES_DATA)" $(ARGS)
 
@@ -153,7 +153,7 @@ browser: install ## What the page's browser tests need: Debian's chromium (insta
 	  else echo "note: chromium is missing and this user cannot install it: the browser tests will be skipped"; fi; }
 	@$(BIN)/python -m demo.build --web-only || echo "note: no onnxruntime-web: the browser tests will be skipped"
 
-startup: install ## Where train.py's start-up goes, up to its first step, beside import lightning -> reports/startup.md (needs GESTURES_DATA)
+startup: install ## Where train.py's start-up goes, up to its first step, beside import lightning -> reports/startup.md
 	$(BIN)/python -m bench.startup --data "$(GESTURES_DATA)" $(ARGS)
 
 gpu_check: install ## On a machine with a GPU: trainer=gpu and trainer=ddp trainings, make bench on the GPU (~5 min)

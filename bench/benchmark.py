@@ -27,6 +27,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 from bench.inference import timings
 from gesture_rnn.data.batching import pad_sequences
 from gesture_rnn.data.datamodule import GestureDataModule
+from gesture_rnn.data.source import dataset_on_disk
+from gesture_rnn.errors import DataError
 from gesture_rnn.models.checkpoint import load_net
 from studies.reports import machine
 
@@ -252,8 +254,10 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("GESTURES_DATA"))
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench.md")
     args = parser.parse_args()
-    if not args.data:
-        raise SystemExit("error: pass --data or set GESTURES_DATA to gestures-dataset.zip")
+    try:
+        args.data = str(dataset_on_disk(args.data))  # else the zip make data (or a run) kept
+    except DataError as err:
+        raise SystemExit(f"error: {err}") from None
     device = "cuda" if args.accelerator == "gpu" else "cpu"
     workdir = Path(tempfile.mkdtemp(prefix="gesture-bench-"))
     dm = GestureDataModule.from_shipped_config(

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from gesture_rnn.data.source import dataset_on_disk
+from gesture_rnn.errors import DataError
 from gesture_rnn.utils.atomic import write_text_atomically
 from studies.reports import machine
 
@@ -82,10 +84,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", required=True, help="gestures-dataset.zip")
+    parser.add_argument("--data", default=None, help="gestures-dataset.zip (default: as train.py finds it)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "startup.md")
     args = parser.parse_args(argv)
+    try:
+        args.data = str(dataset_on_disk(args.data))
+    except DataError as err:
+        raise SystemExit(f"error: {err}") from None
     samples: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)

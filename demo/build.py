@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -26,8 +25,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from gesture_rnn.config.resolvers import PROJECT_ROOT
-from gesture_rnn.data.facts import DIRNAME
-from gesture_rnn.data.source import KEPT_ZIP
+from gesture_rnn.data import source
+from gesture_rnn.errors import DataError
 
 DEMO = Path(__file__).resolve().parent
 PAGE = DEMO / "page"
@@ -75,21 +74,11 @@ def onnxruntime_web(npm_dir: Path = OUT / "npm") -> Path:
 
 
 def dataset(data: Path | None) -> Path:
-    """The dataset as train.py finds it without a download: ``--data``, ``$GESTURES_DATA``, or
-    the zip ``make data`` kept in the cache."""
-    if data or os.environ.get("GESTURES_DATA"):
-        given = Path(data or os.environ["GESTURES_DATA"]).expanduser()
-        if not given.exists():
-            fail(f"the dataset {given} does not exist (from --data or $GESTURES_DATA)")
-        return given
-    cache = Path(os.environ.get("GESTURE_RNN_CACHE") or "~/.cache/gesture_rnn").expanduser()
-    for kept in (cache / KEPT_ZIP, cache / DIRNAME):
-        if kept.exists():
-            return kept
-    fail(
-        "no dataset: set GESTURES_DATA=/path/to/gestures-dataset.zip, or keep it once with "
-        "make data ZIP=/path/to/gestures-dataset.zip"
-    )
+    """``source.dataset_on_disk``, its refusal in one line."""
+    try:
+        return source.dataset_on_disk(data)
+    except DataError as err:
+        fail(str(err))
 
 
 def pictograms(data: Path | None) -> bytes | None:

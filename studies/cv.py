@@ -23,6 +23,8 @@ import numpy as np
 from gesture_rnn.config.resolvers import PROJECT_ROOT
 from gesture_rnn.data.facts import USERS
 from gesture_rnn.data.parsing import load_records
+from gesture_rnn.data.source import dataset_on_disk
+from gesture_rnn.errors import DataError
 from gesture_rnn.utils.atomic import write_text_atomically
 from studies import peers
 
@@ -56,8 +58,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=Path, default=PROJECT_ROOT / "outputs" / "cv_study")
     parser.add_argument("--report", type=Path, default=PROJECT_ROOT / "reports" / "cv.md")
     args = parser.parse_args(argv)
-    if not args.data:
-        raise SystemExit("error: --data (or GESTURES_DATA) is required: the dataset zip")
+    try:
+        args.data = str(dataset_on_disk(args.data))  # else the zip make data (or a run) kept
+    except DataError as err:
+        raise SystemExit(f"error: {err}") from None
     if not peers.available():
         raise SystemExit("error: MiniRocket needs aeon: make cv installs it (EXTRAS=dev,peers)")
     recipe = ["experiment=best", f"data.path={args.data}"]

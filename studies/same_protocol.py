@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 
 from gesture_rnn.config.resolvers import PROJECT_ROOT
+from gesture_rnn.data.source import dataset_on_disk
+from gesture_rnn.errors import DataError
 
 
 def train(tree: Path, run_dir: Path, data: str) -> dict[str, float]:
@@ -41,8 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("revision", help="a git revision of this repository, e.g. a8f5b45")
     parser.add_argument("--data", default=os.environ.get("GESTURES_DATA"))
     args = parser.parse_args(argv)
-    if not args.data:
-        raise SystemExit("error: --data (or GESTURES_DATA) is required: the dataset zip")
+    try:
+        args.data = str(dataset_on_disk(args.data))  # else the zip make data (or a run) kept
+    except DataError as err:
+        raise SystemExit(f"error: {err}") from None
     import torch
 
     from gesture_rnn.tracking.trials import tested_checkpoint

@@ -35,6 +35,8 @@ from omegaconf import OmegaConf
 from gesture_rnn.config.resolvers import PROJECT_ROOT
 from gesture_rnn.data.facts import USERS
 from gesture_rnn.data.parsing import load_records
+from gesture_rnn.data.source import dataset_on_disk
+from gesture_rnn.errors import DataError
 from gesture_rnn.tracking.trials import find_trials
 from gesture_rnn.utils.atomic import write_text_atomically
 from studies import peers
@@ -196,8 +198,10 @@ def main(argv: list[str] | None = None) -> None:
         help="stop after the screen: print the choice (to write into conf/experiment/best.yaml)",
     )
     args = parser.parse_args(argv)
-    if not args.data:
-        raise SystemExit("error: --data (or GESTURES_DATA) is required: the dataset zip")
+    try:
+        args.data = str(dataset_on_disk(args.data))  # else the zip make data (or a run) kept
+    except DataError as err:
+        raise SystemExit(f"error: {err}") from None
     if not peers.available():
         raise SystemExit("error: the peers need aeon: make small_model installs it (EXTRAS=dev,peers)")
     judge = [int(s) for s in args.judge_seeds.split(",")]

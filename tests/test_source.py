@@ -6,7 +6,7 @@ import pytest
 
 from gesture_rnn.data.facts import DIRNAME as DATASET_DIRNAME
 from gesture_rnn.data.reading import md5_of_file
-from gesture_rnn.data.source import locate_dataset
+from gesture_rnn.data.source import dataset_on_disk, locate_dataset
 from gesture_rnn.errors import DataError
 
 
@@ -85,3 +85,17 @@ def test_an_archive_that_is_not_the_dataset_is_not_kept(synthetic_zip, synthetic
     locate_dataset(synthetic_zip, cache, "file:///nowhere", "0" * 32)
     locate_dataset(synthetic_folder, cache, "file:///nowhere", md5_of_file(synthetic_zip))
     assert not cache.exists() or list(cache.iterdir()) == [], "another md5, or a folder: left alone"
+
+
+def test_studies_find_the_zip_a_run_kept_without_being_told(synthetic_zip, tmp_path, monkeypatch):
+    """make cv, make stream, make small_model, the benchmarks and the page's build hand on the
+    dataset as train.py finds it: a kept zip is enough, no GESTURES_DATA."""
+    monkeypatch.delenv("GESTURES_DATA", raising=False)
+    monkeypatch.setenv("GESTURE_RNN_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DataError, match="make data ZIP="):
+        dataset_on_disk(None)
+    locate_dataset(synthetic_zip, tmp_path / "cache", "http://unused.invalid", md5_of_file(synthetic_zip))
+    assert dataset_on_disk("") == tmp_path / "cache" / "gestures-dataset.zip"
+    assert dataset_on_disk(synthetic_zip) == synthetic_zip
+    with pytest.raises(DataError, match="does not exist"):
+        dataset_on_disk(tmp_path / "nope.zip")

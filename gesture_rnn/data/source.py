@@ -30,6 +30,26 @@ DATA_ENV_VAR = "GESTURES_DATA"
 DOWNLOAD_TIMEOUT_S = 60
 # the zip a user gave once, kept in the cache (``remember``)
 KEPT_ZIP = "gestures-dataset.zip"
+DEFAULT_CACHE = "~/.cache/gesture_rnn"  # $GESTURE_RNN_CACHE overrides it, as in conf/data/*.yaml
+
+
+def dataset_on_disk(given: str | os.PathLike | None) -> Path:
+    """The dataset as train.py finds it, without a download — ``given`` (a study's ``--data``),
+    ``$GESTURES_DATA``, or what ``make data`` or an earlier run kept in the cache — for the
+    commands that hand it on (studies, benchmarks, the page's build)."""
+    if given or os.environ.get(DATA_ENV_VAR):
+        path = Path(given or os.environ[DATA_ENV_VAR]).expanduser()
+        if not path.exists():
+            raise DataError(f"the dataset {path} does not exist (from --data or ${DATA_ENV_VAR})")
+        return path
+    cache = Path(os.environ.get("GESTURE_RNN_CACHE") or DEFAULT_CACHE).expanduser()
+    for kept in (cache / KEPT_ZIP, cache / DIRNAME):
+        if kept.exists():
+            return kept
+    raise DataError(
+        f"no dataset: set {DATA_ENV_VAR}=/path/to/gestures-dataset.zip, or keep it once with "
+        "make data ZIP=/path/to/gestures-dataset.zip"
+    )
 
 
 def check_source(path: Path, origin: str) -> Path:
