@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 BETWEEN = 6
+DESKTOP, PHONE = {"width": 1280, "height": 800}, {"width": 360, "height": 780}  # viewports
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 
 REPLAY = """async ({rows, between}) => {

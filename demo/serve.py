@@ -6,11 +6,16 @@ A static site a wearer can run on a café Wi-Fi: uvicorn (asyncio: a half-sent r
 thread) serving the site's regular files only — no folder listings, nothing through a link that
 leads outside the site, GET and HEAD only — with a deadline for a request's headers, a bound on
 connections, and one line (no traceback) for every refusal.
+
+``/connect.json`` answers the address a phone opens and its QR code (an SVG made here by segno,
+no outside service): the page shows both on a machine without a motion sensor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import logging
 import mimetypes
 import socket
@@ -34,15 +39,26 @@ HEADER_TIMEOUT_S = 10.0  # a client has this long to send a request's headers
 MAX_CONNECTIONS = 1000  # beyond it new requests get 503 (an idle connection costs a few kB)
 
 
-def site_app(site: Path) -> Any:
-    """The ASGI app serving ``site``'s regular files, ``/`` as ``index.html``."""
+CONNECT_PATH = "/connect.json"
+
+
+def site_app(site: Path, connect: dict[str, bytes] | None = None) -> Any:
+    """The ASGI app serving ``site``'s regular files, ``/`` as ``index.html``, and
+    ``connect["card"]`` (set once the port is known) at ``/connect.json``."""
     root = site.resolve()
+    connect = {} if connect is None else connect
 
     async def app(scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         if scope["method"] not in ("GET", "HEAD"):
             await _answer(send, 405, b"GET or HEAD only\n", "text/plain", extra=[(b"allow", b"GET, HEAD")])
+            return
+        if scope["path"] == CONNECT_PATH and "card" in connect:
+            card = connect["card"]
+            await _answer(
+                send, 200, b"" if scope["method"] == "HEAD" else card, TYPES[".json"], length=len(card)
+            )
             return
         path = _regular_file(root, scope["path"])
         if path is None:
@@ -134,8 +150,9 @@ def make_server(
     for name, path in (("DEMO_CERT", cert), ("DEMO_KEY", key)):
         if path and not Path(path).is_file():
             fail(f"{name}={path} is not a file")
+    connect: dict[str, bytes] = {}
     config = uvicorn.Config(
-        site_app(site),
+        site_app(site, connect),
         log_level="warning",
         access_log=False,
         lifespan="off",
@@ -164,7 +181,28 @@ def make_server(
         fail(f"cannot serve on {host}:{port} ({reason}): try another DEMO_PORT or DEMO_HOST")
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # Ctrl-C: KeyboardInterrupt
+    connect["card"] = connect_card(phone_url("https" if cert else "http", host, sock.getsockname()[1]))
     return PageServer(server, sock)
+
+
+def phone_url(scheme: str, host: str, port: int) -> str:
+    """The address a phone opens: this machine's on the network when the page is served beyond
+    it, else localhost — reached from a phone through ``adb reverse`` (docs/demo.md)."""
+    if host in (LOOPBACK, "::1", "localhost"):
+        return f"http://localhost:{port}/"
+    return f"{scheme}://{lan_address()}:{port}/"
+
+
+def connect_card(url: str) -> bytes:
+    """``/connect.json``: the phone's address and its QR code as SVG markup."""
+    import segno
+
+    out = io.BytesIO()  # a standalone SVG document (its namespace declared): an <img> shows it
+    segno.make(url, error="m").save(
+        out, kind="svg", xmldecl=False, scale=4, border=2, dark="#222", light="#fff"
+    )
+    svg = out.getvalue().decode()
+    return json.dumps({"url": url, "svg": svg}).encode()
 
 
 def lan_address() -> str:
@@ -197,12 +235,13 @@ def main(argv: list[str] | None = None) -> None:
     host, port = server.server_address
     scheme = "https" if args.cert else "http"
     print(f"  the page: {scheme}://127.0.0.1:{port}/  (Ctrl-C stops)")
-    if host in ("127.0.0.1", "::1"):
+    phone = phone_url(scheme, host, port)
+    if host in (LOOPBACK, "::1"):
         print(f"  on a phone (Android, USB): adb reverse tcp:{port} tcp:{port}, then "
-              f"http://localhost:{port}/ on the phone; over Wi-Fi: see docs/demo.md")  # fmt: skip
+              f"{phone} on the phone; over Wi-Fi: see docs/demo.md")  # fmt: skip
     else:
         hint = "" if args.cert else "  (motion sensors need https there: DEMO_CERT/DEMO_KEY, docs/demo.md)"
-        print(f"  on a phone on the same network: {scheme}://{lan_address()}:{port}/{hint}")
+        print(f"  on a phone on the same network: {phone}{hint}")
     sys.stdout.flush()
     try:
         server.serve_forever()

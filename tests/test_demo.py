@@ -17,7 +17,7 @@ import pytest
 from conftest import PROJECT_ROOT, REAL_DATA, compose_train_config
 from hydra.core.global_hydra import GlobalHydra
 
-from demo.browser import browser_page, record_one, replay, served, why_no_browser
+from demo.browser import DESKTOP, PHONE, browser_page, record_one, replay, served, why_no_browser
 from demo.build import CLASSIFIER, OUT, SPOTTER, assemble_site, pictograms
 
 pytestmark = pytest.mark.integration  # trains, starts a browser: not in make test-fast
@@ -346,17 +346,23 @@ def fresh_tab(page, viewport: dict | None = None):
 def test_a_desktop_is_told_in_one_line_that_the_page_needs_a_phones_motion_sensor(page, recordings):
     """No reading within a moment: one line saying what the page needs and how to reach it from a
     phone; the first reading (a phone) takes it away. A fresh tab: no motion has reached it."""
-    with fresh_tab(page) as fresh:
-        fresh.wait_for_selector("#sensor:not([hidden])", timeout=10_000)
-        note = fresh.inner_text("#sensor")
+    with fresh_tab(page, DESKTOP) as fresh:
+        fresh.wait_for_selector("#sensor:not([hidden]) img.qr", timeout=10_000)
+        note = fresh.inner_text("#sensor span")
         assert note.startswith("No motion sensor here") and "on a phone" in note and "\n" not in note
+        port = page.url.split(":")[2].split("/")[0]
+        assert f"adb reverse tcp:{port} tcp:{port}" in note and f"http://localhost:{port}/" in note
+        code = fresh.eval_on_selector("#sensor img.qr", "i => [i.complete && i.naturalWidth, i.alt]")
+        assert code[0] > 0 and code[1] == f"QR code of http://localhost:{port}/", "made by the server"
         replay(fresh, recordings[(1, 1)][:3])
         fresh.wait_for_selector("#sensor", state="hidden")
 
 
-def test_at_phone_width_the_title_and_the_views_do_not_overlap_and_the_plot_has_axes(page):
-    with fresh_tab(page, {"width": 360, "height": 780}) as fresh:
+def test_at_phone_width_the_title_and_the_views_do_not_overlap_and_the_plot_has_axes(page, recordings):
+    with fresh_tab(page, PHONE) as fresh:
         fresh.wait_for_function("window.demo && window.demo.ready")
+        replay(fresh, recordings[(1, 1)][:3])  # a phone: its motion sensor answers
+        fresh.wait_for_selector("#sensor", state="hidden")
         title, nav = (
             fresh.eval_on_selector(s, "e => e.getBoundingClientRect().toJSON()") for s in ("h1", "nav")
         )

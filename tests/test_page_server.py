@@ -3,6 +3,7 @@ deadline for half-sent requests that never blocks the others."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -82,3 +83,22 @@ def test_an_empty_host_is_loopback_never_every_interface(site):
         assert server.server_address[0] == "127.0.0.1"
     finally:
         server.server_close()
+
+
+def test_the_page_is_told_the_address_a_phone_opens_with_its_qr_code(site, monkeypatch):
+    """``/connect.json``: on loopback the phone's way is localhost (through adb reverse); served
+    on the network, this machine's address, https with a certificate."""
+    server, thread = serve.serve_in_thread(site)
+    port = server.server_address[1]
+    try:
+        code, body, kind = status(f"http://127.0.0.1:{port}/connect.json")
+        card = json.loads(body)
+        assert (code, kind, card["url"]) == (200, "application/json", f"http://localhost:{port}/")
+        assert card["svg"].startswith("<svg") and "<script" not in card["svg"]
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+    monkeypatch.setattr(serve, "lan_address", lambda: "192.168.1.20")
+    assert serve.phone_url("https", "0.0.0.0", 8443) == "https://192.168.1.20:8443/"
+    assert serve.phone_url("http", "127.0.0.1", 8000) == "http://localhost:8000/"

@@ -449,21 +449,36 @@ function wire() {
   drawPlot(); // its axes before motion arrives
 }
 
-// A desktop has no motion sensor: say so in one line, with the way to a phone, until a reading
-// arrives (a phone's first reading hides it)
+// A desktop has no motion sensor: say so in one line, with the way to a phone and the QR code of
+// its address (make demo's server makes it: connect.json), until a reading arrives (a phone's
+// first reading hides it)
 const SENSOR_WAIT_MS = 1500;
-function checkSensor() {
+async function checkSensor() {
   const note = $("#sensor");
   if (accelerometer.sensed) {
     note.hidden = true;
     return;
   }
-  const here = location.hostname === "localhost" || location.hostname === "127.0.0.1";
-  const how = here
-    ? "on a phone, this machine's address over https (make demo DEMO_HOST=0.0.0.0 with a certificate prints it), or localhost through adb reverse (docs/demo.md)"
-    : `on a phone: ${location.href}`;
-  note.textContent = `No motion sensor here: this page records a phone's accelerometer. Open it ${how}.`;
-  note.hidden = false;
+  const card = await fetch("connect.json")
+    .then((answer) => (answer.ok ? answer.json() : null))
+    .catch(() => null);
+  const address = new URL(card ? card.url : location.href);
+  const local = ["localhost", "127.0.0.1"].includes(address.hostname);
+  const port = address.port || (address.protocol === "https:" ? "443" : "80");
+  const how = local
+    ? `on a phone: after adb reverse tcp:${port} tcp:${port} (USB), scan the code or open ${address.origin}/; over Wi-Fi, serve it over https (make demo DEMO_HOST=0.0.0.0 with a certificate, docs/demo.md)`
+    : `on a phone: scan the code or open ${address.href}`;
+  const line = document.createElement("span");
+  line.textContent = `No motion sensor here: this page records a phone's accelerometer. Open it ${how}.`;
+  note.replaceChildren(line);
+  if (card && card.svg) {
+    const code = document.createElement("img");
+    code.src = URL.createObjectURL(new Blob([card.svg], { type: "image/svg+xml" }));
+    code.alt = `QR code of ${card.url}`;
+    code.className = "qr";
+    note.append(code);
+  }
+  if (!accelerometer.sensed) note.hidden = false;
   accelerometer.listen(() => (note.hidden = true));
 }
 
