@@ -43,7 +43,7 @@ DEMO_CERT ?=
 DEMO_KEY ?=
 export VERSION TRACKING_URI MODEL SERVE_PORT UI_PORT ZIP VENV_BIN LOCAL_STORE DEMO_HOST DEMO_PORT DEMO_CERT DEMO_KEY
 
-.PHONY: help install data docs train tune reproduce loso cv small_model stream spotter_screen spotter_overhead demo demo_report browser ablation compare new_wearer watch serve promote startup gpu_check calibration personalize bench soak test test-fast test-slow lint format ui clean
+.PHONY: help install data docs train tune reproduce loso cv first_hour small_model stream spotter_screen spotter_overhead demo demo_report screenshots browser ablation compare new_wearer watch serve promote startup gpu_check calibration personalize own_gesture bench soak test test-fast test-slow lint format ui clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,12 +54,13 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e .
+	@# -qq: errors only; setuptools' "Editable installation" boxes are nothing a user acts on
+	$(BIN)/python -m pip install -qq -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
 $(VENV)/.installed-extra-%: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[$*]'
+	$(BIN)/python -m pip install -qq -e '.[$*]'
 	@touch $@
 
 data: install ## Keep the dataset's zip (md5 checked) where every later command finds it: make data ZIP=/path/to/gestures-dataset.zip
@@ -111,6 +112,9 @@ calibration: install ## Calibrated probabilities for new wearers (LOSO, validati
 	$(BIN)/python -m studies.reports calibration outputs/calibration/best outputs/calibration/default \
 	  --out reports/calibration.md --command "make calibration"
 
+own_gesture: install ## Teach each gesture to base models that never saw it, by people they never saw, k=1,3,5, beside per-user DTW templates -> reports/own_gesture.md
+	$(BIN)/python -m studies.own_gesture --data "$(GESTURES_DATA)" $(ARGS)
+
 personalize: install ## Adapt each LOSO model (BASE=outputs/calibration/best) to its user from k recordings per gesture -> reports/personalize.md (+ personalize_ensemble.md)
 	@test -d $(BASE) || $(MAKE) calibration
 	$(BIN)/python -m studies.personalize $(BASE) $(ARGS)
@@ -143,6 +147,9 @@ demo: install ## The wearer's page on http://127.0.0.1:8000: record your gesture
 	$(BIN)/python -m demo.build
 	$(BIN)/python -m demo.serve --host "$$DEMO_HOST" --port "$$DEMO_PORT" $${DEMO_CERT:+--cert "$$DEMO_CERT"} $${DEMO_KEY:+--key "$$DEMO_KEY"}
 
+screenshots: install browser ## The wearer's page on a desktop and at a phone's width -> docs/images/page-*.png (after make demo)
+	$(BIN)/python -m demo.screenshots
+
 demo_report: install ## The page measured in headless Chromium: load time, sizes, time per gesture -> reports/demo.md and demo-*.png
 	$(BIN)/python -m demo.measure $(ARGS)
 
@@ -152,6 +159,9 @@ browser: install ## What the page's browser tests need: Debian's chromium (insta
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: chromium is missing and this user cannot install it: the browser tests will be skipped"; fi; }
 	@$(BIN)/python -m demo.build --web-only || echo "note: no onnxruntime-web: the browser tests will be skipped"
+
+first_hour: install ## The README's first commands as a newcomer types them, each timed whole -> reports/first_hour.md
+	$(BIN)/python -m studies.first_hour --data "$(GESTURES_DATA)" $(ARGS)
 
 startup: install ## Where train.py's start-up goes, up to its first step, beside import lightning -> reports/startup.md
 	$(BIN)/python -m bench.startup --data "$(GESTURES_DATA)" $(ARGS)

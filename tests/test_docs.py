@@ -20,7 +20,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from gesture_rnn.commands.cli import canonical_overrides
 
 ENTRY_POINTS = {"train.py": "train", "tune.py": "tune", "evaluate.py": "evaluate", "predict.py": "predict",
-                "export.py": "export", "personalize.py": "personalize"}  # fmt: skip
+                "export.py": "export", "personalize.py": "personalize", "teach.py": "teach"}  # fmt: skip
 
 
 def readme_commands() -> list[tuple[str, list[str]]]:

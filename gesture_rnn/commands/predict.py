@@ -48,14 +48,17 @@ def answers(
     gestures: list[int],
     top_k: int = 3,
     min_probability: float = 0.0,
+    labels: dict[int, str] | None = None,
 ) -> list[dict]:
-    """One dict per recording: file, gesture, probability, top3 [{gesture, probability}]. Below
+    """One dict per recording: file, gesture, probability, top3 [{gesture, probability}], and the
+    gesture's ``name`` (``labels``: the dataset's, and a taught model's own). Below
     ``min_probability`` the gesture is ``"unsure"`` and ``best_guess`` holds the top one."""
+    labels = GESTURE_NAMES if labels is None else labels
     results = []
     for name, row in zip(names, probabilities, strict=True):
         order = np.argsort(-row, kind="stable")[: min(top_k, len(row))]
         top = [{"gesture": gestures[int(i)], "probability": round(float(row[i]), 6)} for i in order]
-        result = {"file": name, **top[0], "name": GESTURE_NAMES.get(top[0]["gesture"]), "top3": top}
+        result = {"file": name, **top[0], "name": labels.get(top[0]["gesture"]), "top3": top}
         if result["probability"] < min_probability:
             result = {"file": name, "gesture": UNSURE, "best_guess": top[0]["gesture"], "name": None}
             result.update(probability=top[0]["probability"], top3=top)
@@ -68,13 +71,14 @@ def format_prediction(result: dict) -> str:
     if result["gesture"] == UNSURE:
         guess = f"best guess {gesture_label(result['best_guess'])}, p={result['probability']:.3f}"
         return f"{result['file']}: unsure ({guess}); top 3: {others}"
-    label = gesture_label(result["gesture"])
+    name, number = result.get("name"), result["gesture"]
+    label = f'gesture {number} "{name}"' if name else gesture_label(number)
     return f"{result['file']}: {label} (p={result['probability']:.3f}); top 3: {others}"
 
 
 def onnx_session(path: object) -> tuple[object, list[int]]:
     """An onnxruntime session for export.py's model and the gestures its outputs stand for
-    (from the sidecar ``<file>.json`` beside it)."""
+    (from the sidecar ``<file>.json`` beside it; ``onnx_labels`` reads their names)."""
     from gesture_rnn.deploy.runtime import CLASSIFIER_TRUTH, check_truth, ort_session
 
     model = Path(str(path)).expanduser()
@@ -95,6 +99,13 @@ def onnx_session(path: object) -> tuple[object, list[int]]:
     check_model_against_sidecar(session, gestures, f"onnx={path}", sidecar.name)
     check_truth(session, metadata, CLASSIFIER_TRUTH, f"onnx={path}")
     return session, gestures
+
+
+def onnx_labels(path: object) -> dict[int, str]:
+    """The dataset's gesture names and an exported taught model's own (its sidecar's)."""
+    model = Path(str(path)).expanduser()
+    taught = json.loads(model.with_name(model.name + ".json").read_text()).get("taught_gestures") or {}
+    return {**GESTURE_NAMES, **{int(g): str(name) for g, name in taught.items()}}
 
 
 def check_model_against_sidecar(session: object, gestures: list[int], key: str, sidecar: str) -> None:
@@ -164,6 +175,7 @@ def run_predict(cfg: DictConfig) -> list[dict]:
                 "rotations need a checkpoint (ckpt_path=...); an ONNX model is classified as exported"
             )
         session, gestures = onnx_session(cfg.onnx)
+        labels = onnx_labels(cfg.onnx)
         recordings = list(read_recordings(cfg.input))
         probabilities = onnx_probabilities(session, [values for _, values in recordings])
     else:
@@ -174,14 +186,26 @@ def run_predict(cfg: DictConfig) -> list[dict]:
         checkpoint, registered = model_checkpoint(cfg)
         net = load_predictor(checkpoint, rotations, degrees)
         recordings = list(read_recordings(cfg.input))
-        probabilities, gestures = probabilities_of(net, [values for _, values in recordings], CHUNK), GESTURES
+        probabilities = probabilities_of(net, [values for _, values in recordings], CHUNK)
+        labels = {**GESTURE_NAMES, **taught_labels(checkpoint)}
+        gestures = GESTURES + sorted(set(labels) - set(GESTURES))
     threshold = float(cfg.get("min_probability") or 0)
     names = [name for name, _ in recordings]
-    results = answers(names, probabilities, gestures, int(cfg.get("top_k") or 3), threshold)
+    results = answers(names, probabilities, gestures, int(cfg.get("top_k") or 3), threshold, labels)
     if registered is not None:  # which registered version answered
         results = [{**result, "model": registered.describe()} for result in results]
     emit(json.dumps(result) if cfg.output == "json" else format_prediction(result) for result in results)
     return results
+
+
+def taught_labels(ckpt_path: object) -> dict[int, str]:
+    """A taught checkpoint's own gestures by number (``teach.py``); none for an ensemble."""
+    if isinstance(ckpt_path, list | tuple) or not isinstance(ckpt_path, str | Path):
+        return {}
+    from gesture_rnn.models.checkpoint import read_checkpoint
+    from gesture_rnn.models.teach import taught_names
+
+    return taught_names(read_checkpoint(ckpt_path).get("taught"), len(GESTURE_NAMES) + 1)
 
 
 def emit(lines: Iterable[str]) -> None:

@@ -28,6 +28,16 @@ RULES = (
         "a non-empty list of user names such as [U08]",
         lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(u, str) for u in v),
     ),
+    Rule(
+        "data.held_out_gestures",
+        "a list of distinct gestures 1-20, at most 19 of them, such as [7]",
+        lambda v: (
+            isinstance(v, list)
+            and len(v) < 20
+            and all(is_int(g) and 1 <= g <= 20 for g in v)
+            and len(set(v)) == len(v)
+        ),
+    ),
     Rule("data.augment.rotate_deg", "a number in [0, 180]", lambda v: is_number(v) and 0 <= v <= 180),
     Rule("data.augment.scale", "a number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1),
     Rule("data.augment.time_warp", "a number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1),

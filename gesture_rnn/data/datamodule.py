@@ -129,12 +129,14 @@ class GestureDataModule(RecordsDataModule):
         md5: str | None = None,
         folds: int = 5,  # defaults only for checkpoints written before data.split=kfold existed
         fold: int = 0,
+        held_out_gestures: Sequence[int] = (),
     ) -> None:
         """Every setting comes from ``conf/data/gestures.yaml`` (the one place defaults live);
         ``url``/``md5`` default to the dataset's own (``gesture_rnn.data.facts``)."""
         super().__init__()
         # plain values only, so checkpoints load with torch.load(weights_only=True)
         test_users = [str(user) for user in test_users]
+        held_out_gestures = [int(gesture) for gesture in held_out_gestures]
         augment = {str(k): float(v) for k, v in (augment or {}).items()}
         self.augmentation = Augmentation(**augment)
         self.save_hyperparameters(logger=False)
@@ -173,6 +175,9 @@ class GestureDataModule(RecordsDataModule):
         if hp.drop_conflicting_duplicates:
             keep, self.dropped_duplicates = drop_conflicting_duplicates(records)
             records = records.select(keep)
+        if hp.held_out_gestures:  # never seen: neither trained, validated nor tested on
+            unseen = np.asarray(hp.held_out_gestures) - 1
+            records = records.select(np.flatnonzero(~np.isin(records.labels, unseen)))
         split = split_indices(
             records.labels,
             records.users,

@@ -19,6 +19,7 @@ from gesture_rnn.deploy.runtime import describe_file, export_target, write_truth
 from gesture_rnn.errors import ConfigError
 from gesture_rnn.models.checkpoint import checkpoint_file, data_state, net_from_checkpoint, read_checkpoint
 from gesture_rnn.models.nets import GestureNet
+from gesture_rnn.models.teach import TaughtHead, taught_names
 from gesture_rnn.utils.atomic import current_umask, storage_error, write_text_atomically
 
 ONNX_OPSET = 17
@@ -113,14 +114,18 @@ def export_torchscript(net: GestureNet, path: Path) -> Path:
 
 def sidecar_metadata(checkpoint: dict[str, Any], net: GestureNet, source: Path) -> dict[str, Any]:
     """What a deployment needs to know beside the weights (the sidecar JSON)."""
+    taught = taught_names(checkpoint.get("taught"), len(GESTURES) + 1)
     return {
-        "classes": [f"gesture {g}" for g in GESTURES],
+        "classes": [f"gesture {g}" for g in GESTURES] + [f"gesture {g}" for g in taught],
         "inputs": {
             "accel": "float32 [batch, time, 3]: x y z acceleration in m/s², as recorded (raw; "
             "normalisation is inside the model), zero-padded after each sequence's end",
             "lengths": "int64 [batch]: real number of time steps of each sequence",
         },
-        "output": f"float32 [batch, {NUM_CLASSES}]: class probabilities (softmax of logits / temperature)",
+        "output": f"float32 [batch, {NUM_CLASSES + len(taught)}]: class probabilities (softmax of "
+        "logits / temperature)",
+        # teach.py's gestures: their numbers (class_index_to_gesture) and names
+        "taught_gestures": {str(g): name for g, name in taught.items()},
         "sampling_rate_hz": SAMPLING_RATE_HZ,
         "model": {"net": checkpoint["hyper_parameters"]["net"]},
         **classifier_truth(net),
@@ -132,8 +137,9 @@ def sidecar_metadata(checkpoint: dict[str, Any], net: GestureNet, source: Path) 
 def classifier_truth(net: GestureNet) -> dict[str, Any]:
     """What an exported classifier's answers depend on (``runtime.CLASSIFIER_TRUTH``): in its
     sidecar and in its own ONNX metadata."""
+    taught = net.head.taught.shape[0] if isinstance(net.head, TaughtHead) else 0
     return {
-        "class_index_to_gesture": GESTURES,
+        "class_index_to_gesture": GESTURES + list(range(len(GESTURES) + 1, len(GESTURES) + 1 + taught)),
         "normalization": {"mean": net.mean.tolist(), "std": net.std.tolist()},
         "temperature": float(net.temperature),
     }

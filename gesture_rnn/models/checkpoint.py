@@ -15,6 +15,7 @@ import torch
 
 from gesture_rnn.errors import ConfigError
 from gesture_rnn.models.nets import COMMON_SETTINGS, FREE_SETTINGS, GestureNet, build_net
+from gesture_rnn.models.teach import with_taught
 from gesture_rnn.utils.atomic import atomic_write
 
 NET_PREFIX = "net."
@@ -107,7 +108,7 @@ def net_from_checkpoint(checkpoint: dict[str, Any]) -> GestureNet:
     net = build_net(checkpoint["hyper_parameters"]["net"])
     state = checkpoint["state_dict"]
     net.load_state_dict({k[len(NET_PREFIX) :]: v for k, v in state.items() if k.startswith(NET_PREFIX)})
-    return net.eval()
+    return with_taught(net, checkpoint.get("taught")).eval()  # teach.py's gestures, if any
 
 
 def load_net(path: str | Path | None, key: str = "ckpt_path") -> GestureNet:
