@@ -123,7 +123,7 @@ def assemble_site(site: Path, dist: Path, models: Path | None, pictogram_png: by
 
 
 def train_and_export(
-    what: str, overrides: list[str], files: tuple[str, str], data: Path, models: Path
+    what: str, overrides: list[str], files: tuple[str, str], data: Path, models: Path, exported: tuple = ()
 ) -> float:
     """``train.py <overrides>`` in ``models/<what>-run``, then ``export.py quantize=int8`` to
     ``files``; seconds taken (0 when the files are kept from an earlier build)."""
@@ -145,7 +145,7 @@ def train_and_export(
     from gesture_rnn.tracking.trials import tested_checkpoint
 
     command = [sys.executable, str(PROJECT_ROOT / "export.py"), f"ckpt_path={tested_checkpoint(run)}",
-               "quantize=int8", f"out={models / files[0]}"]  # fmt: skip
+               "quantize=int8", f"out={models / files[0]}", *exported]  # fmt: skip
     if subprocess.run(command, cwd=PROJECT_ROOT).returncode != 0:
         fail(f"exporting the demo's {what} failed")
     return time.perf_counter() - started
@@ -154,7 +154,8 @@ def train_and_export(
 def train_classifier(data: Path, models: Path) -> float:
     """``train.py experiment=best`` (temperature-calibrated), exported as int8 ONNX."""
     overrides = ["experiment=best", "seed=0", "logger=none", "console=quiet"]
-    return train_and_export("classifier", overrides, CLASSIFIER, data, models)
+    teachable = ("teachable=true", f"data_path={data}")  # the page teaches gestures of one's own
+    return train_and_export("classifier", overrides, CLASSIFIER, data, models, teachable)
 
 
 def train_spotter(data: Path, models: Path) -> float:

@@ -77,7 +77,8 @@ def site(synthetic_zip, data, tmp_path_factory) -> dict:
     gesture_rnn.train(compose_train_config(root, overrides))
     GlobalHydra.instance().clear()
     checkpoint = root / "outputs" / "run" / "checkpoints" / "last.ckpt"
-    export = [f"ckpt_path={checkpoint}", "quantize=int8", f"out={models / CLASSIFIER[0]}"]
+    export = [f"ckpt_path={checkpoint}", "quantize=int8", f"out={models / CLASSIFIER[0]}", "teachable=true",
+              f"data_path={synthetic_zip}", f"cache_dir={root / 'cache'}"]  # fmt: skip
     run(str(PROJECT_ROOT / "export.py"), *export, cwd=root)
 
     # a spotter trained for a few dozen steps on this stream's labels (trained weights, not an
@@ -374,3 +375,60 @@ def test_at_phone_width_the_title_and_the_views_do_not_overlap_and_the_plot_has_
             " return pixels.some((v, i) => i % 4 === 3 && v > 0); })()"
         )
         assert drawn, "the plot shows its axes before any motion"
+
+
+def own_gesture(rng: np.random.Generator) -> np.ndarray:
+    """A gesture none of the twenty synthetic ones is: the watch held level, a fast wobble."""
+    t = np.arange(int(rng.integers(14, 24)))
+    rows = np.zeros((len(t), 3))
+    rows[:, 2] = 9.81 + 1.5 * np.sin(1.4 * t)
+    return rows + rng.normal(0, 0.3, rows.shape)
+
+
+def test_a_gesture_of_ones_own_is_taught_in_the_page_as_teach_py_teaches_it(
+    page, site, synthetic_zip, recordings, tmp_path
+):
+    """Three takes recorded in the page teach it there (under 1 s, nothing sent anywhere); the
+    same takes given to teach.py teach the checkpoint the page's model was exported from: the
+    page and predict.py answer the next takes, and a dataset gesture, alike."""
+    rng = np.random.default_rng(5)
+    own = [own_gesture(rng) for _ in range(5)]
+    page.click("nav button[data-view=recognise]")
+    page.fill("#own-name", "level wobble")
+    for rows in own[:3]:
+        record_one(page, "#take", rows)
+    page.click("#teach")
+    page.evaluate("window.demo.busy")
+    taught = page.evaluate("window.demo.taught")[-1]
+    assert (taught["gesture"], taught["name"], taught["takes"]) == (21, "level wobble", 3)
+    assert taught["ms"] < 1000, "teaching in the browser takes under a second"
+    page.fill("#min-probability", "0")
+    queries = [*own[3:], recordings[(2, 1)]]
+    record_one(page, "#recognise", queries[0])
+    assert page.inner_text("#answer-text").startswith('gesture 21 "level wobble"')
+    for rows in queries[1:]:
+        record_one(page, "#recognise", rows)
+    shown = page.evaluate("window.demo.answers")[-3:]
+
+    def write(rows: np.ndarray, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(" ".join(repr(float(v)) for v in row) + "\n" for row in rows))
+
+    for n, rows in enumerate(own[:3]):
+        write(rows, tmp_path / "takes" / f"{n + 1:02d}.txt")
+    for n, rows in enumerate(queries):
+        write(rows, tmp_path / "queries" / f"{n + 1:02d}.txt")
+    done = run(str(PROJECT_ROOT / "teach.py"), f"ckpt_path={site['checkpoint']}",
+               f"input={tmp_path / 'takes'}", "name=level wobble", f"data_path={synthetic_zip}",
+               f"cache_dir={tmp_path / 'cache'}", f"out={tmp_path}/taught.ckpt", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    done = run(str(PROJECT_ROOT / "predict.py"), f"ckpt_path={tmp_path / 'taught.ckpt'}",
+               f"input={tmp_path / 'queries'}", "output=json", cwd=tmp_path)  # fmt: skip
+    expected = sorted((json.loads(line) for line in done.stdout.splitlines()), key=lambda a: a["file"])
+    assert [a["gesture"] for a in expected][:2] == [21, 21], "the CLI answers the new takes as the gesture"
+    for page_answer, answer in zip(shown, expected, strict=True):
+        assert page_answer["gesture"] == answer["gesture"], answer["file"]
+        if answer["gesture"] == 21:
+            assert page_answer["name"] == answer["name"] == "level wobble"
+        # the page runs the int8 export, the CLI the float checkpoint
+        assert abs(page_answer["probability"] - answer["probability"]) < 0.05

@@ -15,6 +15,7 @@ const demo = {
   recordings: new Map(), // gesture -> [samples | null] (k slots)
   slot: { gesture: 1, repetition: 0 },
   answers: [], // one per recognised gesture (predict.py's fields, plus ms)
+  taught: [], // gestures of one's own: {gesture, name, takes, ms}
   detections: [], // live stream: {sample, time_s, gesture, probability}
   plot: [], // recent [x, y, z, p(gesture) | null]
   timings: { stepMs: [] }, // a classified gesture's ms is in its answer
@@ -305,10 +306,12 @@ function showAnswer(answer) {
   const card = $("#answer");
   const gesture = answer.gesture === "unsure" ? answer.best_guess : answer.gesture;
   pictogram($("#answer-pictogram"), gesture);
+  $("#answer-pictogram").hidden = gesture > GESTURES.length; // one's own gesture has no pictogram
+  const named = answer.name ? ` "${answer.name}"` : "";
   $("#answer-text").textContent =
     answer.gesture === "unsure"
       ? `unsure (best guess ${answer.best_guess}, p=${answer.probability.toFixed(3)})`
-      : `gesture ${answer.gesture} (p=${answer.probability.toFixed(3)})`;
+      : `gesture ${answer.gesture}${named} (p=${answer.probability.toFixed(3)})`;
   $("#answer-top").textContent = "top 3: " + answer.top3.map((t) => `${t.gesture} (${t.probability.toFixed(3)})`).join(", ");
   card.dataset.gesture = answer.gesture;
   card.hidden = false;
@@ -335,6 +338,35 @@ async function recogniseToggle() {
     showAnswer(answer);
     say(`classified ${done.samples.length} samples in ${ms.toFixed(1)} ms`);
   });
+}
+
+// ---------------------------------------------------------------- a gesture of one's own
+const takes = [];
+
+async function takeToggle() {
+  await toggle($("#take"), "● Take", async () => {
+    if (!demo.classifier) throw new Error("no classifier loaded: choose export.py's .onnx and its .json");
+  }, async (done) => {
+    if (!usable(done)) return;
+    takes.push(done.samples);
+    $("#take-count").textContent = `${takes.length} take${takes.length === 1 ? "" : "s"}`;
+    say(`take ${takes.length} of "${$("#own-name").value.trim()}" kept (${done.samples.length} samples)`);
+  });
+}
+
+async function teachOwn() {
+  const name = $("#own-name").value.trim();
+  try {
+    const started = performance.now();
+    const gesture = await demo.classifier.teach(name, takes);
+    const ms = performance.now() - started;
+    demo.taught.push({ gesture, name, takes: takes.length, ms });
+    say(`gesture ${gesture} "${name}" taught from ${takes.length} take(s) in ${ms.toFixed(0)} ms: "One gesture" answers it now`);
+    takes.length = 0;
+    $("#take-count").textContent = "0 takes";
+  } catch (err) {
+    say(String(err.message || err), true);
+  }
 }
 
 function showDetection(detection) {
@@ -433,6 +465,8 @@ function wire() {
     showRecordView();
   });
   $("#recognise").addEventListener("click", recogniseToggle);
+  $("#take").addEventListener("click", takeToggle);
+  $("#teach").addEventListener("click", () => (demo.busy = teachOwn()));
   $("#live").addEventListener("click", liveToggle);
   $("#invert").addEventListener("change", (e) => (accelerometer.invert = e.target.checked));
   $("#choose").addEventListener("change", async (e) => {

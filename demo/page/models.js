@@ -94,6 +94,25 @@ function names(session) {
   return [...session.inputNames].sort().join(",");
 }
 
+const MIN_TAKE_SAMPLES = 5; // teach.py's: shorter is a tap of Record/Stop, not a gesture
+
+function squaredDistance(a, b) {
+  let sum = 0;
+  for (let i = 0; i < a.length; i += 1) sum += (a[i] - b[i]) ** 2;
+  return sum;
+}
+
+// what export.py teachable=true adds: a features output and the known gestures' prototypes
+function teachingOf(sidecar, session) {
+  const teaching = sidecar.teaching;
+  if (!teaching || !session.outputNames.includes("features")) return null;
+  const { known, sharpness, features } = teaching;
+  if (!Array.isArray(known) || !known.length || !known.every((k) => Array.isArray(k) && k.length === features) || !(sharpness > 0)) {
+    throw new Error("the sidecar's teaching needs known prototypes of its features' size and a sharpness > 0");
+  }
+  return { known, sharpness, features };
+}
+
 export class Classifier {
   // checked as predict.py checks an export: the sidecar's fields, the model's inputs, and one
   // output per gesture (a probe recording), before it replaces the loaded classifier
@@ -111,17 +130,71 @@ export class Classifier {
     model.session = await session(bytes, name);
     checkTruth(bytes, sidecar, ["class_index_to_gesture", "normalization", "temperature"], name);
     if (names(model.session) !== "accel,lengths") throw new Error(`${name}: inputs ${names(model.session)}, not export.py's accel,lengths`);
+    model.taught = []; // gestures of one's own: {gesture, name, prototype}
+    model.teaching = teachingOf(sidecar, model.session);
     const outputs = (await model.probabilities([[0, 0, 9.8], [0, 0, 9.8]])).length;
     if (outputs !== model.gestures.length) throw new Error(`${name}: ${outputs} outputs, but its sidecar names ${model.gestures.length} gestures`);
     return model;
   }
 
-  // samples: [[x, y, z], ...] -> probabilities (Float32Array, one per gesture)
-  async probabilities(samples) {
+  async run(samples) {
     const accel = new ort.Tensor("float32", Float32Array.from(samples.flat()), [1, samples.length, 3]);
     const lengths = new ort.Tensor("int64", BigInt64Array.from([BigInt(samples.length)]), [1]);
     const out = await this.session.run({ accel, lengths });
-    return out[this.session.outputNames[0]].data;
+    return { probabilities: out[this.session.outputNames[0]].data, features: out.features ? out.features.data : null };
+  }
+
+  // samples: [[x, y, z], ...] -> probabilities (Float32Array, one per gesture, taught ones last)
+  async probabilities(samples) {
+    const { probabilities, features } = await this.run(samples);
+    return this.taught.length ? this.withTaught(probabilities, features) : probabilities;
+  }
+
+  // gesture_rnn/models/teach.py TaughtHead, on the model's probabilities: a taught gesture's logit
+  // is the top logit plus sharpness x (nearest known - taught) / (nearest known + taught) in
+  // squared distances of the features, so its probability is the top one's times exp(that / T)
+  withTaught(probabilities, features) {
+    const { known, sharpness } = this.teaching;
+    const temperature = Number(this.sidecar.temperature);
+    const nearestKnown = Math.min(...known.map((prototype) => squaredDistance(features, prototype)));
+    const top = Math.max(...probabilities);
+    const taught = this.taught.map(({ prototype }) => {
+      const d = squaredDistance(features, prototype);
+      return top * Math.exp((sharpness * (nearestKnown - d)) / Math.max(nearestKnown + d, 1e-12) / temperature);
+    });
+    const all = [...probabilities, ...taught];
+    const total = all.reduce((a, b) => a + b, 0);
+    return Float32Array.from(all, (p) => p / total);
+  }
+
+  // teach.py's gesture of one's own, here: the mean features of its takes (nothing leaves the
+  // page); refused as teach.py refuses. Returns the gesture's number (21, 22, ...).
+  async teach(name, takes) {
+    if (!this.teaching) throw new Error(`${this.name} cannot be taught: export it with export.py teachable=true (make demo does)`);
+    if (!name) throw new Error("name the gesture first");
+    if (this.taught.some((t) => t.name === name)) throw new Error(`"${name}" is taught already: choose another name`);
+    if (!takes.length) throw new Error(`the gesture "${name}" has no takes: record at least one`);
+    const seen = new Map();
+    takes.forEach((take, i) => {
+      if (take.length < MIN_TAKE_SAMPLES) throw new Error(`take ${i + 1} is not a gesture: ${take.length} sample(s) (at least ${MIN_TAKE_SAMPLES})`);
+      const key = JSON.stringify(take);
+      if (seen.has(key)) throw new Error(`takes ${seen.get(key)} and ${i + 1} of "${name}" are copies of one another: record each anew`);
+      seen.set(key, i + 1);
+    });
+    const prototype = new Float64Array(this.teaching.features);
+    for (const take of takes) {
+      const { features } = await this.run(take);
+      features.forEach((v, i) => (prototype[i] += v / takes.length));
+    }
+    const gesture = Math.max(...this.gestures) + 1;
+    this.taught.push({ gesture, name, prototype });
+    this.gestures.push(gesture);
+    return gesture;
+  }
+
+  nameOf(gesture) {
+    const taught = this.taught.find((t) => t.gesture === gesture);
+    return taught ? taught.name : null;
   }
 
   // predict.py's answer: the top gesture, or "unsure" (with the best guess) below minProbability,
@@ -132,7 +205,7 @@ export class Classifier {
     if (Math.round(top[0].probability * 1e6) / 1e6 < minProbability) {
       return { gesture: UNSURE, best_guess: top[0].gesture, probability: top[0].probability, top3: top };
     }
-    return { ...top[0], top3: top };
+    return { ...top[0], name: this.nameOf(top[0].gesture), top3: top };
   }
 }
 

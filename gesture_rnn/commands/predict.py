@@ -118,10 +118,16 @@ def check_model_against_sidecar(session: object, gestures: list[int], key: str, 
             f"{key}: {sidecar} lists gesture(s) {repeated or '[]'} more than once or none at all"
         )
     inputs = {i.name: i.shape for i in session.get_inputs()}
-    outputs = [o.shape for o in session.get_outputs()]
-    if set(inputs) != {"accel", "lengths"} or inputs["accel"][-1] != 3 or len(outputs) != 1:
+    named = {o.name: o.shape for o in session.get_outputs()}
+    outputs = list(named.values())[:1]  # probabilities; a teachable export adds features after it
+    if (
+        set(inputs) != {"accel", "lengths"}
+        or inputs["accel"][-1] != 3
+        or len(named) not in (1, 2)
+        or (len(named) == 2 and list(named)[1] != "features")
+    ):
         raise ConfigError(
-            f"{key}: the model's inputs {sorted(inputs)} and {len(outputs)} output(s) are not export.py's "
+            f"{key}: the model's inputs {sorted(inputs)} and {len(named)} output(s) are not export.py's "
             "(accel [batch, time, 3], lengths [batch] -> probabilities)"
         )
     classes = outputs[0][-1]

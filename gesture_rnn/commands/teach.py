@@ -45,31 +45,16 @@ def read_takes(source: object) -> list[np.ndarray]:
     return [values for _, values in takes]
 
 
-def training_recordings(checkpoint: dict[str, Any], cfg: Any) -> tuple[list[np.ndarray], np.ndarray]:
-    """The base model's own training (and validation) recordings: the dataset's, kept by content."""
-    from gesture_rnn.data.facts import MD5, URL
-    from gesture_rnn.data.fingerprints import fingerprints
-    from gesture_rnn.data.parsing import load_records
-    from gesture_rnn.data.source import locate_dataset
-    from gesture_rnn.models.checkpoint import seen_recordings
-
-    seen = seen_recordings(checkpoint)
-    if seen is None:
-        raise ConfigError(f"ckpt_path={cfg.ckpt_path} does not record its training recordings: retrain it")
-    records = load_records(locate_dataset(cfg.get("data_path"), cfg.cache_dir, URL, MD5), cfg.cache_dir)
-    keep = np.flatnonzero([f in seen for f in fingerprints(records.sequences)])
-    if len(keep) == 0:
-        raise DataError(
-            f"none of the base model's training recordings is in the dataset at {records.checksum}"
-        )
-    return [records.sequences[i] for i in keep], records.labels[keep]
-
-
 def run_teach(cfg: Any) -> dict[str, Any]:
     """``teach.py``: teach, check on the takes, write the taught checkpoint."""
     from gesture_rnn.deploy.inference import probabilities_of
-    from gesture_rnn.models.checkpoint import checkpoint_file, net_from_checkpoint, read_checkpoint
-    from gesture_rnn.models.teach import check_takes, known_prototypes, taught_record, teach
+    from gesture_rnn.models.checkpoint import (
+        checkpoint_file,
+        net_from_checkpoint,
+        read_checkpoint,
+        seen_recordings,
+    )
+    from gesture_rnn.models.teach import check_takes, known_from_dataset, taught_record, teach
     from gesture_rnn.utils.atomic import atomic_write
 
     check_rules(cfg, SETTINGS)
@@ -87,8 +72,10 @@ def run_teach(cfg: Any) -> dict[str, Any]:
     started = time.perf_counter()
     known = None
     if not earlier:
-        sequences, labels = training_recordings(checkpoint, cfg)
-        known = known_prototypes(net, sequences, labels)
+        seen = seen_recordings(checkpoint)
+        known = known_from_dataset(
+            net, seen, cfg.get("data_path"), cfg.cache_dir, f"ckpt_path={cfg.ckpt_path}"
+        )
     replace = None if cfg.get("replace") is None else int(cfg.replace) - 1
     teach(net, takes, known, replace)
     seconds = time.perf_counter() - started

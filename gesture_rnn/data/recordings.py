@@ -41,3 +41,20 @@ def read_recordings(source: str | Path) -> Iterator[tuple[str, np.ndarray]]:
             else "no *.txt recordings in this folder"
         )
         raise DataError(f"input={source}: {what}")
+
+
+def seen_in_dataset(
+    seen: set[str], data_path: str | None, cache_dir: str
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The dataset's recordings (found as train.py finds it) whose fingerprints are in ``seen`` —
+    a model's own training and validation recordings — and their labels."""
+    from gesture_rnn.data.facts import MD5, URL
+    from gesture_rnn.data.fingerprints import fingerprints
+    from gesture_rnn.data.parsing import load_records
+    from gesture_rnn.data.source import locate_dataset
+
+    records = load_records(locate_dataset(data_path, cache_dir, URL, MD5), cache_dir)
+    keep = np.flatnonzero([f in seen for f in fingerprints(records.sequences)])
+    if len(keep) == 0:
+        raise DataError("none of the model's training recordings is in the dataset train.py finds")
+    return [records.sequences[i] for i in keep], records.labels[keep]

@@ -4,6 +4,7 @@ sidecar with what a deployment needs to know (classes, inputs, sampling rate, da
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import warnings
@@ -17,9 +18,15 @@ from torch import nn
 from gesture_rnn.data.facts import GESTURES, NUM_CHANNELS, NUM_CLASSES, SAMPLING_RATE_HZ
 from gesture_rnn.deploy.runtime import describe_file, export_target, write_truth
 from gesture_rnn.errors import ConfigError
-from gesture_rnn.models.checkpoint import checkpoint_file, data_state, net_from_checkpoint, read_checkpoint
+from gesture_rnn.models.checkpoint import (
+    checkpoint_file,
+    data_state,
+    net_from_checkpoint,
+    read_checkpoint,
+    seen_recordings,
+)
 from gesture_rnn.models.nets import GestureNet
-from gesture_rnn.models.teach import TaughtHead, taught_names
+from gesture_rnn.models.teach import SHARPNESS, TaughtHead, known_from_dataset, taught_names
 from gesture_rnn.utils.atomic import current_umask, storage_error, write_text_atomically
 
 ONNX_OPSET = 17
@@ -43,6 +50,27 @@ class GestureProbabilities(nn.Module):
             # torch.where, not nan_to_num: the exporter keeps the time axis dynamic with it
             accel = torch.where(torch.isnan(accel), torch.zeros_like(accel), accel)
         return self.net.probabilities(self.net.forward_padded(accel, lengths))
+
+
+class TeachableProbabilities(nn.Module):
+    """``GestureProbabilities`` and, as a second output, what the network's linear head sees: the
+    representation the wearer's page teaches a gesture of one's own on (``models.teach``)."""
+
+    def __init__(self, net: GestureNet) -> None:
+        super().__init__()
+        self.probabilities = exportable(net)
+        self.eval()
+
+    def forward(self, accel: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        seen: list[torch.Tensor] = []
+        hook = self.probabilities.net.head.register_forward_pre_hook(
+            lambda module, args: seen.append(args[0])
+        )
+        try:
+            probabilities = self.probabilities(accel, lengths)
+        finally:
+            hook.remove()
+        return probabilities, seen[0]
 
 
 def exportable(net: GestureNet) -> GestureProbabilities:
@@ -78,9 +106,10 @@ def nan_padded_example(net: GestureNet) -> torch.Tensor:
     return example
 
 
-def export_onnx(net: GestureNet, path: Path, nan_padded: bool = False) -> Path:
+def export_onnx(net: GestureNet, path: Path, nan_padded: bool = False, features: bool = False) -> Path:
     """ONNX with dynamic batch and time: inputs (accel, lengths), or with ``nan_padded`` one
-    NaN-padded accel (lengths counted inside the graph).
+    NaN-padded accel (lengths counted inside the graph); with ``features`` a second output,
+    ``features`` [batch, d] (``TeachableProbabilities``).
 
     The TorchScript-based exporter (``dynamo=False``): torch 2.13's dynamo exporter froze the time
     axis to the example's length on the second export in a process (a sweep's second trial)."""
@@ -88,8 +117,10 @@ def export_onnx(net: GestureNet, path: Path, nan_padded: bool = False) -> Path:
         model, inputs, names = NanPaddedProbabilities(net), (nan_padded_example(net),), ["accel"]
         axes = {"accel": {0: "batch", 1: "time"}}
     else:
-        model, inputs, names = exportable(net), example_inputs(net), ["accel", "lengths"]
+        model = TeachableProbabilities(net) if features else exportable(net)
+        inputs, names = example_inputs(net), ["accel", "lengths"]
         axes = {"accel": {0: "batch", 1: "time"}, "lengths": {0: "batch"}}
+    outputs = ["probabilities", "features"] if features else ["probabilities"]
     with warnings.catch_warnings():  # the exporter's deprecation and tracing chatter
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -97,8 +128,8 @@ def export_onnx(net: GestureNet, path: Path, nan_padded: bool = False) -> Path:
             inputs,
             str(path),
             input_names=names,
-            output_names=["probabilities"],
-            dynamic_axes={**axes, "probabilities": {0: "batch"}},
+            output_names=outputs,
+            dynamic_axes={**axes, **{name: {0: "batch"} for name in outputs}},
             opset_version=ONNX_OPSET,
             dynamo=False,
         )
@@ -162,6 +193,25 @@ def export_settings(cfg: DictConfig) -> tuple[str, str | None]:
     return fmt, quantize
 
 
+def teaching_metadata(
+    cfg: DictConfig, checkpoint: dict[str, Any], net: GestureNet, fmt: str
+) -> dict[str, Any]:
+    """With ``teachable=true``: what the wearer's page needs to teach a gesture of one's own
+    (the known gestures' prototypes, the rule's sharpness) — the model gets a ``features`` output."""
+    if not cfg.get("teachable"):
+        return {}
+    if fmt != "onnx":
+        raise ConfigError(f"teachable=true needs format=onnx (got format={fmt})")
+    if isinstance(net.head, TaughtHead):
+        raise ConfigError(
+            "teachable=true exports a model to teach: give the checkpoint teach.py started from"
+        )
+    known = known_from_dataset(
+        net, seen_recordings(checkpoint), cfg.get("data_path"), cfg.cache_dir, f"ckpt_path={cfg.ckpt_path}"
+    )
+    return {"known": known.tolist(), "sharpness": SHARPNESS, "features": int(known.shape[1])}
+
+
 def run_export(cfg: DictConfig) -> Path:
     """``export.py`` for a classifier: the checkpoint as ONNX or TorchScript, with its JSON sidecar."""
     fmt, quantize = export_settings(cfg)
@@ -171,7 +221,10 @@ def run_export(cfg: DictConfig) -> Path:
     source = checkpoint_file(path)
     checkpoint = read_checkpoint(source)
     net = net_from_checkpoint(checkpoint)
+    teaching = teaching_metadata(cfg, checkpoint, net, fmt)
     suffix, export = FORMATS[fmt]
+    if teaching:
+        export = functools.partial(export_onnx, features=True)
     target = export_target(cfg.get("out"), source, suffix, quantize)
     if target.is_dir():
         raise ConfigError(
@@ -199,6 +252,8 @@ def run_export(cfg: DictConfig) -> Path:
                 leftover.unlink(missing_ok=True)
     sidecar = target.with_name(target.name + ".json")
     metadata = {**sidecar_metadata(checkpoint, net, source), "format": fmt, "file": target.name}
+    if teaching:
+        metadata["teaching"] = teaching
     metadata["registry"] = registered.describe() if registered else None
     if quantize:
         from gesture_rnn.deploy.quantize import SCHEME

@@ -95,6 +95,18 @@ def known_prototypes(net: GestureNet, sequences: Sequence[np.ndarray], labels: n
     return torch.stack([feats[targets == c].mean(0) if (targets == c).any() else far for c in range(classes)])
 
 
+def known_from_dataset(
+    net: GestureNet, seen: set[str] | None, data_path: str | None, cache_dir: str, key: str
+) -> torch.Tensor:
+    """The known gestures' prototypes from the model's own training recordings (``seen``: their
+    fingerprints, ``checkpoint.seen_recordings``), found by content in the dataset."""
+    from gesture_rnn.data.recordings import seen_in_dataset
+
+    if seen is None:
+        raise ConfigError(f"{key} does not record its training recordings: retrain it")
+    return known_prototypes(net, *seen_in_dataset(seen, data_path, cache_dir))
+
+
 def check_takes(takes: Sequence[np.ndarray], name: str) -> None:
     """Too few takes, or takes that are copies of one another: refused in one line."""
     if len(takes) < 1:
