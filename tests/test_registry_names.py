@@ -129,5 +129,5 @@ def test_a_target_asking_for_fewer_extras_than_were_installed_runs_no_pip(tmp_pa
     ):
         assert "pip install" not in dry_run(*target), target
     assert [line for line in dry_run("install", "EXTRAS=dev,docs").splitlines() if "pip" in line] == [
-        ".venv/bin/python -m pip install --quiet -e '.[docs]'"
+        ".venv/bin/python -m pip install -qq -e '.[docs]'"
     ]
