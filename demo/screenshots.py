@@ -14,7 +14,7 @@ from demo.browser import DESKTOP, PHONE, browser_page, record_one, served, why_n
 from demo.build import OUT, fail
 from gesture_rnn.config.resolvers import PROJECT_ROOT
 
-# a take of gesture 1 ("left, then right" in the dataset's pictograms), rows of x, y, z in m/s²
+# a made-up take (rows of x, y, z in m/s² around gravity): the picture shows an answer, any answer
 TAKE = [[0.2 * (n % 7) - 0.6, 9.8 - 0.1 * (n % 5), 0.4 * ((n % 9) - 4)] for n in range(24)]
 
 

@@ -37,7 +37,7 @@ COMMANDS = [
 ]
 
 
-def tested_checkpoint(output: str) -> str:
+def printed_checkpoint(output: str) -> str:
     """The checkpoint a train.py summary names (``checkpoint     <path> (tested; …)``)."""
     line = next(line for line in output.splitlines() if line.strip().startswith("checkpoint "))
     return line.split()[1]
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
             if done.returncode != 0:
                 raise SystemExit(f"error: {typed} failed:\n{(done.stdout + done.stderr)[-2000:]}")
             if "experiment=spotter" in command:
-                spotter = tested_checkpoint(done.stdout)
+                spotter = printed_checkpoint(done.stdout)
             rows.append((what, command, wall))
             print(f"  {wall:6.1f} s  {command}", flush=True)
     lines = [

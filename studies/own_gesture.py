@@ -115,9 +115,7 @@ def study_person(run_dir: Path, gesture: int, user: str, records, dtw_cache: dic
             takes = draw_takes(own, k, seed)
             head = TaughtHead(net.head, known, feats[takes[g]].mean(0, keepdim=True), [g])
             with torch.no_grad():
-                started = time.perf_counter()
                 taught = head(feats).argmax(1).numpy()
-                _ = time.perf_counter() - started
             rest = np.setdiff1d(own[g], takes[g])
             key = (user, k, seed)
             if key not in dtw_cache:  # templates: the person's k takes of all twenty

@@ -38,6 +38,7 @@ from gesture_rnn.deploy.inference import class_probabilities
 from gesture_rnn.errors import ConfigError, DataError
 from gesture_rnn.models.checkpoint import seen_recordings
 from gesture_rnn.models.nets import GestureNet
+from gesture_rnn.models.teach import representations
 from gesture_rnn.utils.parallel import torch_threads
 
 METHODS = ("head", "all", "ncm")
@@ -61,20 +62,6 @@ def draw_shots(labels: np.ndarray, shots: int, seed: int, user: str) -> tuple[np
 
 
 @torch.no_grad()
-def features(net: GestureNet, sequences: list[np.ndarray]) -> torch.Tensor:
-    """What the network's linear head sees (its input), in eval mode: the learned representation."""
-    captured: list[torch.Tensor] = []
-    hook = net.head.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
-    was_training = net.training
-    net.eval()
-    try:
-        net(*pad_sequences(sequences))
-    finally:
-        hook.remove()
-        net.train(was_training)
-    return captured[0]
-
-
 def accuracy(net: GestureNet, sequences: list[np.ndarray], labels: np.ndarray) -> float:
     predicted = class_probabilities(net, *pad_sequences(sequences)).argmax(dim=1).numpy()
     return float((predicted == labels).mean())
@@ -91,14 +78,14 @@ def adapt(
     targets = torch.as_tensor(labels)
     if method == "ncm":
         # -||f - m_c||² = 2 m_c·f - ||m_c||² - ||f||²; the last term is the same for every class
-        feats = features(net, sequences)
+        feats = representations(net, sequences, batch=len(sequences))
         means = torch.stack([feats[targets == c].mean(0) for c in range(NUM_CLASSES)])
         net.head.weight.data.copy_(2 * means)
         net.head.bias.data.copy_(-(means**2).sum(1))
         return net.eval()
     with torch.enable_grad():
         if method == "head":
-            feats = features(net, sequences)
+            feats = representations(net, sequences, batch=len(sequences))
             optimizer = torch.optim.Adam(net.head.parameters(), lr=lr)
             for _ in range(steps):
                 optimizer.zero_grad()
@@ -249,19 +236,15 @@ def run_personalize(cfg: Any) -> Personalized:
     """``personalize.py``: adapt, evaluate, write the personalised checkpoint, log an MLflow run."""
     from gesture_rnn.models.checkpoint import (
         NET_PREFIX,
-        checkpoint_file,
         net_from_checkpoint,
+        output_beside_base,
         read_checkpoint,
     )
     from gesture_rnn.utils.atomic import atomic_write
 
     check_rules(cfg, SETTINGS)
     checkpoint = read_checkpoint(cfg.get("ckpt_path"))
-    out = Path(str(cfg.out)).expanduser()
-    if out.exists() and out.resolve() == checkpoint_file(cfg.ckpt_path).resolve():
-        raise ConfigError(
-            f"out={cfg.out} is the base checkpoint itself; write the personalised model elsewhere"
-        )
+    out = output_beside_base(cfg.out, cfg.ckpt_path, "personalised")
     records, is_dataset = _records(cfg)
     user = _pick_user(cfg, records)
     records, left_out = distinct_recordings(records.select(user_recordings(records, user)))

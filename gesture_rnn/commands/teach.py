@@ -12,7 +12,6 @@ it. Teaching again from a taught checkpoint adds one more gesture.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,8 +48,8 @@ def run_teach(cfg: Any) -> dict[str, Any]:
     """``teach.py``: teach, check on the takes, write the taught checkpoint."""
     from gesture_rnn.deploy.inference import probabilities_of
     from gesture_rnn.models.checkpoint import (
-        checkpoint_file,
         net_from_checkpoint,
+        output_beside_base,
         read_checkpoint,
         seen_recordings,
     )
@@ -59,9 +58,7 @@ def run_teach(cfg: Any) -> dict[str, Any]:
 
     check_rules(cfg, SETTINGS)
     checkpoint = read_checkpoint(cfg.get("ckpt_path"))
-    out = Path(str(cfg.out)).expanduser()
-    if out.exists() and out.resolve() == checkpoint_file(cfg.ckpt_path).resolve():
-        raise ConfigError(f"out={cfg.out} is the base checkpoint itself; write the taught model elsewhere")
+    out = output_beside_base(cfg.out, cfg.ckpt_path, "taught")
     name = str(cfg.name).strip()
     earlier = dict(checkpoint.get("taught") or {})
     if name in earlier.get("names", []):

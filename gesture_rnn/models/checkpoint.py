@@ -111,6 +111,15 @@ def net_from_checkpoint(checkpoint: dict[str, Any]) -> GestureNet:
     return with_taught(net, checkpoint.get("taught")).eval()  # teach.py's gestures, if any
 
 
+def output_beside_base(out: object, ckpt_path: object, what: str) -> Path:
+    """Where a command derived from ``ckpt_path`` writes its model (``out``), refused when it
+    would overwrite the base checkpoint itself."""
+    path = Path(str(out)).expanduser()
+    if path.exists() and path.resolve() == checkpoint_file(ckpt_path).resolve():
+        raise ConfigError(f"out={out} is the base checkpoint itself; write the {what} model elsewhere")
+    return path
+
+
 def load_net(path: str | Path | None, key: str = "ckpt_path") -> GestureNet:
     return net_from_checkpoint(read_checkpoint(path, key))
 

@@ -47,10 +47,6 @@ class TaughtHead(nn.Module):
         self.register_buffer("taught", taught.float())  # [T, d] prototypes of the taught ones
         self.register_buffer("replaced", mask)
 
-    @property
-    def out_features(self) -> int:
-        return self.head.out_features + self.taught.shape[0]
-
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         logits = self.head(features).masked_fill(self.replaced, MASKED)
         to_known = squared_distances(features, self.known).masked_fill(self.replaced, float("inf"))
@@ -68,10 +64,15 @@ def squared_distances(points: torch.Tensor, prototypes: torch.Tensor) -> torch.T
     ).clamp_min(0.0)
 
 
+def linear_head(net: GestureNet) -> nn.Linear:
+    """The network's own linear head (inside a ``TaughtHead`` once taught)."""
+    return net.head.head if isinstance(net.head, TaughtHead) else net.head
+
+
 @torch.no_grad()
 def representations(net: GestureNet, sequences: Sequence[np.ndarray], batch: int = 256) -> torch.Tensor:
     """What the network's linear head sees, per recording, in eval mode."""
-    head = net.head.head if isinstance(net.head, TaughtHead) else net.head
+    head = linear_head(net)
     captured: list[torch.Tensor] = []
     hook = head.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
     was_training = net.training
@@ -90,7 +91,7 @@ def known_prototypes(net: GestureNet, sequences: Sequence[np.ndarray], labels: n
     gesture without any — one held out of training — gets a prototype that never competes)."""
     feats = representations(net, sequences)
     targets = torch.as_tensor(labels)
-    classes = net.head.out_features if not isinstance(net.head, TaughtHead) else net.head.head.out_features
+    classes = linear_head(net).out_features
     far = torch.full((feats.shape[1],), 1.0e6)
     return torch.stack([feats[targets == c].mean(0) if (targets == c).any() else far for c in range(classes)])
 
